@@ -1,0 +1,308 @@
+"""The studio's tables.
+
+What the schema guarantees, whatever code writes to it:
+
+- Every row belongs to exactly one parent, and deleting the parent removes its children
+  (project -> characters, shots; character -> reference images; shot -> takes -> jobs) through
+  ``ON DELETE CASCADE``; SQLite enforces this only with ``PRAGMA foreign_keys=ON``, which the engine
+  in :mod:`storage.db` turns on for every connection.
+- Names are unique where users expect them to be: one project per name, one character per name within a
+  project, compared on ``name_key`` (the case-folded name), so "Mara" and "mara" collide.
+- Shots are ordered: ``(project_id, position)`` is unique. Takes are numbered: ``(shot_id, take_number)``
+  is unique. A shot has at most one approved take (a partial unique index on ``takes.shot_id`` where
+  ``approved``), and the approval cannot point at another shot's take because it is stored on the take.
+- Durations are positive and at most ten minutes, fps within 1..120, sizes positive, statuses from a
+  closed set.
+- Media files are referenced by their SHA-256 through ``media_objects``; a media row cannot be deleted
+  while anything references it (``ON DELETE RESTRICT``), so files are collected only when orphaned.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+MAX_SHOT_SECONDS = 600.0
+TAKE_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+
+# Stable constraint names make Alembic migrations (batch mode on SQLite) deterministic.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored as UTC and read back as aware datetimes (SQLite keeps no time zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: UTCDateTime()}
+
+
+class MediaObject(Base):
+    """One file in the content-addressed store, named by the SHA-256 of its bytes."""
+
+    __tablename__ = "media_objects"
+    __table_args__ = (
+        CheckConstraint("length(sha256) = 64 AND sha256 NOT GLOB '*[^0-9a-f]*'", name="sha256_hex"),
+        CheckConstraint("byte_size >= 0", name="byte_size_nonnegative"),
+    )
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    extension: Mapped[str] = mapped_column(String(16))
+    byte_size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def media_fk(ondelete: str = "RESTRICT") -> ForeignKey:
+    return ForeignKey("media_objects.sha256", ondelete=ondelete)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    __table_args__ = (
+        CheckConstraint("fps >= 1 AND fps <= 120", name="fps_range"),
+        CheckConstraint("width > 0 AND height > 0", name="size_positive"),
+        CheckConstraint("length(trim(name)) > 0", name="name_not_blank"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_key: Mapped[str] = mapped_column(String(200), unique=True)
+    width: Mapped[int] = mapped_column(default=640)
+    height: Mapped[int] = mapped_column(default=384)
+    fps: Mapped[int] = mapped_column(default=16)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    characters: Mapped[list[Character]] = relationship(
+        back_populates="project", cascade="all, delete-orphan", passive_deletes=True, order_by="Character.id"
+    )
+    shots: Mapped[list[Shot]] = relationship(
+        back_populates="project", cascade="all, delete-orphan", passive_deletes=True, order_by="Shot.position"
+    )
+
+
+class Character(Base):
+    __tablename__ = "characters"
+    __table_args__ = (
+        UniqueConstraint("project_id", "name_key", name="uq_characters_project_name"),
+        CheckConstraint("length(trim(name)) > 0", name="name_not_blank"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_key: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    project: Mapped[Project] = relationship(back_populates="characters")
+    references: Mapped[list[ReferenceImage]] = relationship(
+        back_populates="character",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="ReferenceImage.position",
+    )
+
+
+class ReferenceImage(Base):
+    __tablename__ = "reference_images"
+    __table_args__ = (
+        UniqueConstraint("character_id", "sha256", name="uq_reference_images_character_sha256"),
+        UniqueConstraint("character_id", "position", name="uq_reference_images_character_position"),
+        CheckConstraint("width > 0 AND height > 0", name="size_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    character_id: Mapped[int] = mapped_column(ForeignKey("characters.id", ondelete="CASCADE"))
+    sha256: Mapped[str] = mapped_column(media_fk(), index=True)
+    position: Mapped[int]
+    original_name: Mapped[str] = mapped_column(String(255), default="")
+    width: Mapped[int]
+    height: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    character: Mapped[Character] = relationship(back_populates="references")
+    media: Mapped[MediaObject] = relationship(lazy="joined")
+
+
+shot_characters = Table(
+    "shot_characters",
+    Base.metadata,
+    Column("shot_id", ForeignKey("shots.id", ondelete="CASCADE"), primary_key=True),
+    Column("character_id", ForeignKey("characters.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Shot(Base):
+    """A line of the storyboard.
+
+    The keyframe comes from at most one of an uploaded image (``keyframe_sha256``) or a character's first
+    reference image (``keyframe_character_id``); ``continue_from_previous`` asks the renderer to start from
+    the previous shot's approved take instead, with the keyframe as the fallback for the first shot.
+    """
+
+    __tablename__ = "shots"
+    __table_args__ = (
+        UniqueConstraint("project_id", "position", name="uq_shots_project_position"),
+        CheckConstraint(f"duration > 0 AND duration <= {MAX_SHOT_SECONDS}", name="duration_range"),
+        CheckConstraint("length(trim(prompt)) > 0", name="prompt_not_blank"),
+        CheckConstraint("keyframe_sha256 IS NULL OR keyframe_character_id IS NULL", name="one_keyframe_source"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    scene: Mapped[str] = mapped_column(String(50), default="")
+    title: Mapped[str] = mapped_column(String(200), default="")
+    prompt: Mapped[str] = mapped_column(Text)
+    duration: Mapped[float] = mapped_column(Float)
+    camera: Mapped[str] = mapped_column(String(500), default="static")
+    keyframe_sha256: Mapped[str | None] = mapped_column(media_fk(), index=True)
+    keyframe_character_id: Mapped[int | None] = mapped_column(
+        ForeignKey("characters.id", ondelete="SET NULL"), index=True
+    )
+    continue_from_previous: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    project: Mapped[Project] = relationship(back_populates="shots")
+    characters: Mapped[list[Character]] = relationship(secondary=shot_characters, order_by="Character.id")
+    keyframe_character: Mapped[Character | None] = relationship(foreign_keys=[keyframe_character_id])
+    keyframe: Mapped[MediaObject | None] = relationship(lazy="joined")
+    takes: Mapped[list[Take]] = relationship(
+        back_populates="shot", cascade="all, delete-orphan", passive_deletes=True, order_by="Take.take_number"
+    )
+
+
+class Take(Base):
+    """One rendering of a shot, with everything needed to make it again.
+
+    ``params`` holds every generation parameter as the backend received it; ``provenance`` the model
+    source and revision, load spec, library versions and device; ``timings`` seconds per stage.
+    """
+
+    __tablename__ = "takes"
+    __table_args__ = (
+        UniqueConstraint("shot_id", "take_number", name="uq_takes_shot_take_number"),
+        CheckConstraint("take_number >= 1", name="take_number_positive"),
+        CheckConstraint(_in("status", TAKE_STATUSES), name="status_known"),
+        CheckConstraint("fps >= 1 AND fps <= 120", name="fps_range"),
+        CheckConstraint("width > 0 AND height > 0", name="size_positive"),
+        CheckConstraint("num_frames > 0", name="num_frames_positive"),
+        CheckConstraint("NOT approved OR status = 'done'", name="approved_only_when_done"),
+        Index("uq_takes_one_approved_per_shot", "shot_id", unique=True, sqlite_where=text("approved")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shot_id: Mapped[int] = mapped_column(ForeignKey("shots.id", ondelete="CASCADE"))
+    take_number: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    backend: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int]
+    prompt: Mapped[str] = mapped_column(Text)
+    width: Mapped[int]
+    height: Mapped[int]
+    fps: Mapped[int]
+    num_frames: Mapped[int]
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    video_sha256: Mapped[str | None] = mapped_column(media_fk(), index=True)
+    thumbnail_sha256: Mapped[str | None] = mapped_column(media_fk(), index=True)
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    provenance: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    approved: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    shot: Mapped[Shot] = relationship(back_populates="takes")
+    video: Mapped[MediaObject | None] = relationship(foreign_keys=[video_sha256], lazy="joined")
+    thumbnail: Mapped[MediaObject | None] = relationship(foreign_keys=[thumbnail_sha256], lazy="joined")
+    job: Mapped[Job | None] = relationship(back_populates="take", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Job(Base):
+    """One entry of the render queue: the work of producing one take.
+
+    Jobs run in ``(priority DESC, position ASC)`` order. ``attempts`` counts starts, so a job found
+    ``running`` after a crash can be re-queued once and failed the next time. Progress is written here by
+    the worker and read by the UI and ``status --json``; ``cancel_requested`` is how a cancel reaches a
+    running job's pipeline.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(_in("state", JOB_STATES), name="state_known"),
+        CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
+        CheckConstraint("progress_step >= 0 AND progress_total >= 0", name="progress_nonnegative"),
+        Index("ix_jobs_queue_order", "state", text("priority DESC"), "position"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    take_id: Mapped[int] = mapped_column(ForeignKey("takes.id", ondelete="CASCADE"), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    priority: Mapped[int] = mapped_column(default=0)
+    position: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
+    device: Mapped[str | None] = mapped_column(String(64))
+    worker: Mapped[str | None] = mapped_column(String(128))
+    progress_stage: Mapped[str] = mapped_column(String(64), default="")
+    progress_step: Mapped[int] = mapped_column(default=0)
+    progress_total: Mapped[int] = mapped_column(default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+
+    take: Mapped[Take] = relationship(back_populates="job")
