@@ -1,0 +1,93 @@
+"""Opening a data directory: the database, migrated, and the media store beside it."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from projects.errors import StudioError
+from projects.images import CheckedImage
+from storage import media as media_rows
+from storage.db import Database, open_database
+from storage.media import MediaStore, StoredFile
+from storage.migrate import MigrationError
+from storage.models import MediaObject
+
+log = logging.getLogger(__name__)
+
+DATA_ENV = "CONTINUITY_DATA"
+DEFAULT_DATA_DIR = "continuity-data"
+
+
+def resolve_data_dir(explicit: str | Path | None = None) -> Path:
+    """``--data-dir`` if given, else ``$CONTINUITY_DATA``, else ``./continuity-data``."""
+    chosen = explicit or os.environ.get(DATA_ENV) or DEFAULT_DATA_DIR
+    return Path(chosen).expanduser().resolve()
+
+
+class Studio:
+    """One open data directory. Services take it as their first argument.
+
+    Writes go through :meth:`write`, which owns the transaction and the media side effects around it: files
+    stored during a transaction that fails are removed again, and files left unreferenced by a committed
+    deletion are removed after the commit.
+    """
+
+    def __init__(self, data_dir: Path, db: Database, media: MediaStore) -> None:
+        self.data_dir = data_dir
+        self.db = db
+        self.media = media
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        stored: list[StoredFile] = []
+        try:
+            with self.db.write() as session:
+                session.info["stored_media"] = stored
+                yield session
+                orphans = media_rows.collect_orphans(session)
+        except BaseException:
+            self._forget_uncommitted(stored)
+            raise
+        for sha256, extension in orphans:
+            self.media.remove(sha256, extension)
+
+    def read(self) -> Iterator[Session]:
+        return self.db.read()
+
+    def store_image(self, session: Session, image: CheckedImage) -> StoredFile:
+        """Copy a checked image into the media store and record it in this transaction."""
+        stored = self.media.put_file(image.path, image.extension)
+        session.info.setdefault("stored_media", []).append(stored)
+        media_rows.register(session, stored)
+        return stored
+
+    def _forget_uncommitted(self, stored: list[StoredFile]) -> None:
+        if not stored:
+            return
+        with self.db.read() as session:
+            for item in stored:
+                if item.created and session.get(MediaObject, item.sha256) is None:
+                    self.media.remove(item.sha256, item.extension)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_studio(data_dir: str | Path | None = None) -> Studio:
+    """Open a data directory (created if missing), upgrading its database to this version's schema."""
+    path = resolve_data_dir(data_dir)
+    if path.exists() and not path.is_dir():
+        raise StudioError(f"the data directory {path} is a file; choose a folder with --data-dir")
+    try:
+        db = open_database(path)
+    except MigrationError as exc:
+        raise StudioError(str(exc)) from exc
+    store = MediaStore(path / "media")
+    store.sweep_temporary_files()
+    return Studio(path, db, store)
