@@ -1,0 +1,219 @@
+"""Query helpers shared by the services: they take a session first, never commit, and raise
+:class:`NotFound` with a message a user understands. The ``*_info`` functions turn rows into records while
+the session is still open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from projects.errors import InvalidInput, NotFound
+from projects.records import CharacterInfo, Keyframe, ProjectInfo, ReferenceInfo, ShotInfo, TakeInfo
+from projects.validation import name_key
+from storage.media import MediaStore
+from storage.models import Character, Project, ReferenceImage, Shot, Take
+
+
+def get_project(session: Session, project_id: int) -> Project:
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFound(f"there is no project with id {project_id}")
+    return project
+
+
+def find_project(session: Session, name_or_id: str | int) -> Project:
+    """A project by name (case-insensitive) or, failing that, by numeric id."""
+    if isinstance(name_or_id, int):
+        return get_project(session, name_or_id)
+    text = str(name_or_id).strip()
+    project = session.scalar(select(Project).where(Project.name_key == name_key(text)))
+    if project is None and text.isdigit():
+        project = session.get(Project, int(text))
+    if project is None:
+        known = session.scalars(select(Project.name).order_by(Project.name).limit(10)).all()
+        hint = f"; projects: {', '.join(known)}" if known else "; there are no projects yet"
+        raise NotFound(f"there is no project named {text!r}{hint}")
+    return project
+
+
+def get_character(session: Session, character_id: int) -> Character:
+    character = session.get(Character, character_id)
+    if character is None:
+        raise NotFound(f"there is no character with id {character_id}")
+    return character
+
+
+def find_character(session: Session, project: Project, name: str) -> Character:
+    character = session.scalar(
+        select(Character).where(Character.project_id == project.id, Character.name_key == name_key(name))
+    )
+    if character is None:
+        raise NotFound(f"project {project.name!r} has no character named {name!r}")
+    return character
+
+
+def get_shot(session: Session, shot_id: int) -> Shot:
+    shot = session.get(Shot, shot_id)
+    if shot is None:
+        raise NotFound(f"there is no shot with id {shot_id}")
+    return shot
+
+
+def shot_at(session: Session, project: Project, number: int) -> Shot:
+    """The shot at 1-based storyboard ``number``."""
+    shot = session.scalar(select(Shot).where(Shot.project_id == project.id, Shot.position == number))
+    if shot is None:
+        count = shot_count(session, project.id)
+        raise NotFound(f"project {project.name!r} has no shot {number}; it has {count} shot(s)")
+    return shot
+
+
+def get_take(session: Session, take_id: int) -> Take:
+    take = session.get(Take, take_id)
+    if take is None:
+        raise NotFound(f"there is no take with id {take_id}")
+    return take
+
+
+def shot_count(session: Session, project_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(Shot).where(Shot.project_id == project_id)) or 0
+
+
+def resolve_characters(session: Session, project: Project, names: Iterable[str], field: str) -> list[Character]:
+    """Characters of ``project`` by name, in the order given; an unknown or repeated name is an error."""
+    known = {c.name_key: c for c in session.scalars(select(Character).where(Character.project_id == project.id))}
+    chosen: list[Character] = []
+    for name in names:
+        character = known.get(name_key(name))
+        if character is None:
+            cast = ", ".join(sorted(c.name for c in known.values())) or "none yet"
+            raise InvalidInput(f"unknown character {name!r} (the cast is: {cast})", field)
+        if character in chosen:
+            raise InvalidInput(f"character {name!r} is listed twice", field)
+        chosen.append(character)
+    return chosen
+
+
+def check_paging(offset: int, limit: int, max_limit: int = 500) -> None:
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise InvalidInput(f"must be a whole number of 0 or more, got {offset!r}", "offset")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= max_limit:
+        raise InvalidInput(f"must be between 1 and {max_limit}, got {limit!r}", "limit")
+
+
+# Rows to records.
+
+
+def project_info(session: Session, project: Project) -> ProjectInfo:
+    characters = session.scalar(select(func.count()).select_from(Character).where(Character.project_id == project.id))
+    return ProjectInfo(
+        id=project.id,
+        name=project.name,
+        width=project.width,
+        height=project.height,
+        fps=project.fps,
+        created_at=project.created_at,
+        character_count=characters or 0,
+        shot_count=shot_count(session, project.id),
+    )
+
+
+def reference_info(media: MediaStore, ref: ReferenceImage) -> ReferenceInfo:
+    return ReferenceInfo(
+        id=ref.id,
+        character_id=ref.character_id,
+        position=ref.position,
+        sha256=ref.sha256,
+        extension=ref.media.extension,
+        path=media.path_for(ref.sha256, ref.media.extension),
+        original_name=ref.original_name,
+        width=ref.width,
+        height=ref.height,
+    )
+
+
+def character_info(media: MediaStore, character: Character) -> CharacterInfo:
+    return CharacterInfo(
+        id=character.id,
+        project_id=character.project_id,
+        name=character.name,
+        description=character.description,
+        references=tuple(reference_info(media, ref) for ref in character.references),
+    )
+
+
+def shot_infos(session: Session, media: MediaStore, shots: Sequence[Shot]) -> list[ShotInfo]:
+    """Records for ``shots``, with take counts and approvals fetched in two queries for the whole batch."""
+    ids = [shot.id for shot in shots]
+    if not ids:
+        return []
+    counts = dict(
+        session.execute(select(Take.shot_id, func.count()).where(Take.shot_id.in_(ids)).group_by(Take.shot_id)).all()
+    )
+    approved = dict(session.execute(select(Take.shot_id, Take.id).where(Take.shot_id.in_(ids), Take.approved)).all())
+    return [
+        ShotInfo(
+            id=shot.id,
+            project_id=shot.project_id,
+            number=shot.position,
+            scene=shot.scene,
+            title=shot.title,
+            prompt=shot.prompt,
+            duration=shot.duration,
+            camera=shot.camera,
+            characters=tuple(c.name for c in shot.characters),
+            keyframe=_keyframe(media, shot),
+            continue_from_previous=shot.continue_from_previous,
+            take_count=counts.get(shot.id, 0),
+            approved_take_id=approved.get(shot.id),
+        )
+        for shot in shots
+    ]
+
+
+def shot_info(session: Session, media: MediaStore, shot: Shot) -> ShotInfo:
+    return shot_infos(session, media, [shot])[0]
+
+
+def _keyframe(media: MediaStore, shot: Shot) -> Keyframe:
+    if shot.keyframe is not None:
+        path = media.path_for(shot.keyframe.sha256, shot.keyframe.extension)
+        return Keyframe("image", sha256=shot.keyframe.sha256, path=path)
+    if shot.keyframe_character is not None:
+        return Keyframe("character", character=shot.keyframe_character.name)
+    return Keyframe("none")
+
+
+def take_info(media: MediaStore, take: Take, shot_number: int) -> TakeInfo:
+    video = media.path_for(take.video.sha256, take.video.extension) if take.video else None
+    thumb = media.path_for(take.thumbnail.sha256, take.thumbnail.extension) if take.thumbnail else None
+    return TakeInfo(
+        id=take.id,
+        shot_id=take.shot_id,
+        shot_number=shot_number,
+        take_number=take.take_number,
+        status=take.status,
+        approved=take.approved,
+        backend=take.backend,
+        seed=take.seed,
+        prompt=take.prompt,
+        width=take.width,
+        height=take.height,
+        fps=take.fps,
+        num_frames=take.num_frames,
+        params=dict(take.params),
+        timings=dict(take.timings),
+        provenance=dict(take.provenance),
+        video_sha256=take.video_sha256,
+        video_path=video,
+        thumbnail_path=thumb,
+        error=take.error,
+        created_at=take.created_at,
+        finished_at=take.finished_at,
+    )
+
+
+SHOT_LOADING = (selectinload(Shot.characters), selectinload(Shot.keyframe_character))

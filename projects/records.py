@@ -1,0 +1,244 @@
+"""What services hand back: frozen snapshots, made inside the transaction, safe to use after it closes.
+
+Nothing here lazy-loads; a record never reaches back into the database. ``to_json()`` gives the shapes the
+command line prints with ``--json`` (documented in README.md), so those shapes change only on purpose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    id: int
+    name: str
+    width: int
+    height: int
+    fps: int
+    created_at: datetime
+    character_count: int = 0
+    shot_count: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "characters": self.character_count,
+            "shots": self.shot_count,
+            "created_at": _when(self.created_at),
+        }
+
+
+@dataclass(frozen=True)
+class ReferenceInfo:
+    id: int
+    character_id: int
+    position: int
+    sha256: str
+    extension: str
+    path: Path
+    original_name: str
+    width: int
+    height: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "sha256": self.sha256,
+            "path": str(self.path),
+            "original_name": self.original_name,
+            "width": self.width,
+            "height": self.height,
+        }
+
+
+@dataclass(frozen=True)
+class CharacterInfo:
+    id: int
+    project_id: int
+    name: str
+    description: str
+    references: tuple[ReferenceInfo, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "references": [ref.to_json() for ref in self.references],
+        }
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """Where a shot's first frame comes from: ``image``, ``character`` (its first reference) or ``none``."""
+
+    source: str
+    sha256: str | None = None
+    path: Path | None = None
+    character: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {"source": self.source}
+        if self.sha256:
+            shown["sha256"] = self.sha256
+            shown["path"] = str(self.path)
+        if self.character:
+            shown["character"] = self.character
+        return shown
+
+
+@dataclass(frozen=True)
+class ShotInfo:
+    id: int
+    project_id: int
+    number: int  # 1-based place in the storyboard
+    scene: str
+    title: str
+    prompt: str
+    duration: float
+    camera: str
+    characters: tuple[str, ...]
+    keyframe: Keyframe
+    continue_from_previous: bool
+    take_count: int = 0
+    approved_take_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "number": self.number,
+            "scene": self.scene,
+            "title": self.title,
+            "prompt": self.prompt,
+            "duration": self.duration,
+            "camera": self.camera,
+            "characters": list(self.characters),
+            "keyframe": self.keyframe.to_json(),
+            "continue_from_previous": self.continue_from_previous,
+            "takes": self.take_count,
+            "approved_take_id": self.approved_take_id,
+        }
+
+
+@dataclass(frozen=True)
+class TakeInfo:
+    id: int
+    shot_id: int
+    shot_number: int
+    take_number: int
+    status: str
+    approved: bool
+    backend: str
+    seed: int
+    prompt: str
+    width: int
+    height: int
+    fps: int
+    num_frames: int
+    params: dict[str, Any]
+    timings: dict[str, Any]
+    provenance: dict[str, Any]
+    video_sha256: str | None
+    video_path: Path | None
+    thumbnail_path: Path | None
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "shot_id": self.shot_id,
+            "shot_number": self.shot_number,
+            "take_number": self.take_number,
+            "status": self.status,
+            "approved": self.approved,
+            "backend": self.backend,
+            "seed": self.seed,
+            "prompt": self.prompt,
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "num_frames": self.num_frames,
+            "params": self.params,
+            "timings": self.timings,
+            "provenance": self.provenance,
+            "video_sha256": self.video_sha256,
+            "video": str(self.video_path) if self.video_path else None,
+            "thumbnail": str(self.thumbnail_path) if self.thumbnail_path else None,
+            "error": self.error,
+            "created_at": _when(self.created_at),
+            "finished_at": _when(self.finished_at),
+        }
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a longer list: ``items`` starting at ``offset``, out of ``total``."""
+
+    items: tuple[T, ...]
+    total: int
+    offset: int
+    limit: int
+
+    @property
+    def has_more(self) -> bool:
+        return self.offset + len(self.items) < self.total
+
+
+@dataclass(frozen=True)
+class ProjectStatus:
+    project: ProjectInfo
+    shot_count: int
+    approved_count: int
+    missing_approval: tuple[int, ...]  # shot numbers without an approved take
+    takes_by_status: dict[str, int] = field(default_factory=dict)
+    storyboard_seconds: float = 0.0
+    approved_seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project": self.project.to_json(),
+            "shots": self.shot_count,
+            "shots_approved": self.approved_count,
+            "shots_missing_approval": list(self.missing_approval),
+            "takes": dict(self.takes_by_status),
+            "storyboard_seconds": round(self.storyboard_seconds, 3),
+            "approved_seconds": round(self.approved_seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    project: ProjectInfo
+    created_project: bool
+    characters_added: int
+    shots_added: int
+    references_added: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project": self.project.to_json(),
+            "created_project": self.created_project,
+            "characters_added": self.characters_added,
+            "shots_added": self.shots_added,
+            "references_added": self.references_added,
+        }

@@ -1,0 +1,289 @@
+"""The shot list: add, edit, reorder, delete and page through a project's shots.
+
+Shots are numbered 1..N in storyboard order with no gaps; the number is the shot's ``position`` column,
+kept unique per project by the schema. Moving or deleting renumbers the others in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from projects import queries
+from projects.errors import InvalidInput
+from projects.images import CheckedImage, check_image
+from projects.records import Page, ShotInfo
+from projects.studio import Studio
+from projects.validation import clean_camera, clean_duration, clean_flag, clean_prompt, clean_text
+from storage.models import Project, Shot
+
+MAX_SCENE_LENGTH = 50
+MAX_TITLE_LENGTH = 200
+
+
+class _Unchanged:
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Any = _Unchanged()
+
+
+@dataclass(frozen=True)
+class ShotFields:
+    """A shot's values after validation, before they touch the database."""
+
+    prompt: str
+    duration: float
+    scene: str = ""
+    title: str = ""
+    camera: str = "static"
+    characters: tuple[str, ...] = ()
+    keyframe: CheckedImage | None = None
+    keyframe_character: str | None = None
+    continue_from_previous: bool = False
+
+
+def clean_shot_fields(
+    *,
+    prompt: Any,
+    duration: Any,
+    scene: Any = "",
+    title: Any = "",
+    camera: Any = "static",
+    characters: Any = (),
+    keyframe: Path | str | None = None,
+    keyframe_character: Any = None,
+    continue_from_previous: Any = False,
+) -> ShotFields:
+    """Validate every field of a shot; raise :class:`InvalidInput` naming the first bad one."""
+    if isinstance(characters, str):
+        characters = [part for part in characters.replace(";", ",").split(",") if part.strip()]
+    if not isinstance(characters, (list, tuple)):
+        raise InvalidInput("must be a list of character names", "characters")
+    names = tuple(clean_text(c, f"characters[{i}]", max_length=200, required=True) for i, c in enumerate(characters))
+    if keyframe is not None and keyframe_character not in (None, ""):
+        raise InvalidInput("give a keyframe image or a keyframe character, not both", "keyframe")
+    return ShotFields(
+        prompt=clean_prompt(prompt),
+        duration=clean_duration(duration),
+        scene=clean_text(scene, "scene", max_length=MAX_SCENE_LENGTH),
+        title=clean_text(title, "title", max_length=MAX_TITLE_LENGTH),
+        camera=clean_camera(camera),
+        characters=names,
+        keyframe=check_image(Path(keyframe), "keyframe") if keyframe not in (None, "") else None,
+        keyframe_character=clean_text(keyframe_character, "keyframe_character", max_length=200) or None,
+        continue_from_previous=clean_flag(continue_from_previous, "continue_from_previous"),
+    )
+
+
+def add_shot(studio: Studio, project: str | int, *, position: int | None = None, **fields: Any) -> ShotInfo:
+    """Add a shot at the end of the storyboard, or at 1-based ``position`` (later shots move down).
+
+    ``fields`` are those of :func:`clean_shot_fields`: prompt and duration are required.
+    """
+    cleaned = clean_shot_fields(**fields)
+    with studio.write() as session:
+        row = queries.find_project(session, project)
+        shot = insert_shot(studio, session, row, cleaned, position=position)
+        return queries.shot_info(session, studio.media, shot)
+
+
+def update_shot(
+    studio: Studio,
+    shot_id: int,
+    *,
+    prompt: Any = UNCHANGED,
+    duration: Any = UNCHANGED,
+    scene: Any = UNCHANGED,
+    title: Any = UNCHANGED,
+    camera: Any = UNCHANGED,
+    characters: Any = UNCHANGED,
+    keyframe: Any = UNCHANGED,
+    keyframe_character: Any = UNCHANGED,
+    continue_from_previous: Any = UNCHANGED,
+) -> ShotInfo:
+    """Change some fields of a shot; the others keep their values. ``keyframe=None`` clears the keyframe."""
+    with studio.write() as session:
+        shot = queries.get_shot(session, shot_id)
+        current = {
+            "prompt": shot.prompt,
+            "duration": shot.duration,
+            "scene": shot.scene,
+            "title": shot.title,
+            "camera": shot.camera,
+            "characters": [c.name for c in shot.characters],
+            "continue_from_previous": shot.continue_from_previous,
+        }
+        given = {
+            "prompt": prompt,
+            "duration": duration,
+            "scene": scene,
+            "title": title,
+            "camera": camera,
+            "characters": characters,
+            "continue_from_previous": continue_from_previous,
+        }
+        merged = {key: current[key] if value is UNCHANGED else value for key, value in given.items()}
+        new_keyframe = keyframe not in (UNCHANGED, None, "")
+        new_character = keyframe_character not in (UNCHANGED, None, "")
+        cleaned = clean_shot_fields(
+            **merged,
+            keyframe=keyframe if new_keyframe else None,
+            keyframe_character=keyframe_character if new_character else None,
+        )
+        _apply_fields(session, shot, cleaned)
+        if new_keyframe:
+            shot.keyframe_character_id = None
+            shot.keyframe_sha256 = studio.store_image(session, cleaned.keyframe).sha256
+        elif new_character:
+            shot.keyframe_sha256 = None
+            shot.keyframe_character_id = queries.resolve_characters(
+                session, shot.project, [cleaned.keyframe_character], "keyframe_character"
+            )[0].id
+        else:
+            if keyframe is None or keyframe == "":
+                shot.keyframe_sha256 = None
+            if keyframe_character is None or keyframe_character == "":
+                shot.keyframe_character_id = None
+        session.flush()
+        session.expire(shot, ["keyframe", "keyframe_character"])
+        return queries.shot_info(session, studio.media, shot)
+
+
+def move_shot(studio: Studio, shot_id: int, to_number: int) -> list[ShotInfo]:
+    """Move a shot to 1-based ``to_number``; the shots between shift by one. Returns the new order."""
+    with studio.write() as session:
+        shot = queries.get_shot(session, shot_id)
+        count = queries.shot_count(session, shot.project_id)
+        if isinstance(to_number, bool) or not isinstance(to_number, int) or not 1 <= to_number <= count:
+            raise InvalidInput(f"must be a shot number between 1 and {count}, got {to_number!r}", "position")
+        start = shot.position
+        if to_number != start:
+            _park(session, shot)
+            if to_number < start:
+                _shift(session, shot.project_id, to_number, start - 1, +1)
+            else:
+                _shift(session, shot.project_id, start + 1, to_number, -1)
+            _place(session, shot, to_number)
+        return _all_shots(session, studio, shot.project_id)
+
+
+def delete_shot(studio: Studio, shot_id: int) -> ShotInfo:
+    """Delete a shot and its takes; later shots move up by one."""
+    with studio.write() as session:
+        shot = queries.get_shot(session, shot_id)
+        info = queries.shot_info(session, studio.media, shot)
+        project_id, position = shot.project_id, shot.position
+        session.delete(shot)
+        session.flush()
+        last = queries.shot_count(session, project_id) + 1
+        _shift(session, project_id, position + 1, last, -1)
+    return info
+
+
+def get_shot(studio: Studio, shot_id: int) -> ShotInfo:
+    with studio.read() as session:
+        return queries.shot_info(session, studio.media, queries.get_shot(session, shot_id))
+
+
+def list_shots(studio: Studio, project: str | int, *, offset: int = 0, limit: int = 50) -> Page[ShotInfo]:
+    """One page of the storyboard, in order."""
+    queries.check_paging(offset, limit)
+    with studio.read() as session:
+        row = queries.find_project(session, project)
+        shots = session.scalars(
+            select(Shot)
+            .where(Shot.project_id == row.id)
+            .order_by(Shot.position)
+            .offset(offset)
+            .limit(limit)
+            .options(*queries.SHOT_LOADING)
+        ).all()
+        items = queries.shot_infos(session, studio.media, shots)
+        return Page(tuple(items), queries.shot_count(session, row.id), offset, limit)
+
+
+# Helpers used inside a larger transaction (storyboard import).
+
+
+def insert_shot(
+    studio: Studio, session: Session, project: Project, fields: ShotFields, *, position: int | None = None
+) -> Shot:
+    count = queries.shot_count(session, project.id)
+    if position is None:
+        position = count + 1
+    if isinstance(position, bool) or not isinstance(position, int) or not 1 <= position <= count + 1:
+        raise InvalidInput(f"must be a shot number between 1 and {count + 1}, got {position!r}", "position")
+    _shift(session, project.id, position, count, +1)
+    shot = Shot(
+        project_id=project.id,
+        position=position,
+        prompt=fields.prompt,
+        duration=fields.duration,
+    )
+    _apply_fields(session, shot, fields, project=project)
+    if fields.keyframe is not None:
+        shot.keyframe_sha256 = studio.store_image(session, fields.keyframe).sha256
+    elif fields.keyframe_character:
+        shot.keyframe_character_id = queries.resolve_characters(
+            session, project, [fields.keyframe_character], "keyframe_character"
+        )[0].id
+    session.add(shot)
+    session.flush()
+    return shot
+
+
+def _apply_fields(session: Session, shot: Shot, fields: ShotFields, project: Project | None = None) -> None:
+    project = project or shot.project
+    shot.prompt = fields.prompt
+    shot.duration = fields.duration
+    shot.scene = fields.scene
+    shot.title = fields.title
+    shot.camera = fields.camera
+    shot.continue_from_previous = fields.continue_from_previous
+    shot.characters = queries.resolve_characters(session, project, fields.characters, "characters")
+
+
+def _park(session: Session, shot: Shot) -> None:
+    """Take a shot out of the numbering (position 0 is never a real shot number) while others move."""
+    shot.position = 0
+    session.flush()
+
+
+def _place(session: Session, shot: Shot, number: int) -> None:
+    shot.position = number
+    session.flush()
+
+
+def _shift(session: Session, project_id: int, first: int, last: int, by: int) -> None:
+    """Renumber shots ``first..last`` by ``by``.
+
+    SQLite checks the unique ``(project_id, position)`` row by row, so shifting in place could collide
+    half-way; the shots go through negative numbers first.
+    """
+    if first > last:
+        return
+    in_range = (Shot.project_id == project_id) & Shot.position.between(first, last)
+    session.execute(
+        update(Shot).where(in_range).values(position=-Shot.position).execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Shot)
+        .where((Shot.project_id == project_id) & Shot.position.between(-last, -first))
+        .values(position=-Shot.position + by)
+        .execution_options(synchronize_session=False)
+    )
+    session.expire_all()
+
+
+def _all_shots(session: Session, studio: Studio, project_id: int) -> list[ShotInfo]:
+    shots: Sequence[Shot] = session.scalars(
+        select(Shot).where(Shot.project_id == project_id).order_by(Shot.position).options(*queries.SHOT_LOADING)
+    ).all()
+    return queries.shot_infos(session, studio.media, shots)
