@@ -1,0 +1,286 @@
+"""Importing a storyboard file (JSON, or CSV with the same shot columns) in one transaction.
+
+The whole file is read and checked (every field, every image) before the database is touched; then the
+project, its characters with their reference images, and its shots are written in a single transaction.
+A storyboard with any error imports nothing, and the error names the shot or character and the field.
+
+Importing into a project that already exists appends the shots after its last one; characters named in
+the file must then be new to the project, and shots may name the project's existing characters too.
+
+Paths in a storyboard (reference images, keyframes) are relative to the storyboard file and must stay
+inside its folder, so a storyboard handed over by someone else cannot read files elsewhere on the machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from sqlalchemy import select
+
+from projects import queries
+from projects.cast import attach_reference, new_character
+from projects.errors import InvalidInput, StudioError
+from projects.images import CheckedImage, check_image
+from projects.records import ImportResult
+from projects.storyboard import ShotFields, clean_shot_fields, insert_shot
+from projects.studio import Studio
+from projects.validation import clean_fps, clean_name, clean_side, clean_text, name_key
+from storage.models import Project
+
+MAX_STORYBOARD_BYTES = 10 * 1024 * 1024
+MAX_SHOTS = 5000
+MAX_CHARACTERS = 200
+TOP_FIELDS = {"project", "settings", "characters", "shots"}
+SETTINGS_FIELDS = {"width", "height", "fps"}
+CHARACTER_FIELDS = {"name", "description", "references"}
+SHOT_FIELDS = (
+    "scene",
+    "title",
+    "prompt",
+    "characters",
+    "duration",
+    "camera",
+    "keyframe",
+    "keyframe_character",
+    "continue_from_previous",
+)
+REQUIRED_SHOT_FIELDS = ("prompt", "duration")
+
+
+@dataclass(frozen=True)
+class CharacterPlan:
+    name: str
+    description: str
+    references: tuple[CheckedImage, ...]
+
+
+@dataclass(frozen=True)
+class StoryboardPlan:
+    """A storyboard file, fully checked, ready to be written."""
+
+    project: str | None
+    settings: dict[str, int]
+    characters: tuple[CharacterPlan, ...]
+    shots: tuple[ShotFields, ...]
+
+
+def read_storyboard(path: Path) -> StoryboardPlan:
+    """Parse and check a ``.json`` or ``.csv`` storyboard; raise :class:`InvalidInput` on the first problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInput(f"storyboard file not found: {path}")
+    size = path.stat().st_size
+    if size > MAX_STORYBOARD_BYTES:
+        raise InvalidInput(f"{path.name} is {size / 2**20:.1f} MiB; a storyboard may be at most 10 MiB")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path.name} is not UTF-8 text (byte {exc.start})") from None
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return _from_json(text, path)
+    if suffix == ".csv":
+        return _from_csv(text, path)
+    raise InvalidInput(f"{path.name}: a storyboard is a .json or .csv file")
+
+
+def import_storyboard(studio: Studio, path: Path, *, project: str | None = None) -> ImportResult:
+    """Create (or extend) a project from a storyboard file, all or nothing."""
+    path = Path(path)
+    plan = read_storyboard(path)
+    name = clean_name(project if project is not None else (plan.project or path.stem), "project name")
+    with studio.write() as session:
+        row = session.scalar(select(Project).where(Project.name_key == name_key(name)))
+        created = row is None
+        if row is None:
+            row = Project(name=name, name_key=name_key(name), **plan.settings)
+            session.add(row)
+            session.flush()
+        else:
+            for key, value in plan.settings.items():
+                if getattr(row, key) != value:
+                    raise InvalidInput(
+                        f"project {row.name!r} has {key} {getattr(row, key)} but the storyboard says {value}; "
+                        "remove the setting from the storyboard or import it as a new project",
+                        f"settings.{key}",
+                    )
+        references = 0
+        for i, plan_character in enumerate(plan.characters, start=1):
+            where = f"character {i} ({plan_character.name})"
+            try:
+                character = new_character(session, row, plan_character.name, plan_character.description)
+                for image in plan_character.references:
+                    attach_reference(studio, session, character, image)
+                    references += 1
+            except InvalidInput as exc:
+                raise exc.within(where) from None
+            except StudioError as exc:
+                raise type(exc)(f"{where}: {exc}") from None
+        for i, fields in enumerate(plan.shots, start=1):
+            try:
+                insert_shot(studio, session, row, fields)
+            except InvalidInput as exc:
+                raise exc.within(f"shot {i}") from None
+        session.flush()
+        return ImportResult(
+            project=queries.project_info(session, row),
+            created_project=created,
+            characters_added=len(plan.characters),
+            shots_added=len(plan.shots),
+            references_added=references,
+        )
+
+
+def _from_json(text: str, path: Path) -> StoryboardPlan:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"{path.name} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{path.name} must hold a JSON object with 'shots' (and 'characters', 'settings')")
+    _no_unknown(data, TOP_FIELDS, "storyboard")
+    project = clean_name(data["project"], "project") if data.get("project") is not None else None
+    settings = _settings(data.get("settings", {}))
+    characters = _list(data.get("characters", []), "characters", MAX_CHARACTERS)
+    shots = _list(data.get("shots"), "shots", MAX_SHOTS, required=True)
+    cast = []
+    seen: dict[str, str] = {}
+    for i, entry in enumerate(characters, start=1):
+        where = f"character {i}"
+        if not isinstance(entry, dict):
+            raise InvalidInput("must be an object with 'name', 'description', 'references'", where)
+        _no_unknown(entry, CHARACTER_FIELDS, where)
+        try:
+            name = clean_name(entry.get("name"), "name")
+            where = f"character {i} ({name})"
+            if name_key(name) in seen:
+                raise InvalidInput(f"the name {name!r} is already used by {seen[name_key(name)]}", "name")
+            seen[name_key(name)] = f"character {i}"
+            description = clean_text(entry.get("description"), "description", max_length=2000)
+            refs = _list(entry.get("references", []), "references", 32)
+            images = tuple(_image(path, ref, f"references[{j}]") for j, ref in enumerate(refs))
+            hashes = [image.path.resolve() for image in images]
+            if len(set(hashes)) != len(hashes):
+                raise InvalidInput("the same file is listed twice", "references")
+        except InvalidInput as exc:
+            raise exc.within(where) from None
+        cast.append(CharacterPlan(name, description, images))
+    plans = []
+    for i, entry in enumerate(shots, start=1):
+        if not isinstance(entry, dict):
+            raise InvalidInput("must be an object with at least 'prompt' and 'duration'", f"shot {i}")
+        plans.append(_shot(entry, path, f"shot {i}"))
+    return StoryboardPlan(project, settings, tuple(cast), tuple(plans))
+
+
+def _from_csv(text: str, path: Path) -> StoryboardPlan:
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    header = [(column or "").strip().lower() for column in (reader.fieldnames or [])]
+    if not header:
+        raise InvalidInput(f"{path.name} is empty; a CSV storyboard starts with a header row")
+    missing = [column for column in REQUIRED_SHOT_FIELDS if column not in header]
+    if missing:
+        raise InvalidInput(
+            f"{path.name} is missing column(s) {', '.join(missing)}; the columns are {', '.join(SHOT_FIELDS)}"
+        )
+    unknown = [column for column in header if column not in SHOT_FIELDS]
+    if unknown:
+        raise InvalidInput(
+            f"{path.name} has unknown column(s) {', '.join(unknown)}; the columns are {', '.join(SHOT_FIELDS)}"
+        )
+    if len(set(header)) != len(header):
+        raise InvalidInput(f"{path.name} names a column twice")
+    reader.fieldnames = header
+    plans = []
+    try:
+        for number, row in enumerate(reader, start=1):
+            if None in row:
+                raise InvalidInput(
+                    f"has more cells than the header has columns (line {reader.line_num})", f"shot {number}"
+                )
+            if not any((value or "").strip() for value in row.values()):
+                continue  # a blank line in a spreadsheet export
+            if len(plans) >= MAX_SHOTS:
+                raise InvalidInput(f"{path.name} has more than {MAX_SHOTS} shots")
+            entry = {key: value for key, value in row.items() if value is not None and value.strip() != ""}
+            for key in REQUIRED_SHOT_FIELDS:
+                entry.setdefault(key, "")
+            plans.append(_shot(entry, path, f"shot {len(plans) + 1} (line {reader.line_num})"))
+    except csv.Error as exc:
+        raise InvalidInput(f"{path.name} is not a readable CSV file ({exc})") from None
+    if not plans:
+        raise InvalidInput(f"{path.name} has a header but no shots")
+    return StoryboardPlan(None, {}, (), tuple(plans))
+
+
+def _shot(entry: dict[str, Any], storyboard: Path, where: str) -> ShotFields:
+    _no_unknown(entry, set(SHOT_FIELDS), where)
+    for key in REQUIRED_SHOT_FIELDS:
+        if key not in entry:
+            raise InvalidInput("is required", f"{where}.{key}")
+    try:
+        keyframe = entry.get("keyframe")
+        image = _image(storyboard, keyframe, "keyframe") if keyframe not in (None, "") else None
+        fields = clean_shot_fields(**{key: value for key, value in entry.items() if key != "keyframe"})
+    except InvalidInput as exc:
+        raise exc.within(where) from None
+    if image is not None and fields.keyframe_character:
+        raise InvalidInput("give a keyframe image or a keyframe character, not both", f"{where}.keyframe")
+    return ShotFields(**{**fields.__dict__, "keyframe": image})
+
+
+def _image(storyboard: Path, value: Any, field: str) -> CheckedImage:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("must be a file path relative to the storyboard", field)
+    relative = value.strip()
+    windows = PureWindowsPath(relative)
+    if PurePosixPath(relative).is_absolute() or windows.is_absolute() or windows.drive:
+        raise InvalidInput(f"{relative!r} is an absolute path; paths are relative to the storyboard file", field)
+    folder = storyboard.resolve().parent
+    resolved = (folder / relative).resolve()
+    if not resolved.is_relative_to(folder):
+        raise InvalidInput(f"{relative!r} points outside the storyboard's folder", field)
+    if not resolved.exists():
+        raise InvalidInput(f"file not found: {relative} (looked in {folder})", field)
+    return check_image(resolved, field)
+
+
+def _settings(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise InvalidInput("must be an object with width, height and fps", "settings")
+    _no_unknown(value, SETTINGS_FIELDS, "settings")
+    settings = {}
+    if "width" in value:
+        settings["width"] = clean_side(value["width"], "settings.width")
+    if "height" in value:
+        settings["height"] = clean_side(value["height"], "settings.height")
+    if "fps" in value:
+        settings["fps"] = clean_fps(value["fps"], "settings.fps")
+    return settings
+
+
+def _list(value: Any, field: str, limit: int, *, required: bool = False) -> list[Any]:
+    if value is None and not required:
+        return []
+    if not isinstance(value, list):
+        raise InvalidInput("must be a list" + (" and is required" if required else ""), field)
+    if len(value) > limit:
+        raise InvalidInput(f"has {len(value)} entries; the limit is {limit}", field)
+    return value
+
+
+def _no_unknown(entry: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(str(key) for key in entry if key not in known)
+    if unknown:
+        raise InvalidInput(f"unknown field(s) {', '.join(unknown)}; the fields are {', '.join(sorted(known))}", where)
