@@ -1,0 +1,276 @@
+"""The command line: ``python app.py [COMMAND] ...``.
+
+With no command it starts the studio in the browser. Every command takes ``--data-dir DIR`` (or the
+``CONTINUITY_DATA`` variable) and most take ``--json``, whose output shapes are a stable contract
+documented in README.md. Errors go to standard error as one readable line and exit with status 1 (with
+``--json``, an ``{"error": ...}`` object goes to standard output as well); usage errors exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from projects import cast, project, storyboard, takes
+from projects.errors import StudioError
+from projects.maintenance import verify_media
+from projects.storyboard_file import import_storyboard
+from projects.studio import DATA_ENV, Studio, open_studio
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Studio, argparse.Namespace], Any]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir",
+        default=argparse.SUPPRESS,
+        help=f"data directory (default: ${DATA_ENV}, else ./continuity-data)",
+    )
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+
+    parser = argparse.ArgumentParser(
+        prog="app.py",
+        description="Continuity: a studio for long-form AI video with consistent characters.",
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[common], help="start the studio in the browser (the default)")
+    add_serve_options(serve)
+
+    proj = commands.add_parser("project", parents=[common], help="create, list, rename or delete projects")
+    proj_commands = proj.add_subparsers(dest="project_command", metavar="ACTION", required=True)
+    create = proj_commands.add_parser("create", parents=[common], help="create an empty project")
+    create.add_argument("name")
+    create.add_argument("--width", type=int, default=project.DEFAULT_WIDTH)
+    create.add_argument("--height", type=int, default=project.DEFAULT_HEIGHT)
+    create.add_argument("--fps", type=int, default=project.DEFAULT_FPS)
+    create.set_defaults(handler=_project_create)
+    listing = proj_commands.add_parser("list", parents=[common], help="list projects")
+    listing.set_defaults(handler=_project_list)
+    rename = proj_commands.add_parser("rename", parents=[common], help="rename a project")
+    rename.add_argument("project")
+    rename.add_argument("new_name")
+    rename.set_defaults(handler=_project_rename)
+    delete = proj_commands.add_parser("delete", parents=[common], help="delete a project and all its takes")
+    delete.add_argument("project")
+    delete.add_argument("--yes", action="store_true", help="confirm: the project cannot be recovered")
+    delete.set_defaults(handler=_project_delete)
+
+    imp = commands.add_parser("import", parents=[common], help="import a storyboard file (.json or .csv)")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--project", help="project name (default: the file's 'project', else the file name)")
+    imp.set_defaults(handler=_import)
+
+    chars = commands.add_parser("characters", parents=[common], help="list a project's cast")
+    chars.add_argument("project")
+    chars.set_defaults(handler=_characters)
+    char = commands.add_parser("character", parents=[common], help="add a character to a project")
+    char_commands = char.add_subparsers(dest="character_command", metavar="ACTION", required=True)
+    char_add = char_commands.add_parser("add", parents=[common], help="add a character with reference images")
+    char_add.add_argument("project")
+    char_add.add_argument("name")
+    char_add.add_argument("--description", default="")
+    char_add.add_argument("--reference", type=Path, action="append", default=[], help="an image (repeatable)")
+    char_add.set_defaults(handler=_character_add)
+
+    shots = commands.add_parser("shots", parents=[common], help="list a project's shots in storyboard order")
+    shots.add_argument("project")
+    add_paging(shots)
+    shots.set_defaults(handler=_shots)
+
+    take_list = commands.add_parser("takes", parents=[common], help="list a project's takes")
+    take_list.add_argument("project")
+    take_list.add_argument("--shot", type=int, help="only this shot number")
+    take_list.add_argument("--status", help="only takes with this status")
+    add_paging(take_list)
+    take_list.set_defaults(handler=_takes)
+
+    status = commands.add_parser("status", parents=[common], help="shots, approvals and takes at a glance")
+    status.add_argument("project")
+    status.set_defaults(handler=_status)
+
+    approve = commands.add_parser("approve", parents=[common], help="approve a take for its shot")
+    approve.add_argument("take_id", type=int)
+    approve.set_defaults(handler=_approve)
+
+    verify = commands.add_parser("verify", parents=[common], help="re-hash every stored media file")
+    verify.set_defaults(handler=_verify)
+    return parser
+
+
+def add_paging(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--offset", type=int, default=0, help="skip this many (default 0)")
+    parser.add_argument("--limit", type=int, default=100, help="at most this many (default 100, max 500)")
+
+
+def add_serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--auth", help="USER:PASS, required to listen beyond this machine (or $CONTINUITY_AUTH)")
+    parser.add_argument("--share", action="store_true", help="make a public link (needs --auth)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    serving = args.command in (None, "serve")
+    logging.basicConfig(
+        level=logging.INFO if serving else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    as_json = getattr(args, "json", False)
+    if serving:
+        from app.server import serve
+
+        if args.command is None:
+            args.host, args.port, args.auth, args.share = "127.0.0.1", 7860, None, False
+        try:
+            return serve(
+                getattr(args, "data_dir", None), host=args.host, port=args.port, auth=args.auth, share=args.share
+            )
+        except StudioError as exc:
+            return _fail(exc, as_json)
+    try:
+        studio = open_studio(getattr(args, "data_dir", None))
+    except StudioError as exc:
+        return _fail(exc, as_json)
+    try:
+        result = args.handler(studio, args)
+    except StudioError as exc:
+        return _fail(exc, as_json)
+    finally:
+        studio.close()
+    text, payload, code = result if len(result) == 3 else (*result, 0)
+    if as_json:
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+    else:
+        print(text)
+    return code
+
+
+def _fail(exc: StudioError, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}, ensure_ascii=False))
+    print(f"error: {exc}", file=sys.stderr)
+    return 1
+
+
+# Handlers return (text for people, payload for --json).
+
+
+def _project_create(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    info = project.create_project(studio, args.name, width=args.width, height=args.height, fps=args.fps)
+    return f"created project {info.name!r} ({info.width}x{info.height}, {info.fps} fps)", {"project": info.to_json()}
+
+
+def _project_list(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    infos = project.list_projects(studio)
+    lines = [f"{p.name}  ({p.shot_count} shots, {p.character_count} characters)" for p in infos]
+    return "\n".join(lines) or "no projects yet", {"projects": [p.to_json() for p in infos]}
+
+
+def _project_rename(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    info = project.rename_project(studio, args.project, args.new_name)
+    return f"renamed to {info.name!r}", {"project": info.to_json()}
+
+
+def _project_delete(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    if not args.yes:
+        info = project.get_project(studio, args.project)
+        raise StudioError(
+            f"deleting {info.name!r} removes its {info.shot_count} shots and every take; run again with --yes"
+        )
+    info = project.delete_project(studio, args.project)
+    return f"deleted project {info.name!r}", {"deleted": info.to_json()}
+
+
+def _import(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    result = import_storyboard(studio, args.file, project=args.project)
+    verb = "created" if result.created_project else "added to"
+    text = (
+        f"{verb} project {result.project.name!r}: {result.shots_added} shots, "
+        f"{result.characters_added} characters, {result.references_added} reference images"
+    )
+    return text, result.to_json()
+
+
+def _characters(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    infos = cast.list_characters(studio, args.project)
+    lines = [f"{c.id}  {c.name}  ({len(c.references)} references)  {c.description}" for c in infos]
+    return "\n".join(lines) or "no characters yet", {"characters": [c.to_json() for c in infos]}
+
+
+def _character_add(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    info = cast.add_character(studio, args.project, args.name, description=args.description, references=args.reference)
+    return f"added {info.name} with {len(info.references)} reference image(s)", {"character": info.to_json()}
+
+
+def _shots(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    page = storyboard.list_shots(studio, args.project, offset=args.offset, limit=args.limit)
+    info = project.get_project(studio, args.project)
+    lines = [
+        f"{s.number:>4}  {s.duration:>6.2f}s  {s.camera:<10}  {s.title or s.prompt[:60]}"
+        + (f"  [{', '.join(s.characters)}]" if s.characters else "")
+        + ("  approved" if s.approved_take_id else "")
+        for s in page.items
+    ]
+    payload = {
+        "project": info.to_json(),
+        "total": page.total,
+        "offset": page.offset,
+        "limit": page.limit,
+        "shots": [s.to_json() for s in page.items],
+    }
+    return "\n".join(lines) or "no shots yet", payload
+
+
+def _takes(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    page = takes.list_takes(
+        studio, args.project, shot_number=args.shot, status=args.status, offset=args.offset, limit=args.limit
+    )
+    lines = [
+        f"{t.id:>6}  shot {t.shot_number} take {t.take_number}  {t.status:<9} {t.backend}  seed {t.seed}"
+        + ("  approved" if t.approved else "")
+        for t in page.items
+    ]
+    payload = {
+        "total": page.total,
+        "offset": page.offset,
+        "limit": page.limit,
+        "takes": [t.to_json() for t in page.items],
+    }
+    return "\n".join(lines) or "no takes", payload
+
+
+def _status(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    status = project.project_status(studio, args.project)
+    missing = ", ".join(str(n) for n in status.missing_approval) or "none"
+    counts = ", ".join(f"{n} {name}" for name, n in status.takes_by_status.items() if n) or "no takes"
+    text = (
+        f"{status.project.name}: {status.approved_count}/{status.shot_count} shots approved "
+        f"({status.approved_seconds:.1f}s of {status.storyboard_seconds:.1f}s); takes: {counts}; "
+        f"shots without an approved take: {missing}"
+    )
+    return text, status.to_json()
+
+
+def _approve(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    info = takes.approve_take(studio, args.take_id)
+    return f"approved take {info.take_number} of shot {info.shot_number}", {"take": info.to_json()}
+
+
+def _verify(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
+    report = verify_media(studio)
+    lines = [f"{p.problem}: {p.path}" for p in report.problems]
+    text = "\n".join([*lines, f"checked {report.checked} file(s), {len(report.problems)} problem(s)"])
+    problems = [{"sha256": p.sha256, "path": str(p.path), "problem": p.problem} for p in report.problems]
+    return text, {"checked": report.checked, "problems": problems}, 0 if report.ok else 1
