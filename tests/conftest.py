@@ -1,0 +1,62 @@
+"""Shared fixtures: a real data directory in a temp folder, and real photographs as reference images.
+
+The photographs ship with scikit-image (``skimage.data``), so no test downloads anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from projects.studio import Studio, open_studio
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover - torch is a requirement
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def studio(tmp_path: Path) -> Iterator[Studio]:
+    opened = open_studio(tmp_path / "data")
+    yield opened
+    opened.close()
+
+
+def save_photo(array: np.ndarray, path: Path, size: int | None = 128) -> Path:
+    image = Image.fromarray(array)
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    if size:
+        image.thumbnail((size, size))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Real photographs as small PNG/JPEG files: astronaut, chelsea (a cat), coffee, rocket."""
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("photos")
+    return {
+        "astronaut": save_photo(data.astronaut(), folder / "astronaut.png"),
+        "chelsea": save_photo(data.chelsea(), folder / "chelsea.jpg"),
+        "coffee": save_photo(data.coffee(), folder / "coffee.png"),
+        "rocket": save_photo(data.rocket(), folder / "rocket.webp"),
+    }
