@@ -84,9 +84,9 @@ def get_project(studio: Studio, project: str | int) -> ProjectInfo:
 def list_projects(studio: Studio) -> list[ProjectInfo]:
     with studio.read() as session:
         characters = dict(
-            session.execute(select(Character.project_id, func.count()).group_by(Character.project_id)).tuples().all()
+            session.execute(select(Character.project_id, func.count()).group_by(Character.project_id)).all()
         )
-        shots = dict(session.execute(select(Shot.project_id, func.count()).group_by(Shot.project_id)).tuples().all())
+        shots = dict(session.execute(select(Shot.project_id, func.count()).group_by(Shot.project_id)).all())
         return [
             ProjectInfo(
                 id=p.id,
