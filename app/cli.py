@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from projects import cast, project, storyboard, takes
 from projects.errors import StudioError
@@ -150,18 +151,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         studio.close()
     text, payload, code = result if len(result) == 3 else (*result, 0)
-    if as_json:
-        print(json.dumps(payload, ensure_ascii=False, indent=2))
-    else:
-        print(text)
+    _emit(_dump(payload, indent=2) if as_json else text)
     return code
 
 
 def _fail(exc: StudioError, as_json: bool) -> int:
     if as_json:
-        print(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}, ensure_ascii=False))
-    print(f"error: {exc}", file=sys.stderr)
+        _emit(_dump({"error": {"type": type(exc).__name__, "message": str(exc)}}))
+    _emit(f"error: {exc}", sys.stderr)
     return 1
+
+
+def _utf8(stream: TextIO) -> bool:
+    return (getattr(stream, "encoding", None) or "").lower().replace("-", "") in {"utf8", "utf8sig"}
+
+
+def _dump(payload: Any, indent: int | None = None) -> str:
+    """JSON as UTF-8 where the terminal takes it, else with \\u escapes (still valid JSON, same data)."""
+    return json.dumps(payload, ensure_ascii=not _utf8(sys.stdout), indent=indent)
+
+
+def _emit(text: str, stream: TextIO | None = None) -> None:
+    """Print one result; a name the terminal cannot show is escaped rather than crashing after the work is done."""
+    stream = stream or sys.stdout
+    if not _utf8(stream):
+        encoding = getattr(stream, "encoding", None) or "ascii"
+        text = text.encode(encoding, errors="backslashreplace").decode(encoding)
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except BrokenPipeError:
+        # The reader went away (``| head``); the command itself succeeded. Point stdout at devnull so the
+        # interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
 
 
 # Handlers return (text for people, payload for --json).

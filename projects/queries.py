@@ -33,7 +33,7 @@ def find_project(session: Session, name_or_id: str | int) -> Project:
     if project is None and text.isdigit():
         project = session.get(Project, int(text))
     if project is None:
-        known = session.scalars(select(Project.name).order_by(Project.name).limit(10)).all()
+        known = session.scalars(select(Project.name).order_by(Project.name_key).limit(10)).all()
         hint = f"; projects: {', '.join(known)}" if known else "; there are no projects yet"
         raise NotFound(f"there is no project named {text!r}{hint}")
     return project

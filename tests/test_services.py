@@ -144,7 +144,7 @@ def test_bad_reference_image_adds_no_character(studio: Studio, tmp_path: Path, p
     film = project.create_project(studio, "Film")
     fake = tmp_path / "notes.png"
     fake.write_text("these are my notes, not a picture")
-    with pytest.raises(InvalidImage, match="notes.png"):
+    with pytest.raises(InvalidImage, match=r"notes\.png"):
         cast.add_character(studio, film.id, "Mara", references=[photos["astronaut"], fake])
     assert cast.list_characters(studio, film.id) == []
     assert content_files(studio) == set()
