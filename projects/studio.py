@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
 from projects.errors import StudioError
 from projects.images import CheckedImage
 from storage import media as media_rows
-from storage.db import Database, open_database
+from storage.db import DATABASE_FILE, Database, open_database
 from storage.media import MediaStore, StoredFile
 from storage.migrate import MigrationError
 from storage.models import MediaObject
@@ -48,14 +49,27 @@ class Studio:
         stored: list[StoredFile] = []
         try:
             with self.db.write() as session:
+                session.connection()  # BEGIN IMMEDIATE now: files are stored only while holding the write lock
                 session.info["stored_media"] = stored
                 yield session
                 orphans = media_rows.collect_orphans(session)
         except BaseException:
             self._forget_uncommitted(stored)
             raise
-        for sha256, extension in orphans:
-            self.media.remove(sha256, extension)
+        if orphans:
+            self._remove_orphans(orphans)
+
+    def _remove_orphans(self, orphans: list[tuple[str, str]]) -> None:
+        """Remove files whose rows a committed transaction deleted.
+
+        Under the write lock, and only if no row came back meanwhile: another writer may have stored the same
+        bytes (finding the file already there) and committed a reference between our commit and now.
+        """
+        with self.db.write() as session:
+            session.connection()
+            for sha256, extension in orphans:
+                if session.get(MediaObject, sha256) is None:
+                    self.media.remove(sha256, extension)
 
     def read(self) -> Iterator[Session]:
         return self.db.read()
@@ -88,6 +102,13 @@ def open_studio(data_dir: str | Path | None = None) -> Studio:
         db = open_database(path)
     except MigrationError as exc:
         raise StudioError(str(exc)) from exc
+    except DatabaseError as exc:
+        raise StudioError(
+            f"{path / DATABASE_FILE} is not a database Continuity can open ({exc.orig}); "
+            "restore it from a backup or choose another --data-dir"
+        ) from exc
+    except OSError as exc:
+        raise StudioError(f"cannot use {path} as the data directory: {exc.strerror or exc}") from exc
     store = MediaStore(path / "media")
     store.sweep_temporary_files()
     return Studio(path, db, store)

@@ -79,5 +79,9 @@ def open_database(data_dir: Path) -> Database:
 
     data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(data_dir / DATABASE_FILE)
-    upgrade(db.engine)
+    try:
+        upgrade(db.engine)
+    except BaseException:
+        db.close()
+        raise
     return db

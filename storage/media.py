@@ -37,8 +37,8 @@ from storage.models import Base, MediaObject
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
-_EXTENSION = re.compile(r"^[a-z0-9]{1,10}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_EXTENSION = re.compile(r"[a-z0-9]{1,10}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class MediaStore:
         self.temp_dir.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, sha256: str, extension: str) -> Path:
-        if not _SHA256.match(sha256) or not _EXTENSION.match(extension):
+        if not _SHA256.fullmatch(sha256) or not _EXTENSION.fullmatch(extension):
             raise ValueError(f"not a media name: {sha256}.{extension}")
         return self.root / sha256[:2] / sha256[2:4] / f"{sha256}.{extension}"
 
@@ -94,7 +94,7 @@ class MediaStore:
     def put_stream(self, stream: BinaryIO, extension: str) -> StoredFile:
         """Copy ``stream`` into the store; returns where it lives. Storing the same bytes twice is a no-op."""
         extension = extension.lower().lstrip(".")
-        if not _EXTENSION.match(extension):
+        if not _EXTENSION.fullmatch(extension):
             raise ValueError(f"unsupported file extension {extension!r}")
         digest = hashlib.sha256()
         size = 0
@@ -113,6 +113,8 @@ class MediaStore:
             created = not (final.exists() and final.stat().st_size == size)
             if not created:
                 temp_path.unlink()
+                # Fresh again: the age guard in remove_unrecorded_files must see this file as just written.
+                os.utime(final)
             else:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 temp_path.replace(final)
