@@ -18,7 +18,7 @@ from projects.errors import InvalidImage
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 MAX_IMAGE_PIXELS = 36_000_000  # 8K UHD is 33.2 megapixels
 MAX_IMAGE_SIDE = 12_000
-FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+FORMATS = {"PNG": "png", "JPEG": "jpg", "MPO": "jpg", "WEBP": "webp"}  # MPO: a JPEG with extra pictures
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,10 @@ def shot_count(session: Session, project_id: int) -> int:
 
 
 def resolve_characters(session: Session, project: Project, names: Iterable[str], field: str) -> list[Character]:
-    """Characters of ``project`` by name, in the order given; an unknown or repeated name is an error."""
+    """Characters of ``project`` by name; an unknown or repeated name is an error.
+
+    A shot keeps its characters as a set, listed in cast order, whatever order they were given in.
+    """
     known = {c.name_key: c for c in session.scalars(select(Character).where(Character.project_id == project.id))}
     chosen: list[Character] = []
     for name in names:

@@ -181,11 +181,7 @@ def _from_json(text: str, path: Path) -> StoryboardPlan:
 
 
 def _from_csv(text: str, path: Path) -> StoryboardPlan:
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    reader = csv.DictReader(io.StringIO(text), delimiter=_delimiter(text))
     header = [(column or "").strip().lower() for column in (reader.fieldnames or [])]
     if not header:
         raise InvalidInput(f"{path.name} is empty; a CSV storyboard starts with a header row")
@@ -204,10 +200,10 @@ def _from_csv(text: str, path: Path) -> StoryboardPlan:
     reader.fieldnames = header
     plans = []
     try:
-        for number, row in enumerate(reader, start=1):
+        for row in reader:
             if None in row:
                 raise InvalidInput(
-                    f"has more cells than the header has columns (line {reader.line_num})", f"shot {number}"
+                    f"has more cells than the header has columns (line {reader.line_num})", f"shot {len(plans) + 1}"
                 )
             if not any((value or "").strip() for value in row.values()):
                 continue  # a blank line in a spreadsheet export
@@ -222,6 +218,18 @@ def _from_csv(text: str, path: Path) -> StoryboardPlan:
     if not plans:
         raise InvalidInput(f"{path.name} has a header but no shots")
     return StoryboardPlan(None, {}, (), tuple(plans))
+
+
+def _delimiter(text: str) -> str:
+    """The header line's delimiter: a comma, else a semicolon (European spreadsheets), else a tab.
+
+    Only the delimiter is guessed, and only from the header, whose cells are known column names; quoting is
+    always the standard double quote, so a line of dialogue in apostrophes cannot confuse the reader.
+    """
+    header = text.lstrip("\r\n").splitlines()[0] if text.strip() else ""
+    counts = {delimiter: header.count(delimiter) for delimiter in (",", ";", "\t")}
+    best = max(counts, key=lambda delimiter: counts[delimiter])
+    return best if counts[best] else ","
 
 
 def _shot(entry: dict[str, Any], storyboard: Path, where: str) -> ShotFields:
