@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from projects import cast, project, storyboard, takes
+from projects.backends import available_backends
 from projects.errors import StudioError
 from projects.maintenance import verify_media
 from projects.storyboard_file import import_storyboard
@@ -102,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     approve = commands.add_parser("approve", parents=[common], help="approve a take for its shot")
     approve.add_argument("take_id", type=int)
     approve.set_defaults(handler=_approve)
+
+    backends = commands.add_parser("backends", parents=[common], help="list video backends and whether each can run")
+    backends.set_defaults(handler=_backends)
 
     verify = commands.add_parser("verify", parents=[common], help="re-hash every stored media file")
     verify.set_defaults(handler=_verify)
@@ -289,6 +293,12 @@ def _status(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
 def _approve(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
     info = takes.approve_take(studio, args.take_id)
     return f"approved take {info.take_number} of shot {info.shot_number}", {"take": info.to_json()}
+
+
+def _backends(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    infos = available_backends(studio)
+    lines = [f"{b.name:<10} {'ready' if b.available else 'unavailable':<12} {b.reason}" for b in infos]
+    return "\n".join(lines), {"backends": [b.to_json() for b in infos]}
 
 
 def _verify(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:

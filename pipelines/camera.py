@@ -56,23 +56,34 @@ class CameraPath:
 
     @property
     def frame_count(self) -> int | None:
-        """Frames the path spells out, or None for a preset, which fits any length."""
+        """Steps the path spells out (a shot of N frames has N - 1), or None for a preset, which fits any length."""
         if self.preset is not None:
             return None
         return sum(move.frames or 0 for move in self.moves)
 
-    def to_action(self, num_frames: int) -> str:
-        """The action string for a shot of ``num_frames`` frames (counted as camera steps)."""
-        if num_frames <= 0:
-            raise CameraError(f"a camera path needs at least one frame, got {num_frames}")
+    def to_action(self, steps: int) -> str:
+        """The action string for ``steps`` camera steps: a shot of N frames moves N - 1 times after its first."""
+        if steps <= 0:
+            raise CameraError(f"a camera path needs at least one step, got {steps}")
         if self.preset is not None:
-            return self.moves[0].action(num_frames)
-        if self.frame_count != num_frames:
+            return self.moves[0].action(steps)
+        if self.frame_count != steps:
             raise CameraError(
-                f"the camera path {self.text!r} spells out {self.frame_count} frames but the shot has "
-                f"{num_frames}; change the counts or use a preset such as 'dolly-in'"
+                f"the camera path {self.text!r} spells out {self.frame_count} steps but the shot has "
+                f"{steps}; change the counts or use a preset such as 'dolly-in'"
             )
         return ",".join(move.action(move.frames or 0) for move in self.moves)
+
+
+def keys_per_step(path: CameraPath, steps: int) -> list[frozenset[str]]:
+    """The keys held at each of ``steps`` camera steps (a preset holds its keys throughout)."""
+    if path.preset is not None:
+        return [path.moves[0].keys] * steps
+    path.to_action(steps)  # raises when the path does not have exactly ``steps`` steps
+    held: list[frozenset[str]] = []
+    for move in path.moves:
+        held.extend([move.keys] * (move.frames or 0))
+    return held
 
 
 def parse_camera(text: str | None) -> CameraPath:

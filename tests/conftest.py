@@ -60,3 +60,24 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "coffee": save_photo(data.coffee(), folder / "coffee.png"),
         "rocket": save_photo(data.rocket(), folder / "rocket.webp"),
     }
+
+
+@pytest.fixture(scope="session")
+def sana_wm_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random SANA-WM model folder (with its refiner), saved as a user's download is laid out."""
+    from tiny_sana_wm import build_sana_wm_folder
+
+    return build_sana_wm_folder(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def wan_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny random Wan folders: image-to-video, VACE, and the text-to-video model the refiner uses."""
+    from tiny_wan import build_wan_i2v_folder, build_wan_v2v_folder, build_wan_vace_folder
+
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "wan-i2v": build_wan_i2v_folder(root),
+        "wan-vace": build_wan_vace_folder(root),
+        "wan-refiner": build_wan_v2v_folder(root),
+    }

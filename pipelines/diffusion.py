@@ -1,0 +1,186 @@
+"""What the diffusers-backed backends share: loading through the cache, progress and cancel through
+``callback_on_step_end``, seeded generators, peak memory, and the provenance of the weights used.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any, ClassVar
+
+import numpy as np
+
+from pipelines.backend import Backend, CancelToken, GenerationCancelled, ProgressFn
+from pipelines.loading import (
+    LoadSpec,
+    ModelFolder,
+    PipelineCache,
+    choose_profile,
+    cuda_free_memory,
+    inspect_model_folder,
+    load_pipeline,
+    resolve_source,
+)
+
+_SHARED_CACHE = PipelineCache(capacity=1)
+
+
+def shared_cache() -> PipelineCache:
+    """The process-wide cache: one loaded model at a time, as one GPU holds."""
+    return _SHARED_CACHE
+
+
+class DiffusionBackend(Backend):
+    """A backend whose stages are diffusers pipelines loaded from a :class:`LoadSpec`."""
+
+    needs_weights: ClassVar[bool] = True
+    required_modules: ClassVar[tuple[str, ...]] = ("torch", "diffusers", "transformers")
+    default_source: ClassVar[str | None] = None
+    default_steps: ClassVar[int] = 30
+    default_guidance: ClassVar[float] = 5.0
+
+    def __init__(self, spec: LoadSpec, *, cache: PipelineCache | None = None) -> None:
+        self.spec = spec
+        self.cache = cache if cache is not None else shared_cache()
+        self.settled: LoadSpec | None = None
+        self.profile_reason = ""
+        self.model: ModelFolder | None = None
+
+    def settle(self, spec: LoadSpec | None = None) -> LoadSpec:
+        """Resolve the source and the ``auto`` fields for this machine (cheap; loads nothing)."""
+        spec = spec or self.spec
+        folder = resolve_source(spec.source, spec.revision)
+        model = inspect_model_folder(folder)
+        profile = choose_profile(spec, model, free_vram=cuda_free_memory() if spec.device != "cpu" else None)
+        if spec is self.spec:
+            self.settled, self.profile_reason, self.model = profile.spec, profile.reason, model
+        return profile.spec
+
+    def load(self, kind: str, pipeline_class: type, spec: LoadSpec, **components: Any) -> Loaded:
+        """The pipeline for ``spec``, from the cache when the same spec was loaded before."""
+        settled = spec if spec.settled else self.settle(spec)
+        return self.cache.get(kind, settled, lambda: Loaded(load_pipeline(pipeline_class, settled, **components)))
+
+    def unload(self) -> None:
+        self.cache.unload()
+
+    def provenance(self) -> dict[str, Any]:
+        """The weights and software a take was made with, for its record."""
+        spec = self.settled or self.spec
+        return {
+            "load_spec": spec.to_json(),
+            "profile_reason": self.profile_reason,
+            "model_folder": str(self.model.path) if self.model else None,
+            "model_files": self.model.file_hashes() if self.model else {},
+            "libraries": library_versions(),
+            "device": device_name(spec.device),
+        }
+
+
+class Loaded:
+    """A loaded backbone and what was loaded to go with it (a refiner sharing its VAE), evicted together."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+        self._extras: dict[Any, Any] = {}
+
+    def extra(self, key: Any, loader: Callable[[], Any]) -> Any:
+        if key not in self._extras:
+            self._extras[key] = loader()
+        return self._extras[key]
+
+
+def step_callback(
+    progress: ProgressFn, cancel: CancelToken, stage: str, total: int
+) -> Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]:
+    """A ``callback_on_step_end`` that reports progress and, on cancel, raises the pipeline's interrupt flag."""
+
+    def on_step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        del timestep
+        progress(stage, step + 1, total)
+        if cancel.cancelled:
+            pipe._interrupt = True  # diffusers' documented way to stop the denoising loop at this step
+        return kwargs
+
+    return on_step_end
+
+
+def check_cancelled(cancel: CancelToken, stage: str) -> None:
+    if cancel.cancelled:
+        raise GenerationCancelled(f"cancelled during {stage}")
+
+
+def generator(seed: int) -> Any:
+    """A CPU generator: the same seed gives the same noise whatever device the model runs on."""
+    import torch
+
+    return torch.Generator("cpu").manual_seed(seed)
+
+
+def to_uint8(frames: Any) -> np.ndarray:
+    """Frames in ``[0, 1]`` floats, ``(T, H, W, 3)`` (or with a batch of one), as ``uint8``."""
+    array = np.asarray(frames)
+    if array.ndim == 5:
+        array = array[0]
+    return np.clip(np.round(array * 255.0), 0, 255).astype(np.uint8)
+
+
+class StageTimer:
+    """Seconds per stage and peak memory (CUDA allocator peak where there is a GPU, process RSS always)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        import torch
+
+        self._cuda = torch.cuda.is_available()
+        if self._cuda:
+            torch.cuda.reset_peak_memory_stats()
+
+    def stage(self, name: str) -> _Stage:
+        return _Stage(self, name)
+
+    def peak_memory(self) -> dict[str, int]:
+        peak = {"process_rss_bytes": _max_rss_bytes()}
+        if self._cuda:
+            import torch
+
+            peak["cuda_allocated_bytes"] = int(torch.cuda.max_memory_allocated())
+        return peak
+
+
+class _Stage:
+    def __init__(self, timer: StageTimer, name: str) -> None:
+        self.timer, self.name = timer, name
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.timings[self.name] = self.timer.timings.get(self.name, 0.0) + time.perf_counter() - self.start
+
+
+def _max_rss_bytes() -> int:
+    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(usage if sys.platform == "darwin" else usage * 1024)
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("torch", "diffusers", "transformers", "accelerate", "bitsandbytes", "torchao"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name()}"
+    return f"cpu: {platform.processor() or platform.machine()}"

@@ -1,0 +1,168 @@
+"""Which backends exist, where their weights are, and whether each can run here (and if not, why).
+
+Model sources, for each diffusion backend, in this order:
+
+1. ``CONTINUITY_MODEL_<NAME>`` (``CONTINUITY_MODEL_SANA_WM``, ``CONTINUITY_MODEL_WAN_I2V``, ...): a folder or a
+   Hugging Face hub id;
+2. ``<models dir>/<name>`` (the models dir is ``CONTINUITY_MODELS``, else ``models/`` in the data directory);
+3. the backend's default hub id, if it is in the local Hugging Face cache.
+
+Wan's video-to-video refiner is found the same way under the name ``wan-refiner``.
+
+Listing backends imports no torch and loads nothing: it only looks at folders.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.backend import Availability, Backend, BackendError, Capabilities
+from pipelines.loading import LoadSpec, ModelError, PipelineCache, inspect_model_folder, resolve_source
+
+MODELS_ENV = "CONTINUITY_MODELS"
+
+_CLASSES = {
+    "animatic": "pipelines.animatic:AnimaticBackend",
+    "sana-wm": "pipelines.sana_wm:SanaWMBackend",
+    "wan-i2v": "pipelines.wan:WanI2VBackend",
+    "wan-vace": "pipelines.wan:WanVACEBackend",
+}
+DEFAULT_BACKEND = "animatic"
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    label: str
+    available: bool
+    reason: str
+    capabilities: Capabilities
+    source: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "available": self.available,
+            "reason": self.reason,
+            "source": self.source,
+            "capabilities": self.capabilities.to_json(),
+        }
+
+
+def backend_names() -> list[str]:
+    return list(_CLASSES)
+
+
+def backend_class(name: str) -> type[Backend]:
+    try:
+        module_name, class_name = _CLASSES[name].split(":")
+    except KeyError:
+        raise BackendError(f"unknown backend {name!r}; the backends are {', '.join(_CLASSES)}") from None
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def env_name(name: str) -> str:
+    return "CONTINUITY_MODEL_" + name.upper().replace("-", "_")
+
+
+def model_source(name: str, models_dir: Path | None, env: Mapping[str, str] | None = None) -> str | None:
+    """Where backend ``name``'s weights are, by the rules in this module's docstring; None where none is known."""
+    return weights_source(name, getattr(backend_class(name), "default_source", None), models_dir, env)
+
+
+def weights_source(
+    key: str, default: str | None, models_dir: Path | None, env: Mapping[str, str] | None = None
+) -> str | None:
+    """The source for weights named ``key`` (a backend, or a refiner such as ``wan-refiner``)."""
+    env = os.environ if env is None else env
+    if env.get(env_name(key)):
+        return env[env_name(key)]
+    base = Path(env[MODELS_ENV]) if env.get(MODELS_ENV) else models_dir
+    if base is not None and (base / key).is_dir():
+        return str(base / key)
+    if default is not None and _in_hub_cache(default):
+        return default
+    return None
+
+
+def _in_hub_cache(source: str) -> bool:
+    try:
+        resolve_source(source)
+    except ModelError:
+        return False
+    return True
+
+
+def describe(name: str, models_dir: Path | None = None, env: Mapping[str, str] | None = None) -> BackendInfo:
+    cls = backend_class(name)
+    if not getattr(cls, "needs_weights", False):
+        availability = cls().availability()
+        return BackendInfo(name, cls.label, availability.available, availability.reason, cls.capabilities, None)
+    source = model_source(name, models_dir, env)
+    availability = weights_availability(cls, source, models_dir)
+    return BackendInfo(name, cls.label, availability.available, availability.reason, cls.capabilities, source)
+
+
+def list_backends(models_dir: Path | None = None, env: Mapping[str, str] | None = None) -> list[BackendInfo]:
+    return [describe(name, models_dir, env) for name in _CLASSES]
+
+
+def weights_availability(cls: type[Backend], source: str | None, models_dir: Path | None = None) -> Availability:
+    """Whether a diffusion backend can run from ``source``; the reason says what to do when it cannot."""
+    for module in getattr(cls, "required_modules", ()):
+        if importlib.util.find_spec(module) is None:
+            return Availability(False, f"the Python package {module!r} is missing: pip install {module}")
+    folder = models_dir / cls.name if models_dir is not None else Path("<models dir>") / cls.name
+    hint = f"set {env_name(cls.name)} to its folder or hub id, or put the model folder at {folder}"
+    if source is None:
+        return Availability(False, f"no {cls.label} weights configured: {hint}")
+    try:
+        folder = resolve_source(source)
+        inspect_model_folder(folder)
+        for extra in getattr(cls, "extra_folders", ()):
+            inspect_model_folder(folder / extra)
+    except ModelError as exc:
+        return Availability(False, f"{exc} ({hint})")
+    if not _has_cuda():
+        return Availability(True, f"ready on the CPU from {source} (no CUDA GPU: expect minutes per take)")
+    return Availability(True, f"ready from {source}")
+
+
+def _has_cuda() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def create_backend(
+    name: str,
+    *,
+    source: str | None = None,
+    models_dir: Path | None = None,
+    spec: LoadSpec | None = None,
+    cache: PipelineCache | None = None,
+) -> Backend:
+    """An instance of backend ``name``, ready to generate (diffusion backends load on their first take)."""
+    cls = backend_class(name)
+    if not getattr(cls, "needs_weights", False):
+        return cls()
+    if spec is None:
+        found = source or model_source(name, models_dir)
+        if found is None:
+            raise BackendError(weights_availability(cls, None, models_dir).reason)
+        spec = LoadSpec(source=found)
+    extra: dict[str, Any] = {}
+    refiner_key = getattr(cls, "refiner_key", None)
+    if refiner_key:
+        refiner = weights_source(refiner_key, getattr(cls, "refiner_default_source", None), models_dir)
+        extra["refiner_spec"] = LoadSpec(source=refiner) if refiner else None
+    return cls(spec, cache=cache, **extra)  # type: ignore[call-arg]

@@ -1,0 +1,319 @@
+"""Wan 2.1/2.2 backends: image-to-video with an optional last frame, and VACE with character references.
+
+Both take the studio's camera grammar as words in the prompt (Wan has no camera input). Both can run a
+video-to-video refiner at low strength on their output; it is a Wan text-to-video model
+(``WanVideoToVideoPipeline``), loaded from its own folder and sharing the text encoder and VAE of the
+backbone where they match.
+
+Wan renders ``4k+1`` frames at sizes that are multiples of 16.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from PIL import Image
+
+from pipelines.backend import (
+    CancelToken,
+    Capabilities,
+    GenerationRequest,
+    GenerationResult,
+    ProgressFn,
+    RequestError,
+)
+from pipelines.camera import CameraPath, parse_camera
+from pipelines.diffusion import (
+    DiffusionBackend,
+    Loaded,
+    StageTimer,
+    check_cancelled,
+    generator,
+    step_callback,
+    to_uint8,
+)
+from pipelines.loading import LoadSpec, PipelineCache, load_pipeline
+
+_PRESET_WORDS = {
+    "static": "static camera, locked-off shot",
+    "dolly-in": "the camera slowly dollies in",
+    "dolly-out": "the camera slowly dollies out",
+    "truck-left": "the camera trucks left",
+    "truck-right": "the camera trucks right",
+    "pan-left": "the camera pans left",
+    "pan-right": "the camera pans right",
+    "tilt-up": "the camera tilts up",
+    "tilt-down": "the camera tilts down",
+    "orbit-left": "the camera orbits left around the subject",
+    "orbit-right": "the camera orbits right around the subject",
+}
+_KEY_WORDS = {
+    "w": "moves forward",
+    "s": "moves back",
+    "a": "moves left",
+    "d": "moves right",
+    "i": "tilts up",
+    "k": "tilts down",
+    "j": "pans left",
+    "l": "pans right",
+}
+_KEY_ORDER = "wsadijkl"
+
+
+def camera_words(path: CameraPath) -> str:
+    """The camera move in words Wan was trained on ("the camera pans left, then holds")."""
+    if path.preset is not None:
+        return _PRESET_WORDS[path.preset]
+    parts = []
+    for move in path.moves:
+        if not move.keys:
+            phrase = "holds still"
+        else:
+            phrase = " and ".join(_KEY_WORDS[key] for key in _KEY_ORDER if key in move.keys)
+        if not parts or parts[-1] != phrase:
+            parts.append(phrase)
+    return "the camera " + ", then ".join(parts)
+
+
+def prompt_with_camera(prompt: str, camera: str) -> str:
+    return f"{prompt.rstrip().rstrip('.')}. {camera_words(parse_camera(camera)).capitalize()}."
+
+
+class _WanBackend(DiffusionBackend):
+    """What the two Wan backends share: the prompt, the refiner, and turning output into frames."""
+
+    required_modules = ("torch", "diffusers", "transformers", "ftfy")
+    default_steps = 30
+    default_guidance = 5.0
+    pipeline_name: ClassVar[str]
+    refiner_key: ClassVar[str] = "wan-refiner"
+    refiner_default_source: ClassVar[str | None] = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+
+    def __init__(
+        self, spec: LoadSpec, *, cache: PipelineCache | None = None, refiner_spec: LoadSpec | None = None
+    ) -> None:
+        super().__init__(spec, cache=cache)
+        self.refiner_spec = refiner_spec
+
+    def _loaded(self) -> Loaded:
+        import diffusers
+
+        return self.load(self.name, getattr(diffusers, self.pipeline_name), self.spec)
+
+    def _refine(
+        self,
+        loaded: Loaded,
+        frames: Any,
+        request: GenerationRequest,
+        prompt: str,
+        progress: ProgressFn,
+        cancel: CancelToken,
+        timer: StageTimer,
+    ) -> Any:
+        if self.refiner_spec is None:
+            raise RequestError(
+                "the Wan refiner needs Wan text-to-video weights: set CONTINUITY_MODEL_WAN_REFINER or put them in "
+                "<models dir>/wan-refiner, or turn the refiner off"
+            )
+        steps = request.refiner.steps or 8
+        strength = request.refiner.strength
+        if not 0.0 < strength <= 1.0:
+            raise RequestError(f"the refiner strength must be more than 0 and at most 1, got {strength}")
+        if int(steps * strength) < 1:
+            raise RequestError(
+                f"the refiner would run {steps} x {strength} = 0 steps; raise its steps to at least "
+                f"{int(1 / strength) + 1} or its strength"
+            )
+        import diffusers
+
+        refiner_spec = self.refiner_spec if self.refiner_spec.settled else self.settle(self.refiner_spec)
+
+        def load_refiner() -> Any:
+            transformer = load_pipeline(_TransformerOnly, refiner_spec)
+            return diffusers.WanVideoToVideoPipeline.from_pipe(loaded.pipe, transformer=transformer)
+
+        with timer.stage("refiner_load"):
+            refiner = loaded.extra(("refiner", refiner_spec), load_refiner)
+        video = [Image.fromarray(frame) for frame in frames]
+        total = int(steps * strength)
+        with timer.stage("refiner"):
+            out = refiner(
+                video=video,
+                prompt=prompt,
+                negative_prompt=request.negative_prompt,
+                height=request.height,
+                width=request.width,
+                strength=strength,
+                num_inference_steps=steps,
+                guidance_scale=request.guidance or self.default_guidance,
+                generator=generator(request.seed + 1),
+                output_type="np",
+                callback_on_step_end=step_callback(progress, cancel, "refiner", total),
+            )
+        check_cancelled(cancel, "the refiner")
+        return to_uint8(out.frames)
+
+    def _result(
+        self, frames: Any, request: GenerationRequest, prompt: str, timer: StageTimer, extra: dict[str, Any]
+    ) -> GenerationResult:
+        parameters = request.parameters() | {
+            "backend": self.name,
+            "model_prompt": prompt,
+            "steps": request.steps or self.default_steps,
+            "guidance": request.guidance if request.guidance is not None else self.default_guidance,
+            "provenance": self.provenance(),
+            **extra,
+        }
+        return GenerationResult(
+            frames=frames,
+            fps=request.fps,
+            parameters=parameters,
+            timings=dict(timer.timings),
+            peak_memory=timer.peak_memory(),
+        )
+
+
+class _TransformerOnly:
+    """Loads just the transformer of a Wan text-to-video folder (the refiner reuses the backbone's rest)."""
+
+    @classmethod
+    def from_pretrained(cls, folder: Any, *, dtype: Any, quantization_config: Any = None, **kwargs: Any) -> Any:
+        from diffusers import WanTransformer3DModel
+
+        quant = None
+        if quantization_config is not None:
+            quant = quantization_config.quant_mapping.get("transformer")
+        kwargs.pop("use_safetensors", None)
+        return WanTransformer3DModel.from_pretrained(
+            folder, subfolder="transformer", dtype=dtype, quantization_config=quant, use_safetensors=True, **kwargs
+        )
+
+
+class WanI2VBackend(_WanBackend):
+    name = "wan-i2v"
+    label = "Wan image-to-video"
+    pipeline_name = "WanImageToVideoPipeline"
+    default_source = "Wan-AI/Wan2.2-I2V-A14B-Diffusers"
+    capabilities = Capabilities(
+        image_to_video=True,
+        text_only=False,
+        reference_images=0,
+        last_frame=True,
+        camera_control="prompt",
+        refiner=True,
+        max_frames=81,
+        frame_stride=4,
+        size_multiple=16,
+        max_side=1280,
+        needs_gpu=True,
+    )
+
+    def _generate(self, request: GenerationRequest, progress: ProgressFn, cancel: CancelToken) -> GenerationResult:
+        timer = StageTimer()
+        with timer.stage("load"):
+            loaded = self._loaded()
+            pipe = loaded.pipe
+        prompt = prompt_with_camera(request.prompt, request.camera)
+        steps = request.steps or self.default_steps
+        size = (request.width, request.height)
+        with timer.stage("backbone"):
+            out = pipe(
+                image=request.keyframe.convert("RGB").resize(size, Image.LANCZOS),
+                last_image=request.last_frame.convert("RGB").resize(size, Image.LANCZOS)
+                if request.last_frame is not None
+                else None,
+                prompt=prompt,
+                negative_prompt=request.negative_prompt,
+                height=request.height,
+                width=request.width,
+                num_frames=request.num_frames,
+                num_inference_steps=steps,
+                guidance_scale=request.guidance if request.guidance is not None else self.default_guidance,
+                generator=generator(request.seed),
+                output_type="np",
+                callback_on_step_end=step_callback(progress, cancel, "backbone", steps),
+            )
+        check_cancelled(cancel, "the backbone")
+        frames = to_uint8(out.frames)
+        if request.refiner.enabled:
+            frames = self._refine(loaded, frames, request, prompt, progress, cancel, timer)
+        return self._result(frames, request, prompt, timer, {})
+
+
+class WanVACEBackend(_WanBackend):
+    name = "wan-vace"
+    label = "Wan VACE (character references)"
+    pipeline_name = "WanVACEPipeline"
+    default_source = "Wan-AI/Wan2.1-VACE-1.3B-diffusers"
+    capabilities = Capabilities(
+        image_to_video=True,
+        text_only=True,
+        reference_images=4,
+        last_frame=True,
+        camera_control="prompt",
+        refiner=True,
+        max_frames=81,
+        frame_stride=4,
+        size_multiple=16,
+        max_side=1280,
+        needs_gpu=True,
+    )
+
+    def _generate(self, request: GenerationRequest, progress: ProgressFn, cancel: CancelToken) -> GenerationResult:
+        timer = StageTimer()
+        with timer.stage("load"):
+            loaded = self._loaded()
+            pipe = loaded.pipe
+        prompt = prompt_with_camera(request.prompt, request.camera)
+        steps = request.steps or self.default_steps
+        conditioning = vace_conditioning(request)
+        with timer.stage("backbone"):
+            out = pipe(
+                prompt=prompt,
+                negative_prompt=request.negative_prompt,
+                height=request.height,
+                width=request.width,
+                num_frames=request.num_frames,
+                num_inference_steps=steps,
+                guidance_scale=request.guidance if request.guidance is not None else self.default_guidance,
+                generator=generator(request.seed),
+                output_type="np",
+                callback_on_step_end=step_callback(progress, cancel, "backbone", steps),
+                **conditioning,
+            )
+        check_cancelled(cancel, "the backbone")
+        frames = to_uint8(out.frames)
+        if request.refiner.enabled:
+            frames = self._refine(loaded, frames, request, prompt, progress, cancel, timer)
+        kept = {"conditioned_frames": [i for i in (0, request.num_frames - 1) if _kept(request, i)]}
+        return self._result(frames, request, prompt, timer, kept)
+
+
+def _kept(request: GenerationRequest, index: int) -> bool:
+    return (index == 0 and request.keyframe is not None) or (
+        index == request.num_frames - 1 and request.last_frame is not None
+    )
+
+
+def vace_conditioning(request: GenerationRequest) -> dict[str, Any]:
+    """VACE's inputs: character references, and a keyframe/last frame as kept frames of a masked video.
+
+    In VACE's mask black keeps a frame as given and white generates it; frames to generate are grey.
+    """
+    size = (request.width, request.height)
+    conditioning: dict[str, Any] = {}
+    if request.references:
+        conditioning["reference_images"] = [image.convert("RGB") for image in request.references]
+    if request.keyframe is None and request.last_frame is None:
+        return conditioning
+    grey = Image.new("RGB", size, (128, 128, 128))
+    keep, generate = Image.new("L", size, 0), Image.new("L", size, 255)
+    video = [grey] * request.num_frames
+    mask = [generate] * request.num_frames
+    if request.keyframe is not None:
+        video[0], mask[0] = request.keyframe.convert("RGB").resize(size, Image.LANCZOS), keep
+    if request.last_frame is not None:
+        video[-1], mask[-1] = request.last_frame.convert("RGB").resize(size, Image.LANCZOS), keep
+    conditioning["video"] = video
+    conditioning["mask"] = mask
+    return conditioning
