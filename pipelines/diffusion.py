@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import resource
 import sys
@@ -168,8 +169,9 @@ def _max_rss_bytes() -> int:
     return int(usage if sys.platform == "darwin" else usage * 1024)
 
 
+@functools.cache
 def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
+    versions = {"python": platform.python_version()}  # cached: a process does not change its libraries
     for package in ("torch", "diffusers", "transformers", "accelerate", "bitsandbytes", "torchao"):
         try:
             versions[package] = metadata.version(package)

@@ -408,8 +408,10 @@ def load_pipeline(pipeline_class: type, spec: LoadSpec, **components: Any) -> An
         raise ModelError(f"offload '{spec.offload}' needs a CUDA GPU; on the CPU use 'none' or 'group'")
     quant = quantization_config(spec, model)
     from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
 
     diffusers_logging.disable_progress_bar()  # the studio reports progress itself
+    transformers_logging.disable_progress_bar()
     try:
         pipe = pipeline_class.from_pretrained(
             folder,
@@ -421,13 +423,13 @@ def load_pipeline(pipeline_class: type, spec: LoadSpec, **components: Any) -> An
         )
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelError(f"could not load {folder.name} as {pipeline_class.__name__}: {exc}") from exc
-    place_pipeline(pipe, spec, quantized=quant is not None)
+    place_pipeline(pipe, spec)
     if spec.vae_tiling and hasattr(getattr(pipe, "vae", None), "enable_tiling"):
         pipe.vae.enable_tiling()
     return pipe
 
 
-def place_pipeline(pipe: Any, spec: LoadSpec, *, quantized: bool) -> None:
+def place_pipeline(pipe: Any, spec: LoadSpec) -> None:
     """Put the pipeline where the spec says: resident, or behind one of diffusers' offload hooks."""
     import torch
 
@@ -435,9 +437,12 @@ def place_pipeline(pipe: Any, spec: LoadSpec, *, quantized: bool) -> None:
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)  # progress is reported through the backend's callback
     if spec.offload == "none":
-        # Weights load onto the CPU; bitsandbytes places quantized weights on the GPU itself.
-        if spec.device != "cpu" and not quantized:
-            pipe.to(device)
+        # Weights load onto the CPU; bitsandbytes places its quantized modules on the GPU itself, and they must
+        # not be moved again: move the rest one component at a time.
+        if spec.device != "cpu":
+            for component in _modules(pipe):
+                if not _bitsandbytes(component):
+                    component.to(device)
         return
     if spec.offload in ("model", "sequential") and not hasattr(pipe, "enable_model_cpu_offload"):
         # A single model (a refiner's transformer) has no pipeline hooks: stream its blocks instead.
@@ -454,6 +459,19 @@ def place_pipeline(pipe: Any, spec: LoadSpec, *, quantized: bool) -> None:
         )
     elif spec.offload == "sequential":
         pipe.enable_sequential_cpu_offload(device=device)
+
+
+def _modules(pipe: Any) -> list[Any]:
+    import torch
+
+    if isinstance(pipe, torch.nn.Module):
+        return [pipe]
+    return [c for c in getattr(pipe, "components", {}).values() if isinstance(c, torch.nn.Module)]
+
+
+def _bitsandbytes(module: Any) -> bool:
+    quantizer = getattr(module, "hf_quantizer", None)
+    return quantizer is not None and "bnb" in type(quantizer).__name__.lower()
 
 
 class PipelineCache:
