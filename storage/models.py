@@ -45,6 +45,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 MAX_SHOT_SECONDS = 600.0
 TAKE_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+TAKE_INPUT_ROLES = ("keyframe", "last_frame", "reference")
 
 # Stable constraint names make Alembic migrations (batch mode on SQLite) deterministic.
 NAMING_CONVENTION = {
@@ -211,6 +212,9 @@ class Shot(Base):
         ForeignKey("characters.id", ondelete="SET NULL"), index=True
     )
     continue_from_previous: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set when the take this shot continues from changed (another take was approved upstream) after the
+    # shot's takes were rendered; cleared when a take rendered from the current source finishes.
+    stale: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -260,6 +264,8 @@ class Take(Base):
     provenance: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     approved: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The previous shot's take whose last frame started this one (shots that continue from the previous).
+    source_take_id: Mapped[int | None] = mapped_column(ForeignKey("takes.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -268,6 +274,9 @@ class Take(Base):
     video: Mapped[MediaObject | None] = relationship(foreign_keys=[video_sha256], lazy="joined")
     thumbnail: Mapped[MediaObject | None] = relationship(foreign_keys=[thumbnail_sha256], lazy="joined")
     job: Mapped[Job | None] = relationship(back_populates="take", cascade="all, delete-orphan", passive_deletes=True)
+    inputs: Mapped[list[TakeInput]] = relationship(
+        back_populates="take", cascade="all, delete-orphan", passive_deletes=True, order_by="TakeInput.position"
+    )
 
 
 class Job(Base):
@@ -306,3 +315,28 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None]
 
     take: Mapped[Take] = relationship(back_populates="job")
+
+
+class TakeInput(Base):
+    """An image a take was rendered from, by content hash: its keyframe, last frame or a character reference.
+
+    Recorded when the take's job starts (chained keyframes are only known then), so "render again" can use
+    exactly the same pictures, and so those pictures stay in the media store as long as the take exists.
+    """
+
+    __tablename__ = "take_inputs"
+    __table_args__ = (
+        UniqueConstraint("take_id", "role", "position", name="uq_take_inputs_take_role_position"),
+        CheckConstraint(_in("role", TAKE_INPUT_ROLES), name="role_known"),
+        CheckConstraint("position >= 0", name="position_nonnegative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    take_id: Mapped[int] = mapped_column(ForeignKey("takes.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    position: Mapped[int] = mapped_column(default=0)
+    sha256: Mapped[str] = mapped_column(media_fk(), index=True)
+    character_id: Mapped[int | None] = mapped_column(ForeignKey("characters.id", ondelete="SET NULL"))
+
+    take: Mapped[Take] = relationship(back_populates="inputs")
+    media: Mapped[MediaObject] = relationship(lazy="joined")

@@ -87,11 +87,26 @@ def schema_sql(db_file: Path) -> list[tuple[str, str, str | None]]:
     return rows
 
 
-def table_rows(db_file: Path, tables: list[str]) -> dict[str, list[tuple[Any, ...]]]:
+def table_rows(
+    db_file: Path, tables: list[str], columns: dict[str, list[str]] | None = None
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of ``tables``; with ``columns``, only those columns (the ones an older revision had)."""
     with sqlite3.connect(db_file) as raw:
-        dump = {table: raw.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall() for table in tables}
+        dump = {
+            table: raw.execute(
+                f"SELECT {', '.join(columns[table]) if columns else '*'} FROM {table} ORDER BY rowid"
+            ).fetchall()
+            for table in tables
+        }
     raw.close()
     return dump
+
+
+def table_columns(db_file: Path, tables: list[str]) -> dict[str, list[str]]:
+    with sqlite3.connect(db_file) as raw:
+        found = {table: [row[1] for row in raw.execute(f"PRAGMA table_info({table})")] for table in tables}
+    raw.close()
+    return found
 
 
 def downgrade(engine: Engine, revision: str) -> None:
@@ -212,7 +227,8 @@ def test_check_constraints_and_delete_rules_match_models(tmp_path: Path) -> None
     }
     assert reflected_checks == model_checks
     assert ("takes", "ck_takes_approved_only_when_done") in reflected_checks
-    assert len(reflected_checks) == 19  # 2 media, 3 projects, 1 characters, 1 references, 3 shots, 6 takes, 3 jobs
+    # 2 media, 3 projects, 1 characters, 1 references, 3 shots, 6 takes, 3 jobs, 2 take inputs
+    assert len(reflected_checks) == 21
     assert reflected_fks == model_fks
     assert ("shots", "keyframe_character_id", "characters", "SET NULL") in reflected_fks
     assert ("reference_images", "sha256", "media_objects", "RESTRICT") in reflected_fks
@@ -275,11 +291,20 @@ def test_database_from_revision_0001_upgrades_with_every_row(engine: Engine, dat
     db_file = data_dir / DATABASE_FILE
     before = table_rows(db_file, TABLES_0001)
     assert before == ROWS_0001  # what was written is what SQLite hands back
+    columns_0001 = table_columns(db_file, TABLES_0001)
 
     studio = open_studio(data_dir)
     try:
         assert current_revision(studio.db.engine) == head_revision()
-        assert table_rows(db_file, TABLES_0001) == before
+        assert table_rows(db_file, TABLES_0001, columns_0001) == before
+        # Columns added since take their defaults on old rows.
+        with sqlite3.connect(db_file) as raw:
+            assert raw.execute("SELECT DISTINCT stale FROM shots").fetchall() == [(0,)]
+            assert raw.execute("SELECT count(*) FROM takes WHERE source_take_id IS NOT NULL").fetchone() == (0,)
+            assert raw.execute(
+                "SELECT sql FROM sqlite_master WHERE name = 'uq_takes_one_approved_per_shot'"
+            ).fetchone() == ("CREATE UNIQUE INDEX uq_takes_one_approved_per_shot ON takes (shot_id) WHERE approved",)
+        raw.close()
         assert schema_diffs(studio.db.engine) == []
 
         with studio.read() as session:
