@@ -164,36 +164,37 @@ class Backend(ABC):
     def availability(self) -> Availability:
         return Availability(True, "ready")
 
-    def check_request(self, request: GenerationRequest) -> tuple[GenerationRequest, tuple[str, ...]]:
+    @classmethod
+    def check_request(cls, request: GenerationRequest) -> tuple[GenerationRequest, tuple[str, ...]]:
         """Validate against the capabilities; return the request as it will run, and notes on what changed.
 
         Frame counts are snapped to the backend's stride (and the change is noted); everything else that does
-        not fit is a :class:`RequestError`.
+        not fit is a :class:`RequestError`. A class method: the queue checks shots before any backend exists.
         """
-        caps = self.capabilities
+        caps = cls.capabilities
         notes: list[str] = []
         if not request.prompt.strip() and not caps.text_only:
             raise RequestError("the prompt is empty; describe the shot")
         for side, value in (("width", request.width), ("height", request.height)):
             if value % caps.size_multiple or not caps.size_multiple <= value <= caps.max_side:
                 raise RequestError(
-                    f"{self.name} needs a {side} that is a multiple of {caps.size_multiple} up to {caps.max_side}, "
+                    f"{cls.name} needs a {side} that is a multiple of {caps.size_multiple} up to {caps.max_side}, "
                     f"got {value}"
                 )
         if not 1 <= request.fps <= 120:
             raise RequestError(f"fps must be between 1 and 120, got {request.fps}")
         if request.keyframe is None and not caps.text_only:
-            raise RequestError(f"{self.label} starts from a keyframe image; give the shot a keyframe")
+            raise RequestError(f"{cls.label} starts from a keyframe image; give the shot a keyframe")
         if request.last_frame is not None and not caps.last_frame:
-            raise RequestError(f"{self.label} cannot end on a given last frame; remove it or use wan-i2v")
+            raise RequestError(f"{cls.label} cannot end on a given last frame; remove it or use wan-i2v")
         if len(request.references) > caps.reference_images:
             if caps.reference_images == 0:
-                raise RequestError(f"{self.label} takes no character reference images; use wan-vace for them")
+                raise RequestError(f"{cls.label} takes no character reference images; use wan-vace for them")
             raise RequestError(
-                f"{self.label} takes at most {caps.reference_images} reference images, got {len(request.references)}"
+                f"{cls.label} takes at most {caps.reference_images} reference images, got {len(request.references)}"
             )
         if request.refiner.enabled and not caps.refiner:
-            raise RequestError(f"{self.label} has no refiner; turn the refiner off")
+            raise RequestError(f"{cls.label} has no refiner; turn the refiner off")
         if request.steps is not None and not 1 <= request.steps <= 500:
             raise RequestError(f"steps must be between 1 and 500, got {request.steps}")
         if request.num_frames < 2:
@@ -211,17 +212,17 @@ class Backend(ABC):
                 )
             if (frames - 1) % caps.frame_stride:
                 raise RequestError(
-                    f"the camera path {path.text!r} is {path.frame_count} steps; {self.label} renders "
+                    f"the camera path {path.text!r} is {path.frame_count} steps; {cls.label} renders "
                     f"{caps.frame_stride}*k+1 frames, so make it a multiple of {caps.frame_stride} steps "
                     f"(for example {_near(frames - 1, caps.frame_stride)})"
                 )
         elif (frames - 1) % caps.frame_stride:
             snapped = _snap(frames, caps.frame_stride)
-            notes.append(f"{frames} frames snapped to {snapped} ({self.label} renders {caps.frame_stride}*k+1 frames)")
+            notes.append(f"{frames} frames snapped to {snapped} ({cls.label} renders {caps.frame_stride}*k+1 frames)")
             frames = snapped
         if frames > caps.max_frames:
             raise RequestError(
-                f"{frames} frames is more than {self.label} renders in one pass ({caps.max_frames}); "
+                f"{frames} frames is more than {cls.label} renders in one pass ({caps.max_frames}); "
                 "render the shot in windows"
             )
         return request.with_frames(frames), tuple(notes)
