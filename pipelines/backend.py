@@ -173,7 +173,7 @@ class Backend(ABC):
         """
         caps = cls.capabilities
         notes: list[str] = []
-        if not request.prompt.strip() and not caps.text_only:
+        if not request.prompt.strip():
             raise RequestError("the prompt is empty; describe the shot")
         for side, value in (("width", request.width), ("height", request.height)):
             if value % caps.size_multiple or not caps.size_multiple <= value <= caps.max_side:
@@ -235,10 +235,15 @@ class Backend(ABC):
         cancel: CancelToken | None = None,
     ) -> GenerationResult:
         checked, notes = self.check_request(request)
+        self.preflight(checked)
         result = self._generate(checked, progress or _no_progress, cancel or CancelToken())
         if notes:
             result = replace(result, notes=notes + result.notes)
         return result
+
+    def preflight(self, request: GenerationRequest) -> None:
+        """Checks that need this instance (its weights, its refiner), made before any model loads."""
+        del request
 
     @abstractmethod
     def _generate(self, request: GenerationRequest, progress: ProgressFn, cancel: CancelToken) -> GenerationResult:

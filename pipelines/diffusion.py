@@ -63,11 +63,21 @@ class DiffusionBackend(Backend):
 
     def load(self, kind: str, pipeline_class: type, spec: LoadSpec, **components: Any) -> Loaded:
         """The pipeline for ``spec``, from the cache when the same spec was loaded before."""
-        settled = spec if spec.settled else self.settle(spec)
+        settled = self._settled_for(spec)
         return self.cache.get(kind, settled, lambda: Loaded(load_pipeline(pipeline_class, settled, **components)))
+
+    def _settled_for(self, spec: LoadSpec) -> LoadSpec:
+        if spec is self.spec:
+            return self.settled or self.settle()  # settling our own spec also records the model for provenance
+        return spec if spec.settled else self.settle(spec)
 
     def unload(self) -> None:
         self.cache.unload()
+
+    def refiner_provenance(self, spec: LoadSpec) -> dict[str, Any]:
+        """The refiner's weights, for the record of a refined take."""
+        folder = inspect_model_folder(resolve_source(spec.source, spec.revision))
+        return {"load_spec": spec.to_json(), "model_folder": str(folder.path), "model_files": folder.file_hashes()}
 
     def provenance(self) -> dict[str, Any]:
         """The weights and software a take was made with, for its record."""

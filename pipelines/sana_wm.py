@@ -90,6 +90,11 @@ class SanaWMBackend(DiffusionBackend):
         quantization = tuple((name, scheme) for name, scheme in settled.quantization if name in REFINER_COMPONENTS)
         return replace(settled, source=str(folder), revision=None, quantization=quantization)
 
+    def preflight(self, request: GenerationRequest) -> None:
+        """A missing refiner is found before the backbone loads, not after it rendered."""
+        if request.refiner.enabled:
+            self.refiner_spec()
+
     def _generate(self, request: GenerationRequest, progress: ProgressFn, cancel: CancelToken) -> GenerationResult:
         timer = StageTimer()
         with timer.stage("load"):
@@ -152,6 +157,7 @@ class SanaWMBackend(DiffusionBackend):
         }
         notes = ()
         if refiner is not None:
+            parameters["provenance"]["refiner"] = self.refiner_provenance(self.refiner_spec())
             notes = (f"the refiner keeps the anchor frame out of the video: {frames.shape[0]} frames",)
         return GenerationResult(
             frames=frames,

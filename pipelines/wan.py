@@ -32,7 +32,7 @@ from pipelines.diffusion import (
     step_callback,
     to_uint8,
 )
-from pipelines.loading import LoadSpec, PipelineCache, load_pipeline
+from pipelines.loading import LoadSpec, ModelError, PipelineCache, inspect_model_folder, load_pipeline, resolve_source
 
 _PRESET_WORDS = {
     "static": "static camera, locked-off shot",
@@ -58,6 +58,7 @@ _KEY_WORDS = {
     "l": "pans right",
 }
 _KEY_ORDER = "wsadijkl"
+REFINER_DEFAULT_STEPS = 8
 
 
 def camera_words(path: CameraPath) -> str:
@@ -95,6 +96,29 @@ class _WanBackend(DiffusionBackend):
         super().__init__(spec, cache=cache)
         self.refiner_spec = refiner_spec
 
+    def preflight(self, request: GenerationRequest) -> None:
+        """The refiner's settings and weights, checked before the backbone spends minutes rendering."""
+        if not request.refiner.enabled:
+            return
+        if self.refiner_spec is None:
+            raise RequestError(
+                "the Wan refiner needs Wan text-to-video weights: set CONTINUITY_MODEL_WAN_REFINER or put them in "
+                "<models dir>/wan-refiner, or turn the refiner off"
+            )
+        steps = request.refiner.steps or REFINER_DEFAULT_STEPS
+        strength = request.refiner.strength
+        if not 0.0 < strength <= 1.0:
+            raise RequestError(f"the refiner strength must be more than 0 and at most 1, got {strength}")
+        if int(steps * strength) < 1:
+            raise RequestError(
+                f"the refiner would run {steps} x {strength} = 0 steps; raise its steps to at least "
+                f"{int(1 / strength) + 1} or its strength"
+            )
+        try:
+            inspect_model_folder(resolve_source(self.refiner_spec.source, self.refiner_spec.revision))
+        except ModelError as exc:
+            raise RequestError(f"the Wan refiner's weights cannot be used: {exc}") from None
+
     def _loaded(self) -> Loaded:
         import diffusers
 
@@ -110,27 +134,17 @@ class _WanBackend(DiffusionBackend):
         cancel: CancelToken,
         timer: StageTimer,
     ) -> Any:
-        if self.refiner_spec is None:
-            raise RequestError(
-                "the Wan refiner needs Wan text-to-video weights: set CONTINUITY_MODEL_WAN_REFINER or put them in "
-                "<models dir>/wan-refiner, or turn the refiner off"
-            )
-        steps = request.refiner.steps or 8
+        steps = request.refiner.steps or REFINER_DEFAULT_STEPS
         strength = request.refiner.strength
-        if not 0.0 < strength <= 1.0:
-            raise RequestError(f"the refiner strength must be more than 0 and at most 1, got {strength}")
-        if int(steps * strength) < 1:
-            raise RequestError(
-                f"the refiner would run {steps} x {strength} = 0 steps; raise its steps to at least "
-                f"{int(1 / strength) + 1} or its strength"
-            )
         import diffusers
 
         refiner_spec = self.refiner_spec if self.refiner_spec.settled else self.settle(self.refiner_spec)
 
         def load_refiner() -> Any:
             transformer = load_pipeline(_TransformerOnly, refiner_spec)
-            return diffusers.WanVideoToVideoPipeline.from_pipe(loaded.pipe, transformer=transformer)
+            pipeline = diffusers.WanVideoToVideoPipeline.from_pipe(loaded.pipe, transformer=transformer)
+            pipeline.set_progress_bar_config(disable=True)
+            return pipeline
 
         with timer.stage("refiner_load"):
             refiner = loaded.extra(("refiner", refiner_spec), load_refiner)
@@ -145,7 +159,7 @@ class _WanBackend(DiffusionBackend):
                 width=request.width,
                 strength=strength,
                 num_inference_steps=steps,
-                guidance_scale=request.guidance or self.default_guidance,
+                guidance_scale=request.guidance if request.guidance is not None else self.default_guidance,
                 generator=generator(request.seed + 1),
                 output_type="np",
                 callback_on_step_end=step_callback(progress, cancel, "refiner", total),
@@ -156,12 +170,15 @@ class _WanBackend(DiffusionBackend):
     def _result(
         self, frames: Any, request: GenerationRequest, prompt: str, timer: StageTimer, extra: dict[str, Any]
     ) -> GenerationResult:
+        provenance = self.provenance()
+        if request.refiner.enabled and self.refiner_spec is not None:
+            provenance["refiner"] = self.refiner_provenance(self.refiner_spec)
         parameters = request.parameters() | {
             "backend": self.name,
             "model_prompt": prompt,
             "steps": request.steps or self.default_steps,
             "guidance": request.guidance if request.guidance is not None else self.default_guidance,
-            "provenance": self.provenance(),
+            "provenance": provenance,
             **extra,
         }
         return GenerationResult(
