@@ -7,8 +7,10 @@ camera grammar with the diffusion backends, so a shot blocked out here moves the
 
 The camera is approximated in 2D: W/S zoom, A/D truck and J/L pan sideways (at different speeds, so an
 orbit -- a truck against a pan -- drifts slowly while it rolls a little), I/K tilt. The view is kept inside
-the image, so no frame ever shows a border. The seed drives a slight hand-held sway: the same seed gives
-the same frames, another seed another take.
+the image, so no frame ever shows a border: the first frame is the keyframe itself (so a shot that continues
+from another starts exactly where that one ended), and sideways moves push in a little as they start, to
+have room to move. The seed drives a slight hand-held sway that grows from nothing over the first second:
+the same seed gives the same frames, another seed another take.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ TRUCK_PER_STEP = 0.0025  # A/D, as a fraction of the view's width
 PAN_PER_STEP = 0.004  # J/L
 TILT_PER_STEP = 0.004  # I/K, as a fraction of the view's height
 ROLL_PER_STEP = math.radians(0.03)  # an orbit's lean
-START_ZOOM = 1.15  # leaves room to move before the first frame
+PAN_ZOOM = 1.15  # sideways moves push in to this zoom, so the view has room to move inside the picture
 MAX_ZOOM = 4.0
 SWAY = 0.004  # hand-held sway amplitude, as a fraction of the view
+SWAY_RAMP_FRAMES = 16
+SIDEWAYS = frozenset("adjlik")
 PROGRESS_EVERY = 8  # frames between progress reports
 
 
@@ -122,7 +126,7 @@ def _camera_views(
     src_w, src_h = source_size
     out_w, out_h = out_size
     cover = min(src_w / out_w, src_h / out_h)  # source pixels per output pixel when the view just fits
-    zoom, cx, cy, roll = START_ZOOM, src_w / 2, src_h / 2, 0.0
+    zoom, cx, cy, roll = 1.0, src_w / 2, src_h / 2, 0.0
     states = [(zoom, cx, cy, roll)]
     for keys in held:
         scale = cover / zoom
@@ -131,6 +135,8 @@ def _camera_views(
             zoom *= 1 + ZOOM_PER_STEP
         if "s" in keys:
             zoom /= 1 + ZOOM_PER_STEP
+        if keys & SIDEWAYS and zoom < PAN_ZOOM and "s" not in keys:
+            zoom = min(PAN_ZOOM, zoom * (1 + 2 * ZOOM_PER_STEP))
         dx = (("d" in keys) - ("a" in keys)) * TRUCK_PER_STEP + (("l" in keys) - ("j" in keys)) * PAN_PER_STEP
         dy = (("k" in keys) - ("i" in keys)) * TILT_PER_STEP
         cx += dx * view_w
@@ -164,7 +170,9 @@ def _sway(count: int, seed: int) -> np.ndarray:
     knots = max(2, count // 24 + 2)
     points = rng.uniform(-SWAY, SWAY, size=(knots, 2))
     positions = np.linspace(0, knots - 1, count)
-    return np.stack([np.interp(positions, np.arange(knots), points[:, axis]) for axis in (0, 1)], axis=1)
+    walk = np.stack([np.interp(positions, np.arange(knots), points[:, axis]) for axis in (0, 1)], axis=1)
+    ramp = np.clip(np.arange(count) / SWAY_RAMP_FRAMES, 0.0, 1.0)[:, None]  # the first frame is not moved
+    return walk * ramp
 
 
 def _caption_layer(request: GenerationRequest) -> tuple[Image.Image, tuple[int, int]]:

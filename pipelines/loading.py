@@ -184,6 +184,9 @@ def inspect_model_folder(folder: Path) -> ModelFolder:
         library, class_name = entry
         sub = folder / name
         weights = _weight_files(sub)
+        is_network = library in ("diffusers", "transformers") and _is_model_class(str(class_name))
+        if is_network and sub.is_dir() and not (sub / "config.json").is_file():
+            raise ModelError(f"{sub} has no config.json; the download is incomplete")
         if not weights and _holds_model(sub):
             pickled = sorted(p.name for p in sub.glob("*") if p.suffix in PICKLE_SUFFIXES)
             if pickled:
@@ -199,6 +202,12 @@ def inspect_model_folder(folder: Path) -> ModelFolder:
         if not (folder / name).exists() and component.library in ("diffusers", "transformers"):
             raise ModelError(f"{folder} lists component {name!r} but has no {name}/ folder; download it again")
     return ModelFolder(folder, str(index.get("_class_name", "")), components)
+
+
+def _is_model_class(class_name: str) -> bool:
+    """Components that are networks (with weights), as opposed to tokenizers, schedulers and processors."""
+    lowered = class_name.lower()
+    return not any(word in lowered for word in ("tokenizer", "scheduler", "processor", "feature_extractor"))
 
 
 def _holds_model(sub: Path) -> bool:
@@ -223,6 +232,8 @@ def _safetensors_parameters(path: Path) -> int:
             if length > min(size - 8, 100 * 2**20):
                 raise ValueError("header length is larger than the file")
             header = json.loads(f.read(length))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
         end = 0
         count = 0
         for name, tensor in header.items():
@@ -364,8 +375,8 @@ def quantization_config(spec: LoadSpec, model: ModelFolder) -> Any:
     mapping = {}
     for name, scheme in wanted.items():
         library = model.components[name].library
-        if library not in ("diffusers", "transformers"):
-            raise ModelError(f"component {name} ({library}) has no weights to quantize")
+        if library not in ("diffusers", "transformers") or not model.components[name].has_weights:
+            raise ModelError(f"component {name} ({model.components[name].class_name}) has no weights to quantize")
         mapping[name] = _quant_config(library, scheme, compute)
     return PipelineQuantizationConfig(quant_mapping=mapping)
 

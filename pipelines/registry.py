@@ -119,7 +119,8 @@ def weights_availability(cls: type[Backend], source: str | None, models_dir: Pat
     for module in getattr(cls, "required_modules", ()):
         if importlib.util.find_spec(module) is None:
             return Availability(False, f"the Python package {module!r} is missing: pip install {module}")
-    folder = models_dir / cls.name if models_dir is not None else Path("<models dir>") / cls.name
+    base = Path(os.environ[MODELS_ENV]) if os.environ.get(MODELS_ENV) else models_dir
+    folder = base / cls.name if base is not None else Path("<models dir>") / cls.name
     hint = f"set {env_name(cls.name)} to its folder or hub id, or put the model folder at {folder}"
     if source is None:
         return Availability(False, f"no {cls.label} weights configured: {hint}")
