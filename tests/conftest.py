@@ -15,6 +15,14 @@ from PIL import Image
 from projects.studio import Studio, open_studio
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread: the tiny models are too small to gain from more, and on a 2-core machine threads
+    fighting each other made renders 10x slower and timings noisy."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     try:
         import torch
