@@ -12,17 +12,20 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from projects import cast, project, storyboard, takes
+from projects import cast, project, render, storyboard, takes
 from projects.backends import available_backends
-from projects.errors import StudioError
+from projects.errors import InvalidInput, StudioError
 from projects.maintenance import verify_media
 from projects.storyboard_file import import_storyboard
 from projects.studio import DATA_ENV, Studio, open_studio
+from projects.worker import RenderWorker, WorkerBusy
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,44 @@ def build_parser() -> argparse.ArgumentParser:
     approve = commands.add_parser("approve", parents=[common], help="approve a take for its shot")
     approve.add_argument("take_id", type=int)
     approve.set_defaults(handler=_approve)
+
+    render = commands.add_parser("render", parents=[common], help="queue takes (and with --wait, render them)")
+    render.add_argument("project")
+    which = render.add_mutually_exclusive_group()
+    which.add_argument("--shot", type=int, help="one shot, by number")
+    which.add_argument("--shots", help="a range of shots, A-B")
+    which.add_argument("--all", action="store_true", help="every shot (the default)")
+    render.add_argument("--takes", type=int, default=1, help="takes per shot (default 1)")
+    render.add_argument("--backend", default="animatic", help="which backend (see 'backends'; default animatic)")
+    render.add_argument("--seed", type=int, help="first seed (later takes count up); random if not given")
+    render.add_argument("--steps", type=int, help="denoising steps (the backend's default if not given)")
+    render.add_argument("--guidance", type=float, help="guidance scale (the backend's default if not given)")
+    render.add_argument("--refiner", action="store_true", help="run the backend's refiner after stage 1")
+    render.add_argument("--priority", type=int, default=0, help="higher runs sooner (default 0)")
+    render.add_argument("--wait", action="store_true", help="render now, in this process, and wait for the takes")
+    render.set_defaults(handler=_render)
+
+    again = commands.add_parser("rerender", parents=[common], help="render a take again, exactly as it was made")
+    again.add_argument("take_id", type=int)
+    again.add_argument("--wait", action="store_true", help="render now and wait")
+    again.set_defaults(handler=_rerender)
+
+    worker = commands.add_parser("worker", parents=[common], help="render queued takes until stopped")
+    worker.add_argument("--once", action="store_true", help="stop when the queue is empty")
+    worker.add_argument("--device", default="cpu", help="cpu or cuda (or cuda:N); one worker per device")
+    worker.set_defaults(handler=_worker)
+
+    queue = commands.add_parser("queue", parents=[common], help="the render queue of a project")
+    queue.add_argument("project")
+    queue.set_defaults(handler=_queue)
+
+    cancel = commands.add_parser("cancel", parents=[common], help="cancel a queued or running job")
+    cancel.add_argument("job_id", type=int)
+    cancel.set_defaults(handler=_cancel)
+
+    retry = commands.add_parser("retry", parents=[common], help="queue a failed or cancelled job again")
+    retry.add_argument("job_id", type=int)
+    retry.set_defaults(handler=_retry)
 
     backends = commands.add_parser("backends", parents=[common], help="list video backends and whether each can run")
     backends.set_defaults(handler=_backends)
@@ -293,6 +334,115 @@ def _status(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
 def _approve(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
     info = takes.approve_take(studio, args.take_id)
     return f"approved take {info.take_number} of shot {info.shot_number}", {"take": info.to_json()}
+
+
+def _shot_numbers(args: argparse.Namespace) -> list[int] | None:
+    if args.shot is not None:
+        return [args.shot]
+    if args.shots:
+        first, sep, last = args.shots.partition("-")
+        if not sep or not first.strip().isdigit() or not last.strip().isdigit():
+            raise InvalidInput(f"must be a range like 3-7, got {args.shots!r}", "--shots")
+        start, end = int(first), int(last)
+        if start < 1 or end < start:
+            raise InvalidInput(
+                f"must be a range like 3-7 with the first number not above the second, got {args.shots!r}", "--shots"
+            )
+        return list(range(start, end + 1))
+    return None
+
+
+def _render(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
+    settings = render.RenderSettings(
+        backend=args.backend, steps=args.steps, guidance=args.guidance, refiner=args.refiner
+    )
+    jobs = render.queue_renders(
+        studio,
+        args.project,
+        shots=_shot_numbers(args),
+        takes=args.takes,
+        settings=settings,
+        seed=args.seed,
+        priority=args.priority,
+    )
+    if not args.wait:
+        text = f"queued {len(jobs)} take(s); run 'python app.py worker' (or render with --wait) to render them"
+        return text, {"jobs": [j.to_json() for j in jobs]}, 0
+    return _wait_for(studio, jobs)
+
+
+def _rerender(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
+    job = render.render_again(studio, args.take_id)
+    if not args.wait:
+        return f"queued job {job.id} to render take {args.take_id} again", {"jobs": [job.to_json()]}, 0
+    return _wait_for(studio, [job])
+
+
+def _wait_for(studio: Studio, jobs: list[render.JobInfo]) -> tuple[str, Any, int]:
+    """Render in this process until the given jobs are finished; other queued jobs may run first."""
+    ids = [job.id for job in jobs]
+
+    def finished() -> bool:
+        states = {job.id: job.state for job in render.list_jobs(studio, jobs[0].project_id)}
+        return all(states.get(job_id) in ("done", "failed", "cancelled") for job_id in ids)
+
+    try:
+        with RenderWorker(studio) as worker:
+            worker.run(once=True, until=finished)
+    except WorkerBusy:
+        # Another worker serves this device: let it render, and wait for the jobs to finish.
+        log.warning("a render worker is already running; waiting for it to render these takes")
+        waiting = threading.Event()
+        while not finished():
+            waiting.wait(1.0)
+    done = [render.get_job(studio, job_id) for job_id in ids]
+    takes_made = render.takes_of_jobs(studio, ids)
+    failed = [job for job in done if job.state != "done"]
+    lines = [
+        f"shot {job.shot_number} take {job.take_number}: {job.state}" + (f" ({job.error})" if job.error else "")
+        for job in done
+    ]
+    payload = {"jobs": [job.to_json() for job in done], "takes": [take.to_json() for take in takes_made]}
+    return "\n".join(lines), payload, 1 if failed else 0
+
+
+def _worker(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with RenderWorker(studio, device=args.device) as worker:
+            if worker.recovered:
+                log.warning("re-queued or failed %d job(s) interrupted earlier", len(worker.recovered))
+            try:
+                ran = worker.run(once=args.once, stop=stop)
+            except KeyboardInterrupt:
+                ran = -1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    text = "stopped" if ran < 0 else f"rendered {ran} job(s)"
+    return text, {"jobs_run": max(ran, 0), "recovered": worker.recovered}, 0
+
+
+def _queue(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    jobs = render.list_jobs(studio, args.project)
+    lines = [
+        f"{j.id:>6}  {j.state:<9} shot {j.shot_number} take {j.take_number}  {j.backend}  seed {j.seed}"
+        + (f"  {j.stage} {j.step}/{j.total}" if j.state == "running" else "")
+        + (f"  ({j.error})" if j.error else "")
+        for j in jobs
+    ]
+    return "\n".join(lines) or "the queue is empty", {"jobs": [j.to_json() for j in jobs]}
+
+
+def _cancel(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    job = render.cancel_job(studio, args.job_id)
+    text = "cancelled" if job.state == "cancelled" else "asked the worker to stop it at its next step"
+    return f"job {job.id}: {text}", {"job": job.to_json()}
+
+
+def _retry(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    job = render.retry_job(studio, args.job_id)
+    return f"job {job.id} queued again", {"job": job.to_json()}
 
 
 def _backends(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from projects import queries
 from projects.errors import Conflict
-from projects.records import ProjectInfo, ProjectStatus
+from projects.records import ProjectInfo, ProjectStatus, ShotStatus, TakeSummary
 from projects.studio import Studio
 from projects.validation import clean_fps, clean_name, clean_side, name_key
 from storage.models import TAKE_STATUSES, Character, Project, Shot, Take
@@ -107,8 +107,20 @@ def project_status(studio: Studio, project: str | int) -> ProjectStatus:
     with studio.read() as session:
         row = queries.find_project(session, project)
         shots = session.execute(
-            select(Shot.id, Shot.position, Shot.duration).where(Shot.project_id == row.id).order_by(Shot.position)
+            select(Shot.id, Shot.position, Shot.duration, Shot.title, Shot.stale)
+            .where(Shot.project_id == row.id)
+            .order_by(Shot.position)
         ).all()
+        per_shot: dict[int, list[TakeSummary]] = {shot.id: [] for shot in shots}
+        for take in session.scalars(
+            select(Take).join(Shot).where(Shot.project_id == row.id).order_by(Shot.position, Take.take_number)
+        ):
+            video = studio.media.path_for(take.video.sha256, take.video.extension) if take.video else None
+            per_shot[take.shot_id].append(
+                TakeSummary(
+                    take.id, take.take_number, take.status, take.seed, take.backend, video, take.approved, take.error
+                )
+            )
         approved = dict(
             session.execute(
                 select(Take.shot_id, Take.num_frames * 1.0 / Take.fps)
@@ -133,6 +145,7 @@ def project_status(studio: Studio, project: str | int) -> ProjectStatus:
             takes_by_status=by_status,
             storyboard_seconds=sum(shot.duration for shot in shots),
             approved_seconds=sum(approved.values()),
+            shots=tuple(ShotStatus(shot.position, shot.title, shot.stale, tuple(per_shot[shot.id])) for shot in shots),
         )
 
 

@@ -205,6 +205,46 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True)
+class TakeSummary:
+    id: int
+    take_number: int
+    status: str
+    seed: int
+    backend: str
+    video: Path | None
+    approved: bool
+    error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "take_number": self.take_number,
+            "status": self.status,
+            "seed": self.seed,
+            "backend": self.backend,
+            "video": str(self.video) if self.video else None,
+            "approved": self.approved,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class ShotStatus:
+    number: int
+    title: str
+    stale: bool
+    takes: tuple[TakeSummary, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "title": self.title,
+            "stale": self.stale,
+            "takes": [take.to_json() for take in self.takes],
+        }
+
+
+@dataclass(frozen=True)
 class ProjectStatus:
     project: ProjectInfo
     shot_count: int
@@ -213,6 +253,7 @@ class ProjectStatus:
     takes_by_status: dict[str, int] = field(default_factory=dict)
     storyboard_seconds: float = 0.0
     approved_seconds: float = 0.0
+    shots: tuple[ShotStatus, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -223,6 +264,7 @@ class ProjectStatus:
             "takes": dict(self.takes_by_status),
             "storyboard_seconds": round(self.storyboard_seconds, 3),
             "approved_seconds": round(self.approved_seconds, 3),
+            "shot_takes": [shot.to_json() for shot in self.shots],
         }
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from projects import queries
 from projects.errors import Conflict, InvalidInput
@@ -139,6 +140,7 @@ def approve_take(studio: Studio, take_id: int) -> TakeInfo:
             session.execute(update(Take).where(Take.shot_id == take.shot_id, Take.approved).values(approved=False))
             take.approved = True
             session.flush()
+            refresh_stale(session, take.shot)
         return queries.take_info(studio.media, take, take.shot.position)
 
 
@@ -147,7 +149,52 @@ def unapprove_take(studio: Studio, take_id: int) -> TakeInfo:
         take = queries.get_take(session, take_id)
         take.approved = False
         session.flush()
+        refresh_stale(session, take.shot)
         return queries.take_info(studio.media, take, take.shot.position)
+
+
+def source_take_for(session: Session, shot: Shot) -> Take | None:
+    """The take a shot that continues from the previous one starts from: the previous shot's approved take,
+    or its newest finished take where none is approved."""
+    previous = session.scalar(
+        select(Shot).where(Shot.project_id == shot.project_id, Shot.position == shot.position - 1)
+    )
+    if previous is None:
+        return None
+    return _current_take(session, previous)
+
+
+def _current_take(session: Session, shot: Shot) -> Take | None:
+    """A shot's approved take, else its newest finished one."""
+    return session.scalars(
+        select(Take)
+        .where(Take.shot_id == shot.id, Take.status == "done")
+        .order_by(Take.approved.desc(), Take.finished_at.desc(), Take.take_number.desc())
+        .limit(1)
+    ).first()
+
+
+def refresh_stale(session: Session, shot: Shot) -> None:
+    """Recompute the stale mark of ``shot`` and of the shot after it (whose source may just have changed).
+
+    A shot that continues from the previous one is stale when its current take (approved, else newest) was
+    started from a take other than the one it would start from now.
+    """
+    following = session.scalar(
+        select(Shot).where(Shot.project_id == shot.project_id, Shot.position == shot.position + 1)
+    )
+    for candidate in (shot, following):
+        if candidate is not None:
+            candidate.stale = _is_stale(session, candidate)
+    session.flush()
+
+
+def _is_stale(session: Session, shot: Shot) -> bool:
+    if not shot.continue_from_previous or shot.position == 1:
+        return False
+    current = _current_take(session, shot)
+    source = source_take_for(session, shot)
+    return current is not None and source is not None and current.source_take_id != source.id
 
 
 def delete_take(studio: Studio, take_id: int) -> TakeInfo:

@@ -460,8 +460,16 @@ def test_status_before_and_after_approving(cli: Cli, imported: dict[str, Any], d
         "takes",
         "storyboard_seconds",
         "approved_seconds",
+        "shot_takes",
     }
     assert status["project"]["name"] == "Lighthouse"
+    assert [shot["number"] for shot in status["shot_takes"]] == [1, 2, 3, 4, 5]
+    assert status["shot_takes"][0]["takes"] == []
+    second = status["shot_takes"][1]["takes"]
+    assert [(t["id"], t["take_number"], t["status"], t["approved"], t["seed"]) for t in second] == [
+        (take_id, 1, "done", False, 7)
+    ]
+    assert second[0]["video"].endswith(".mp4") and second[0]["backend"] == "test"
     assert (status["shots"], status["shots_approved"]) == (5, 0)
     assert status["shots_missing_approval"] == [1, 2, 3, 4, 5]
     assert status["takes"] == {"queued": 0, "running": 0, "done": 1, "failed": 0, "cancelled": 0}

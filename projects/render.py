@@ -1,0 +1,442 @@
+"""The render queue: turning shots into queued takes, and managing the jobs that render them.
+
+Queueing checks everything that can be checked before a model loads (the backend exists and can run here,
+every shot has something to start from, the camera path fits the backend) and then writes one take and one
+job per requested rendering in a single transaction: a request with any problem queues nothing.
+
+Jobs run in ``(priority DESC, position ASC)`` order, one worker per device (see :mod:`projects.worker`).
+A queued job can be cancelled, reordered or re-prioritised; a running one is asked to stop through its
+``cancel_requested`` flag, which the worker reads between denoising steps; a failed or cancelled job can be
+retried, which queues its take again with the same seed and settings.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from PIL import Image
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from pipelines.backend import BackendError, GenerationRequest, RefinerSettings, RequestError
+from pipelines.camera import parse_camera
+from pipelines.registry import backend_class, describe
+from projects import queries
+from projects.backends import models_dir
+from projects.errors import Conflict, InvalidInput, NotFound
+from projects.records import TakeInfo
+from projects.studio import Studio
+from storage.models import Job, Project, Shot, Take, TakeInput, utcnow
+
+MAX_TAKES_PER_SHOT = 100
+MAX_SEED = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """How takes are rendered, beyond the shot itself. Stored with each take, so a retry renders the same."""
+
+    backend: str = "animatic"
+    steps: int | None = None
+    guidance: float | None = None
+    negative_prompt: str = ""
+    refiner: bool = False
+    refiner_steps: int | None = None
+    refiner_strength: float = 0.3
+    caption: bool = True  # the animatic writes the shot's title on its frames
+
+    def refiner_settings(self) -> RefinerSettings:
+        return RefinerSettings(enabled=self.refiner, steps=self.refiner_steps, strength=self.refiner_strength)
+
+    def to_params(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> RenderSettings:
+        known = {key: params[key] for key in cls.__dataclass_fields__ if key in params}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: int
+    take_id: int
+    project_id: int
+    shot_id: int
+    shot_number: int
+    take_number: int
+    state: str
+    priority: int
+    position: int
+    attempts: int
+    backend: str
+    seed: int
+    stage: str
+    step: int
+    total: int
+    cancel_requested: bool
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "take_id": self.take_id,
+            "shot_id": self.shot_id,
+            "shot_number": self.shot_number,
+            "take_number": self.take_number,
+            "state": self.state,
+            "priority": self.priority,
+            "position": self.position,
+            "attempts": self.attempts,
+            "backend": self.backend,
+            "seed": self.seed,
+            "progress": {"stage": self.stage, "step": self.step, "total": self.total},
+            "cancel_requested": self.cancel_requested,
+            "error": self.error,
+            "created_at": self.created_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+def shot_frames(duration: float, fps: int) -> int:
+    """Frames in a shot: its duration at the project's fps, at least 2 (a first frame and a move)."""
+    return max(2, round(duration * fps))
+
+
+def queue_renders(
+    studio: Studio,
+    project: str | int,
+    *,
+    shots: Sequence[int] | None = None,
+    takes: int = 1,
+    settings: RenderSettings | None = None,
+    seed: int | None = None,
+    priority: int = 0,
+) -> list[JobInfo]:
+    """Queue ``takes`` renderings of each shot (by 1-based number; all shots when ``shots`` is None)."""
+    settings = settings or RenderSettings()
+    if isinstance(takes, bool) or not isinstance(takes, int) or not 1 <= takes <= MAX_TAKES_PER_SHOT:
+        raise InvalidInput(f"must be between 1 and {MAX_TAKES_PER_SHOT} takes per shot, got {takes!r}", "takes")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise InvalidInput(f"must be a whole number from 0 to {MAX_SEED}, got {seed!r}", "seed")
+    if isinstance(priority, bool) or not isinstance(priority, int) or not -1000 <= priority <= 1000:
+        raise InvalidInput(f"must be a whole number from -1000 to 1000, got {priority!r}", "priority")
+    info = describe_backend(studio, settings.backend)
+    with studio.write() as session:
+        row = queries.find_project(session, project)
+        chosen = _chosen_shots(session, row, shots)
+        for shot in chosen:
+            check_shot(session, row, shot, settings)
+        position = (session.scalar(select(func.max(Job.position))) or 0) + 1
+        jobs = []
+        for shot in chosen:
+            for index in range(takes):
+                take_seed = seed + index if seed is not None else secrets.randbelow(MAX_SEED + 1)
+                take = new_take(session, row, shot, settings, take_seed, backend_source=info.source)
+                job = Job(take_id=take.id, priority=priority, position=position)
+                position += 1
+                session.add(job)
+                jobs.append(job)
+        session.flush()
+        return [job_info(session, job) for job in jobs]
+
+
+def describe_backend(studio: Studio, name: str) -> Any:
+    """The backend's description; an unknown backend or one that cannot run here is refused, saying why."""
+    try:
+        info = describe(name, models_dir(studio))
+    except BackendError as exc:
+        raise InvalidInput(str(exc), "backend") from None
+    if not info.available:
+        raise Conflict(f"the {name} backend cannot run here: {info.reason}")
+    return info
+
+
+def _chosen_shots(session: Session, project: Project, numbers: Sequence[int] | None) -> list[Shot]:
+    if numbers is None:
+        chosen = list(session.scalars(select(Shot).where(Shot.project_id == project.id).order_by(Shot.position)).all())
+        if not chosen:
+            raise InvalidInput(f"project {project.name!r} has no shots to render", "shots")
+        return chosen
+    if not numbers:
+        raise InvalidInput("name at least one shot", "shots")
+    seen: set[int] = set()
+    chosen = []
+    for number in numbers:
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise InvalidInput(f"shot numbers are whole numbers, got {number!r}", "shots")
+        if number in seen:
+            continue
+        seen.add(number)
+        chosen.append(queries.shot_at(session, project, number))
+    return chosen
+
+
+def check_shot(session: Session, project: Project, shot: Shot, settings: RenderSettings) -> None:
+    """Everything about a shot that can be known before rendering: where its first frame comes from, and
+    whether the backend can follow its camera and length."""
+    cls = backend_class(settings.backend)
+    caps = cls.capabilities
+    where = f"shot {shot.position}"
+    has_keyframe = shot.keyframe_sha256 is not None or _character_keyframe(shot) is not None
+    continues = shot.continue_from_previous and shot.position > 1
+    if shot.keyframe_character_id is not None and _character_keyframe(shot) is None:
+        raise InvalidInput(
+            f"its keyframe is {shot.keyframe_character.name}'s first reference image, but "
+            f"{shot.keyframe_character.name} has none; add one",
+            where,
+        )
+    if not has_keyframe and not continues and not caps.text_only:
+        raise InvalidInput(
+            f"it has no keyframe and nothing to continue from; {cls.label} starts from an image. Upload a "
+            "keyframe, pick a character's reference, or mark it to continue from the previous shot",
+            where,
+        )
+    frames = shot_frames(shot.duration, project.fps)
+    path = parse_camera(shot.camera)
+    if path.preset is None and path.frame_count != frames - 1:
+        raise InvalidInput(
+            f"its camera path {path.text!r} is {path.frame_count} steps, but {shot.duration:g} s at "
+            f"{project.fps} fps is {frames} frames ({frames - 1} steps); change the counts or use a preset",
+            where,
+        )
+    probe_frames = min(frames, caps.max_frames)
+    probe = GenerationRequest(
+        prompt=shot.prompt,
+        width=project.width,
+        height=project.height,
+        fps=project.fps,
+        num_frames=probe_frames,
+        keyframe=Image.new("RGB", (8, 8)) if caps.image_to_video and not caps.text_only else None,
+        camera=shot.camera if probe_frames == frames else "static",
+        steps=settings.steps,
+        guidance=settings.guidance,
+        refiner=settings.refiner_settings(),
+    )
+    try:
+        cls.check_request(probe)
+    except RequestError as exc:
+        raise InvalidInput(str(exc), where) from None
+
+
+def _character_keyframe(shot: Shot) -> str | None:
+    character = shot.keyframe_character
+    if character is None or not character.references:
+        return None
+    return character.references[0].sha256
+
+
+def model_prompt(shot: Shot) -> str:
+    """The shot's prompt with its characters' descriptions, which is what keeps them recognisable."""
+    described = [f"{c.name}: {c.description}" for c in shot.characters if c.description.strip()]
+    if not described:
+        return shot.prompt
+    return f"{shot.prompt.rstrip().rstrip('.')}. " + "; ".join(described) + "."
+
+
+def new_take(
+    session: Session,
+    project: Project,
+    shot: Shot,
+    settings: RenderSettings,
+    seed: int,
+    *,
+    backend_source: str | None = None,
+    pinned: dict[str, Any] | None = None,
+) -> Take:
+    """A queued take of ``shot`` with the next free number and every setting it will be rendered with."""
+    last = session.scalar(select(func.max(Take.take_number)).where(Take.shot_id == shot.id))
+    params: dict[str, Any] = {
+        "settings": settings.to_params(),
+        "camera": shot.camera,
+        "duration": shot.duration,
+        "title": shot.title,
+        "model_source": backend_source,
+    }
+    if pinned:
+        params["pinned_inputs"] = pinned
+    take = Take(
+        shot_id=shot.id,
+        take_number=(last or 0) + 1,
+        status="queued",
+        backend=settings.backend,
+        seed=seed,
+        prompt=model_prompt(shot),
+        width=project.width,
+        height=project.height,
+        fps=project.fps,
+        num_frames=shot_frames(shot.duration, project.fps),
+        params=params,
+    )
+    session.add(take)
+    session.flush()
+    return take
+
+
+def render_again(studio: Studio, take_id: int, *, priority: int = 0) -> JobInfo:
+    """Queue a new take that repeats ``take_id`` exactly: same backend, settings, seed and input pictures."""
+    with studio.write() as session:
+        original = queries.get_take(session, take_id)
+        if original.status != "done":
+            raise Conflict(f"take {take_id} is {original.status}; only a finished take can be rendered again")
+        settings = RenderSettings.from_params(original.params.get("settings", {}))
+        describe_backend(studio, settings.backend)
+        shot = original.shot
+        pinned = {
+            "inputs": [
+                {"role": i.role, "position": i.position, "sha256": i.sha256, "character_id": i.character_id}
+                for i in original.inputs
+            ],
+            "source_take_id": original.source_take_id,
+            "from_take_id": original.id,
+        }
+        take = new_take(
+            session,
+            shot.project,
+            shot,
+            settings,
+            original.seed,
+            backend_source=original.params.get("model_source"),
+            pinned=pinned,
+        )
+        # Repeat the original exactly, even if the shot was edited since.
+        take.prompt, take.width, take.height = original.prompt, original.width, original.height
+        take.fps, take.num_frames = original.fps, original.params.get("requested_frames", original.num_frames)
+        take.params = {**take.params, "camera": original.params.get("camera", shot.camera)}
+        take.params = {**take.params, "duration": original.params.get("duration", shot.duration)}
+        position = (session.scalar(select(func.max(Job.position))) or 0) + 1
+        job = Job(take_id=take.id, priority=priority, position=position)
+        session.add(job)
+        session.flush()
+        return job_info(session, job)
+
+
+def list_jobs(
+    studio: Studio, project: str | int | None = None, *, states: Sequence[str] | None = None
+) -> list[JobInfo]:
+    """Jobs in the order they run (running first, then queued by priority and position, then the finished)."""
+    with studio.read() as session:
+        query = select(Job).join(Take).join(Shot)
+        if project is not None:
+            query = query.where(Shot.project_id == queries.find_project(session, project).id)
+        if states:
+            query = query.where(Job.state.in_(list(states)))
+        order = {"running": 0, "queued": 1}
+        jobs = session.scalars(query).all()
+        jobs = sorted(
+            jobs, key=lambda j: (order.get(j.state, 2), -j.priority if j.state == "queued" else 0, j.position)
+        )
+        return [job_info(session, job) for job in jobs]
+
+
+def get_job(studio: Studio, job_id: int) -> JobInfo:
+    with studio.read() as session:
+        return job_info(session, _job(session, job_id))
+
+
+def cancel_job(studio: Studio, job_id: int) -> JobInfo:
+    """Cancel a queued job now, or ask a running one to stop at its next step."""
+    with studio.write() as session:
+        job = _job(session, job_id)
+        if job.state == "queued":
+            job.state, job.finished_at = "cancelled", utcnow()
+            job.take.status, job.take.error, job.take.finished_at = (
+                "cancelled",
+                "cancelled before it started",
+                utcnow(),
+            )
+        elif job.state == "running":
+            job.cancel_requested = True
+        else:
+            raise Conflict(f"job {job_id} is already {job.state}")
+        session.flush()
+        return job_info(session, job)
+
+
+def retry_job(studio: Studio, job_id: int) -> JobInfo:
+    """Queue a failed or cancelled job again (same take, seed and settings), at the end of the queue."""
+    with studio.write() as session:
+        job = _job(session, job_id)
+        if job.state not in ("failed", "cancelled"):
+            raise Conflict(f"job {job_id} is {job.state}; only a failed or cancelled job can be retried")
+        job.state, job.attempts, job.error, job.cancel_requested = "queued", 0, None, False
+        job.started_at = job.finished_at = None
+        job.progress_stage, job.progress_step, job.progress_total = "", 0, 0
+        job.position = (session.scalar(select(func.max(Job.position))) or 0) + 1
+        take = job.take
+        take.status, take.error, take.started_at, take.finished_at = "queued", None, None, None
+        session.execute(TakeInput.__table__.delete().where(TakeInput.take_id == take.id))
+        session.flush()
+        return job_info(session, job)
+
+
+def move_job(studio: Studio, job_id: int, *, before: int | None = None, priority: int | None = None) -> JobInfo:
+    """Reorder the queue: put a queued job just before job ``before``, and/or change its priority."""
+    with studio.write() as session:
+        job = _job(session, job_id)
+        if job.state != "queued":
+            raise Conflict(f"job {job_id} is {job.state}; only queued jobs can be moved")
+        if priority is not None:
+            if isinstance(priority, bool) or not isinstance(priority, int) or not -1000 <= priority <= 1000:
+                raise InvalidInput(f"must be a whole number from -1000 to 1000, got {priority!r}", "priority")
+            job.priority = priority
+        if before is not None:
+            anchor = _job(session, before)
+            if anchor.id == job.id:
+                raise InvalidInput("a job cannot move before itself", "before")
+            session.execute(
+                update(Job).where(Job.position >= anchor.position, Job.id != job.id).values(position=Job.position + 1)
+            )
+            session.refresh(anchor)
+            job.position = anchor.position - 1
+            job.priority = anchor.priority if priority is None else job.priority
+        session.flush()
+        return job_info(session, job)
+
+
+def _job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"there is no job with id {job_id}")
+    return job
+
+
+def job_info(session: Session, job: Job) -> JobInfo:
+    take = job.take
+    shot = take.shot
+    return JobInfo(
+        id=job.id,
+        take_id=take.id,
+        project_id=shot.project_id,
+        shot_id=shot.id,
+        shot_number=shot.position,
+        take_number=take.take_number,
+        state=job.state,
+        priority=job.priority,
+        position=job.position,
+        attempts=job.attempts,
+        backend=take.backend,
+        seed=take.seed,
+        stage=job.progress_stage,
+        step=job.progress_step,
+        total=job.progress_total,
+        cancel_requested=job.cancel_requested,
+        error=job.error,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+def takes_of_jobs(studio: Studio, job_ids: Sequence[int]) -> list[TakeInfo]:
+    with studio.read() as session:
+        jobs = [_job(session, job_id) for job_id in job_ids]
+        return [queries.take_info(studio.media, job.take, job.take.shot.position) for job in jobs]
