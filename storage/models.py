@@ -46,6 +46,7 @@ MAX_SHOT_SECONDS = 600.0
 TAKE_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 TAKE_INPUT_ROLES = ("keyframe", "last_frame", "reference")
+SCORE_METRICS = ("identity", "continuity", "stability")
 
 # Stable constraint names make Alembic migrations (batch mode on SQLite) deterministic.
 NAMING_CONVENTION = {
@@ -277,6 +278,9 @@ class Take(Base):
     inputs: Mapped[list[TakeInput]] = relationship(
         back_populates="take", cascade="all, delete-orphan", passive_deletes=True, order_by="TakeInput.position"
     )
+    scores: Mapped[list[TakeScore]] = relationship(
+        back_populates="take", cascade="all, delete-orphan", passive_deletes=True, order_by="TakeScore.id"
+    )
 
 
 class Job(Base):
@@ -340,3 +344,30 @@ class TakeInput(Base):
 
     take: Mapped[Take] = relationship(back_populates="inputs")
     media: Mapped[MediaObject] = relationship(lazy="joined")
+
+
+class TakeScore(Base):
+    """One consistency score of a take, by one embedder.
+
+    Scores are comparable only within one embedder (``embedder`` holds its id, for example the offline
+    descriptor's version or a CLIP model's folder and config hash), so the embedder is part of the key.
+    ``value`` is in 0..1; ``details`` keeps the parts (per character, per component) the value came from.
+    """
+
+    __tablename__ = "take_scores"
+    __table_args__ = (
+        UniqueConstraint("take_id", "embedder", "metric", name="uq_take_scores_take_embedder_metric"),
+        CheckConstraint(_in("metric", SCORE_METRICS), name="metric_known"),
+        CheckConstraint("value >= 0 AND value <= 1", name="value_range"),
+        Index("ix_take_scores_embedder_metric_value", "embedder", "metric", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    take_id: Mapped[int] = mapped_column(ForeignKey("takes.id", ondelete="CASCADE"), index=True)
+    embedder: Mapped[str] = mapped_column(String(200))
+    metric: Mapped[str] = mapped_column(String(32))
+    value: Mapped[float] = mapped_column(Float)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    take: Mapped[Take] = relationship(back_populates="scores")

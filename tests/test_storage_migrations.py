@@ -227,8 +227,8 @@ def test_check_constraints_and_delete_rules_match_models(tmp_path: Path) -> None
     }
     assert reflected_checks == model_checks
     assert ("takes", "ck_takes_approved_only_when_done") in reflected_checks
-    # 2 media, 3 projects, 1 characters, 1 references, 3 shots, 6 takes, 3 jobs, 2 take inputs
-    assert len(reflected_checks) == 21
+    # 2 media, 3 projects, 1 characters, 1 references, 3 shots, 6 takes, 3 jobs, 2 take inputs, 2 scores
+    assert len(reflected_checks) == 23
     assert reflected_fks == model_fks
     assert ("shots", "keyframe_character_id", "characters", "SET NULL") in reflected_fks
     assert ("reference_images", "sha256", "media_objects", "RESTRICT") in reflected_fks
