@@ -66,7 +66,8 @@ def main() -> int:
         settings = RenderSettings(backend="sana-wm", steps=args.steps, caption=False)
         direct_times: list[float] = []
         studio_times: list[float] = []
-        with RenderWorker(studio) as worker:
+        # Scoring is a feature with its own budget (bench/scoring.py); this measures the queue's own overhead.
+        with RenderWorker(studio, score=False) as worker:
             queue_renders(studio, film.id, shots=[shot.number], settings=settings, seed=0)
             worker.run(once=True)  # warm-up: loads the pipeline
             backend = worker._backends["sana-wm"]

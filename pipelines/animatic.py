@@ -149,7 +149,8 @@ def _camera_views(
     sway = _sway(len(states), seed)
     views = []
     for (zoom, cx, cy, roll), (sx, sy) in zip(states, sway, strict=True):
-        scale = cover / zoom
+        # The sway pushes in just enough to have room to sway in: nothing on the first frame, where it is 0.
+        scale = cover / (zoom * (1 + 2 * (abs(sx) + abs(sy))))
         half_w, half_h = out_w * scale / 2, out_h * scale / 2
         cx, cy = cx + sx * half_w * 2, cy + sy * half_h * 2
         # Keep the rotated view inside the image: its bounding box grows with the roll.

@@ -77,7 +77,12 @@ class DiffusionBackend(Backend):
     def refiner_provenance(self, spec: LoadSpec) -> dict[str, Any]:
         """The refiner's weights, for the record of a refined take."""
         folder = inspect_model_folder(resolve_source(spec.source, spec.revision))
-        return {"load_spec": spec.to_json(), "model_folder": str(folder.path), "model_files": folder.file_hashes()}
+        return {
+            "load_spec": spec.to_json(),
+            "model_folder": str(folder.path),
+            "model_revision": folder.revision(),
+            "model_files": folder.file_fingerprints(),
+        }
 
     def provenance(self) -> dict[str, Any]:
         """The weights and software a take was made with, for its record."""
@@ -86,7 +91,8 @@ class DiffusionBackend(Backend):
             "load_spec": spec.to_json(),
             "profile_reason": self.profile_reason,
             "model_folder": str(self.model.path) if self.model else None,
-            "model_files": self.model.file_hashes() if self.model else {},
+            "model_revision": self.model.revision() if self.model else None,
+            "model_files": self.model.file_fingerprints() if self.model else {},
             "libraries": library_versions(),
             "device": device_name(spec.device),
         }

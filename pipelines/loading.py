@@ -17,6 +17,7 @@ Nothing here runs at import time; torch and diffusers are imported by the functi
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import logging
 import struct
@@ -132,10 +133,22 @@ class ModelFolder:
         only = ModelFolder(self.path, self.pipeline_class, {name: self.components[name]})
         return only.bytes_at(dtype, quantization)
 
-    def file_hashes(self) -> dict[str, str]:
-        """Weight files named by path and size (cheap); full hashes are for provenance on demand."""
+    def revision(self) -> str | None:
+        """The commit a Hugging Face cache snapshot was downloaded at (``.../snapshots/<commit>/``), if any."""
+        parts = self.path.parts
+        if "snapshots" in parts[:-1]:
+            return parts[parts.index("snapshots") + 1]
+        return None
+
+    def file_fingerprints(self) -> dict[str, str]:
+        """Each weight file as ``size:<bytes> header:<sha256 of its safetensors header>``.
+
+        Cheap at any model size: the header names every tensor with its dtype, shape and byte offsets, so it
+        changes with the architecture and the file layout. It does not tell apart two fine-tunes of the same
+        shape; a model from the Hugging Face cache is pinned exactly by :meth:`revision`.
+        """
         return {
-            str(path.relative_to(self.path)): str(path.stat().st_size)
+            str(path.relative_to(self.path)): f"size:{path.stat().st_size} header:{_header_digest(path)}"
             for component in self.components.values()
             for path in component.weight_files
         }
@@ -208,6 +221,12 @@ def _is_model_class(class_name: str) -> bool:
     """Components that are networks (with weights), as opposed to tokenizers, schedulers and processors."""
     lowered = class_name.lower()
     return not any(word in lowered for word in ("tokenizer", "scheduler", "processor", "feature_extractor"))
+
+
+def _header_digest(path: Path) -> str:
+    with path.open("rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        return hashlib.sha256(f.read(length)).hexdigest()[:16]
 
 
 def _holds_model(sub: Path) -> bool:

@@ -127,6 +127,10 @@ def queue_renders(
         raise InvalidInput(f"must be between 1 and {MAX_TAKES_PER_SHOT} takes per shot, got {takes!r}", "takes")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
         raise InvalidInput(f"must be a whole number from 0 to {MAX_SEED}, got {seed!r}", "seed")
+    if seed is not None and seed + takes - 1 > MAX_SEED:
+        raise InvalidInput(
+            f"{takes} takes from seed {seed} would go past the largest seed, {MAX_SEED}; start lower", "seed"
+        )
     if isinstance(priority, bool) or not isinstance(priority, int) or not -1000 <= priority <= 1000:
         raise InvalidInput(f"must be a whole number from -1000 to 1000, got {priority!r}", "priority")
     info = describe_backend(studio, settings.backend)
@@ -312,6 +316,7 @@ def render_again(studio: Studio, take_id: int, *, priority: int = 0) -> JobInfo:
         take.fps, take.num_frames = original.fps, original.params.get("requested_frames", original.num_frames)
         take.params = {**take.params, "camera": original.params.get("camera", shot.camera)}
         take.params = {**take.params, "duration": original.params.get("duration", shot.duration)}
+        take.params = {**take.params, "title": original.params.get("title", shot.title)}
         position = (session.scalar(select(func.max(Job.position))) or 0) + 1
         job = Job(take_id=take.id, priority=priority, position=position)
         session.add(job)

@@ -19,6 +19,7 @@ from projects.errors import InvalidInput
 from projects.images import CheckedImage, check_image
 from projects.records import Page, ShotInfo
 from projects.studio import Studio
+from projects.takes import refresh_project_stale
 from projects.validation import clean_camera, clean_duration, clean_flag, clean_prompt, clean_text
 from storage.models import Project, Shot
 
@@ -152,6 +153,7 @@ def update_shot(
             if keyframe_character is None or keyframe_character == "":
                 shot.keyframe_character_id = None
         session.flush()
+        refresh_project_stale(session, shot.project_id)
         session.expire(shot, ["keyframe", "keyframe_character"])
         return queries.shot_info(session, studio.media, shot)
 
@@ -171,6 +173,7 @@ def move_shot(studio: Studio, shot_id: int, to_number: int) -> list[ShotInfo]:
             else:
                 _shift(session, shot.project_id, start + 1, to_number, -1)
             _place(session, shot, to_number)
+            refresh_project_stale(session, shot.project_id)
         return _all_shots(session, studio, shot.project_id)
 
 
@@ -184,6 +187,7 @@ def delete_shot(studio: Studio, shot_id: int) -> ShotInfo:
         session.flush()
         last = queries.shot_count(session, project_id) + 1
         _shift(session, project_id, position + 1, last, -1)
+        refresh_project_stale(session, project_id)
     return info
 
 

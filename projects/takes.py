@@ -189,6 +189,13 @@ def refresh_stale(session: Session, shot: Shot) -> None:
     session.flush()
 
 
+def refresh_project_stale(session: Session, project_id: int) -> None:
+    """Recompute every shot's stale mark (after shots moved or were deleted, or takes were deleted)."""
+    for shot in session.scalars(select(Shot).where(Shot.project_id == project_id)):
+        shot.stale = _is_stale(session, shot)
+    session.flush()
+
+
 def _is_stale(session: Session, shot: Shot) -> bool:
     if not shot.continue_from_previous or shot.position == 1:
         return False
@@ -204,8 +211,10 @@ def delete_take(studio: Studio, take_id: int) -> TakeInfo:
         if take.status == "running":
             raise Conflict(f"take {take_id} is rendering; cancel it first")
         info = queries.take_info(studio.media, take, take.shot.position)
+        project_id = take.shot.project_id
         session.delete(take)
         session.flush()
+        refresh_project_stale(session, project_id)
     return info
 
 

@@ -160,9 +160,16 @@ def test_inspect_reads_components_libraries_and_parameter_counts(sana_copy: Path
     transformer = SanaWMTransformer3DModel.from_pretrained(sana_copy / "transformer")
     assert model.components["transformer"].parameters == sum(t.numel() for t in transformer.state_dict().values())
 
-    sizes = model.file_hashes()
-    assert sizes["transformer/diffusion_pytorch_model.safetensors"] == str(
-        (sana_copy / "transformer" / "diffusion_pytorch_model.safetensors").stat().st_size
+    weights = sana_copy / "transformer" / "diffusion_pytorch_model.safetensors"
+    fingerprint = model.file_fingerprints()["transformer/diffusion_pytorch_model.safetensors"]
+    assert fingerprint.startswith(f"size:{weights.stat().st_size} header:")
+    # A file with the same size but another layout has another fingerprint.
+    data = bytearray(weights.read_bytes())
+    header_end = 8 + int.from_bytes(data[:8], "little")
+    data[8:header_end] = bytes(data[8:header_end]).replace(b'"F32"', b'"I32"', 1)
+    weights.write_bytes(bytes(data))
+    assert inspect_model_folder(sana_copy).file_fingerprints()["transformer/diffusion_pytorch_model.safetensors"] != (
+        fingerprint
     )
     assert model.bytes_at("float32") == 4 * model.parameters
     assert model.bytes_at("bfloat16") == 2 * model.parameters
