@@ -55,6 +55,7 @@ from pipelines.windows import render_long
 from projects.backends import models_dir
 from projects.errors import StudioError
 from projects.render import RenderSettings, job_info
+from projects.scoring import score_finished_take
 from projects.studio import Studio
 from projects.takes import refresh_stale, source_take_for
 from storage import media as media_rows
@@ -85,9 +86,12 @@ class Inputs:
 class RenderWorker:
     """Runs the queue on one device. Use as a context manager, or call :meth:`close`."""
 
-    def __init__(self, studio: Studio, *, device: str = "cpu", cache: PipelineCache | None = None) -> None:
+    def __init__(
+        self, studio: Studio, *, device: str = "cpu", cache: PipelineCache | None = None, score: bool = True
+    ) -> None:
         self.studio = studio
         self.device = device
+        self.score = score  # consistency scores as each take finishes (see projects.scoring)
         self.cache = cache if cache is not None else PipelineCache(capacity=1)
         self.name = f"{socket.gethostname()}:{os.getpid()}:{device}"
         self._backends: dict[str, Backend] = {}
@@ -149,7 +153,11 @@ class RenderWorker:
             for job in stuck:
                 take = job.take
                 session.execute(TakeInput.__table__.delete().where(TakeInput.take_id == take.id))
-                if job.attempts < MAX_ATTEMPTS:
+                if job.cancel_requested:
+                    reason = "cancelled (the worker stopped before it could finish cancelling)"
+                    job.state, job.error, job.finished_at = "cancelled", reason, utcnow()
+                    take.status, take.error, take.finished_at = "cancelled", reason, utcnow()
+                elif job.attempts < MAX_ATTEMPTS:
                     job.state, job.cancel_requested = "queued", False
                     job.progress_stage, job.progress_step, job.progress_total = "", 0, 0
                     job.error = "the worker stopped while rendering this take; it was queued again"
@@ -222,12 +230,14 @@ class RenderWorker:
 
     def _render(self, job_id: int) -> None:
         cancel = CancelToken()
+        finished: tuple[int, Any] | None = None
         scratch = Path(tempfile.mkdtemp(prefix=self._scratch_prefix(), dir=self.studio.media.temp_dir))
         try:
             request, backend_name, take_id = self._prepare(job_id)
             backend = self._backend(backend_name)
             result = render_long(backend, request, progress=self._progress(job_id, cancel), cancel=cancel)
             self._finish(job_id, take_id, request, backend_name, result, scratch)
+            finished = (take_id, result.frames)
         except GenerationCancelled as exc:
             self._end(job_id, "cancelled", str(exc))
         except JobFailed as exc:
@@ -250,6 +260,8 @@ class RenderWorker:
                 self._end(job_id, "failed", f"{type(exc).__name__}: {exc}")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        if finished is not None and self.score:
+            score_finished_take(self.studio, *finished)  # best effort: the take is already done
 
     def _out_of_memory(self, job_id: int, reason: str) -> None:
         for backend in self._backends.values():

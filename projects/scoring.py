@@ -1,0 +1,268 @@
+"""Consistency scores: how well each take keeps its characters, continues from the shot before, and holds
+steady -- numbers to sort by, so re-rolling a shot becomes a search with a target instead of luck.
+
+Three scores, each in 0..1 (see :mod:`pipelines.consistency` for the exact definitions):
+
+- ``identity``: how closely the characters in the shot match their reference images (face crops where faces
+  are found, whole-subject crops otherwise), averaged over sampled frames and over the characters;
+- ``continuity``: how well the take's first frames match the last frame of the take it continues from (the
+  previous shot's approved take, else its newest finished one); for a shot that does not continue, the same
+  measure against the previous shot's current take says how hard the cut is;
+- ``stability``: frame-to-frame steadiness of subject and background (VBench's subject and background
+  consistency and temporal flickering), which catches flicker, drift and, in long shots, visible window joins.
+
+A score records the embedder that made it; scores of different embedders are never compared. The overall
+score a shot's takes are ranked by is the mean of the scores a take has.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from pipelines.backend import BackendError
+from pipelines.consistency import continuity, identity, stability
+from pipelines.embedders import Embedder, load_embedder
+from pipelines.video import last_frame, read_frames
+from projects import queries
+from projects.errors import InvalidInput
+from projects.studio import Studio
+from projects.takes import source_take_for
+from storage.models import SCORE_METRICS, Shot, Take, TakeScore
+
+log = logging.getLogger(__name__)
+
+EMBEDDER_ENV = "CONTINUITY_EMBEDDER"
+
+
+@dataclass(frozen=True)
+class TakeScores:
+    take_id: int
+    shot_number: int
+    take_number: int
+    embedder: str
+    scores: dict[str, float]
+    details: dict[str, Any]
+    approved: bool = False
+
+    @property
+    def overall(self) -> float | None:
+        return float(np.mean(list(self.scores.values()))) if self.scores else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "take_id": self.take_id,
+            "shot_number": self.shot_number,
+            "take_number": self.take_number,
+            "embedder": self.embedder,
+            "identity": _rounded(self.scores.get("identity")),
+            "continuity": _rounded(self.scores.get("continuity")),
+            "stability": _rounded(self.scores.get("stability")),
+            "overall": _rounded(self.overall),
+            "approved": self.approved,
+            "details": self.details,
+        }
+
+
+def _rounded(value: float | None) -> float | None:
+    return round(value, 4) if value is not None else None
+
+
+def default_embedder_name() -> str:
+    """``$CONTINUITY_EMBEDDER`` (a CLIP, DINOv2 or SigLIP folder or hub id), else the offline descriptors."""
+    return os.environ.get(EMBEDDER_ENV) or "offline"
+
+
+def embedder_for(name: str | None) -> Embedder:
+    try:
+        return load_embedder(name or default_embedder_name())
+    except BackendError as exc:
+        raise InvalidInput(str(exc), "embedder") from None
+
+
+def score_take(
+    studio: Studio,
+    take_id: int,
+    *,
+    embedder: str | None = None,
+    frames: np.ndarray | None = None,
+) -> TakeScores:
+    """Compute and store a finished take's scores (replacing earlier ones from the same embedder).
+
+    ``frames`` may be given when they are at hand (the worker has them in memory); otherwise the take's video
+    is decoded.
+    """
+    model = embedder_for(embedder)
+    with studio.read() as session:
+        take = queries.get_take(session, take_id)
+        if take.status != "done" or take.video is None:
+            raise InvalidInput(f"take {take_id} is {take.status}; only a finished take can be scored", "take")
+        shot = take.shot
+        video = studio.media.path_for(take.video.sha256, take.video.extension)
+        references = _references(studio, shot)
+        previous, chained = _previous_take(session, shot, take)
+        previous_video = (
+            studio.media.path_for(previous.video.sha256, previous.video.extension)
+            if previous is not None and previous.video is not None
+            else None
+        )
+        shot_number, take_number = shot.position, take.take_number
+    if frames is None:
+        frames = read_frames(video)
+    scores: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    if references:
+        result = identity(frames, references, model)
+        scores["identity"] = _clip01(result.value)
+        details["identity"] = _details(result)
+    if previous_video is not None:
+        anchor = np.asarray(last_frame(previous_video).convert("RGB"))
+        scores["continuity"] = _clip01(continuity(frames, anchor, model))
+        details["continuity"] = {"previous_take_id": previous.id if previous else None, "chained": chained}
+    result = stability(frames, model)
+    scores["stability"] = _clip01(result.value)
+    details["stability"] = _details(result)
+    with studio.write() as session:
+        take = queries.get_take(session, take_id)
+        session.execute(delete(TakeScore).where(TakeScore.take_id == take_id, TakeScore.embedder == model.id))
+        for metric, value in scores.items():
+            session.add(
+                TakeScore(
+                    take_id=take_id, embedder=model.id, metric=metric, value=value, details=details.get(metric, {})
+                )
+            )
+        approved = take.approved
+    return TakeScores(take_id, shot_number, take_number, model.id, scores, details, approved)
+
+
+def score_project(
+    studio: Studio,
+    project: str | int,
+    *,
+    shot_number: int | None = None,
+    embedder: str | None = None,
+    rescore: bool = False,
+) -> list[TakeScores]:
+    """Scores of every finished take (of one shot, or the whole project), computing those not yet scored with
+    this embedder (or all of them with ``rescore``)."""
+    model = embedder_for(embedder)
+    with studio.read() as session:
+        row = queries.find_project(session, project)
+        query = select(Take.id).join(Shot).where(Shot.project_id == row.id, Take.status == "done")
+        if shot_number is not None:
+            query = query.where(Shot.id == queries.shot_at(session, row, shot_number).id)
+        take_ids = list(session.scalars(query.order_by(Shot.position, Take.take_number)))
+        scored = set(
+            session.scalars(
+                select(TakeScore.take_id).where(TakeScore.take_id.in_(take_ids), TakeScore.embedder == model.id)
+            )
+        )
+    for take_id in take_ids:
+        if rescore or take_id not in scored:
+            score_take(studio, take_id, embedder=embedder)
+    return stored_scores(studio, take_ids, embedder=model.id)
+
+
+def stored_scores(studio: Studio, take_ids: Sequence[int], *, embedder: str | None = None) -> list[TakeScores]:
+    """The stored scores of these takes under one embedder (the default one unless named)."""
+    embedder_id = embedder or embedder_for(None).id
+    with studio.read() as session:
+        rows = session.scalars(
+            select(TakeScore).where(TakeScore.take_id.in_(list(take_ids)), TakeScore.embedder == embedder_id)
+        ).all()
+        by_take: dict[int, list[TakeScore]] = {}
+        for score in rows:
+            by_take.setdefault(score.take_id, []).append(score)
+        out = []
+        for take_id in take_ids:
+            take = session.get(Take, take_id)
+            if take is None:
+                continue
+            found = by_take.get(take_id, [])
+            out.append(
+                TakeScores(
+                    take_id,
+                    take.shot.position,
+                    take.take_number,
+                    embedder_id,
+                    {s.metric: s.value for s in found},
+                    {s.metric: s.details for s in found},
+                    take.approved,
+                )
+            )
+        return out
+
+
+def rank_takes(
+    studio: Studio, project: str | int, shot_number: int, *, metric: str = "overall", embedder: str | None = None
+) -> list[TakeScores]:
+    """A shot's scored takes, best first, by one metric (or ``overall``) under one embedder."""
+    if metric not in (*SCORE_METRICS, "overall"):
+        raise InvalidInput(f"must be one of {', '.join((*SCORE_METRICS, 'overall'))}, got {metric!r}", "metric")
+    scores = score_project(studio, project, shot_number=shot_number, embedder=embedder)
+
+    def key(item: TakeScores) -> float:
+        value = item.overall if metric == "overall" else item.scores.get(metric)
+        return -1.0 if value is None else value
+
+    return sorted(scores, key=key, reverse=True)
+
+
+def suggest_take(studio: Studio, project: str | int, shot_number: int, *, embedder: str | None = None) -> int | None:
+    """The take to approve: the best overall score among the shot's finished takes (None when it has none)."""
+    ranked = rank_takes(studio, project, shot_number, embedder=embedder)
+    return ranked[0].take_id if ranked else None
+
+
+def score_finished_take(studio: Studio, take_id: int, frames: np.ndarray) -> TakeScores | None:
+    """Score a take the worker just finished; a failure here never fails the take (it is logged)."""
+    try:
+        return score_take(studio, take_id, frames=frames)
+    except Exception:
+        log.exception("could not score take %s", take_id)
+        return None
+
+
+def _references(studio: Studio, shot: Shot) -> dict[str, list[Image.Image]]:
+    found: dict[str, list[Image.Image]] = {}
+    for character in shot.characters:
+        images = []
+        for ref in character.references:
+            with Image.open(studio.media.path_for(ref.sha256, ref.media.extension)) as image:
+                images.append(image.convert("RGB"))
+        if images:
+            found[character.name] = images
+    return found
+
+
+def _previous_take(session: Session, shot: Shot, take: Take) -> tuple[Take | None, bool]:
+    """The take this one continued from when it was chained, else the previous shot's current take."""
+    if take.source_take_id is not None:
+        source = session.get(Take, take.source_take_id)
+        if source is not None and source.status == "done":
+            return source, True
+    if shot.position == 1:
+        return None, False
+    return source_take_for(session, shot), False
+
+
+def _details(result: Any) -> dict[str, Any]:
+    shown = {}
+    for key, value in vars(result).items():
+        if isinstance(value, (int, float, str, bool)) or value is None:
+            shown[key] = value
+        elif isinstance(value, dict):
+            shown[key] = {str(k): (round(v, 4) if isinstance(v, float) else v) for k, v in value.items()}
+    return shown
+
+
+def _clip01(value: float) -> float:
+    return float(min(1.0, max(0.0, value)))
