@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from projects import cast, project, render, storyboard, takes
+from projects import cast, project, render, scoring, storyboard, takes
 from projects.backends import available_backends
 from projects.errors import InvalidInput, StudioError
 from projects.maintenance import verify_media
@@ -144,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     retry = commands.add_parser("retry", parents=[common], help="queue a failed or cancelled job again")
     retry.add_argument("job_id", type=int)
     retry.set_defaults(handler=_retry)
+
+    score = commands.add_parser("score", parents=[common], help="consistency scores of a project's takes")
+    score.add_argument("project")
+    score.add_argument("--shot", type=int, help="only this shot number")
+    score.add_argument(
+        "--embedder", help="'offline' (default, or $CONTINUITY_EMBEDDER) or a CLIP/DINOv2/SigLIP folder or hub id"
+    )
+    score.add_argument("--rescore", action="store_true", help="compute again even where scores exist")
+    score.set_defaults(handler=_score)
 
     backends = commands.add_parser("backends", parents=[common], help="list video backends and whether each can run")
     backends.set_defaults(handler=_backends)
@@ -443,6 +452,31 @@ def _cancel(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
 def _retry(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
     job = render.retry_job(studio, args.job_id)
     return f"job {job.id} queued again", {"job": job.to_json()}
+
+
+def _score(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    results = scoring.score_project(
+        studio, args.project, shot_number=args.shot, embedder=args.embedder, rescore=args.rescore
+    )
+
+    def shown(value: float | None) -> str:
+        return "  -  " if value is None else f"{value:.3f}"
+
+    lines = [
+        f"shot {r.shot_number} take {r.take_number} (id {r.take_id})  identity {shown(r.scores.get('identity'))}  "
+        f"continuity {shown(r.scores.get('continuity'))}  stability {shown(r.scores.get('stability'))}  "
+        f"overall {shown(r.overall)}" + ("  approved" if r.approved else "")
+        for r in results
+    ]
+    suggestions = {}
+    for shot_number in sorted({r.shot_number for r in results}):
+        ranked = [r for r in results if r.shot_number == shot_number and r.overall is not None]
+        if ranked:
+            suggestions[str(shot_number)] = max(ranked, key=lambda r: r.overall).take_id
+    embedder = results[0].embedder if results else scoring.embedder_for(args.embedder).id
+    lines.append(f"scored with {embedder}; suggested takes: {suggestions or 'none'}")
+    payload = {"embedder": embedder, "takes": [r.to_json() for r in results], "suggested": suggestions}
+    return "\n".join(lines), payload
 
 
 def _backends(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:

@@ -139,7 +139,7 @@ def test_a_smooth_dolly_is_more_stable_than_shuffled_or_noisy_frames(
         noise = rng.integers(0, 256, size=frames[1::2].shape, dtype=np.uint8)
         noisy_frames[1::2] = (0.5 * frames[1::2] + 0.5 * noise).astype(np.uint8)
         noisy = stability(noisy_frames, embedder)
-        assert smooth.embedder == embedder.id and smooth.frames_scored == FRAMES
+        assert smooth.embedder == embedder.id and smooth.frames_scored == min(FRAMES, 16)
         assert smooth.value == pytest.approx((smooth.subject + smooth.background + smooth.flicker) / 3)
         assert smooth.value > 0.95, name
         # Shuffling is caught by flickering: VBench's consistency compares each frame with the first, and a
