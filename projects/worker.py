@@ -143,10 +143,14 @@ class RenderWorker:
         """Jobs left ``running`` on this device by a worker that died: re-queued once, then failed.
 
         The dead worker's half-written files (its scratch folders) are removed too: holding the device lock,
-        nothing else writes there.
+        nothing else writes there. So are stored files no row names, once they are an hour old.
         """
         for leftover in self.studio.media.temp_dir.glob(self._scratch_prefix() + "*"):
             shutil.rmtree(leftover, ignore_errors=True)
+        with self.studio.read() as session:
+            # A worker killed between renaming a take's video into the store and committing its row leaves a
+            # complete file that no row names; once it is old enough not to be anyone's write in progress, it goes.
+            media_rows.remove_unrecorded_files(session, self.studio.media)
         recovered = []
         with self.studio.write() as session:
             stuck = session.scalars(select(Job).where(Job.state == "running", Job.device == self.device)).all()

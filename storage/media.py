@@ -11,8 +11,9 @@ Order of side effects, which is what makes a crash harmless:
 
 A crash before 2 leaves only a temporary file, which is not a content path and is swept the next time the
 store opens; a crash between 2 and 3 leaves a complete file that no row references, which
-:func:`collect_orphans` finds. Deletions run the other way round: rows are committed first, files removed
-after.
+:func:`remove_unrecorded_files` removes once it is old enough not to be another process's write in progress
+(the render worker runs it when it starts). Deletions run the other way round: rows are committed first,
+files removed after, and :func:`collect_orphans` finds the rows nothing references any more.
 """
 
 from __future__ import annotations
