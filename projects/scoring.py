@@ -114,6 +114,11 @@ def score_take(
             if previous is not None and previous.video is not None
             else None
         )
+        # A chained take's keyframe is the previous take's last frame, already extracted: no need to decode.
+        keyframes = [i for i in take.inputs if i.role == "keyframe"]
+        anchor_path = (
+            studio.media.path_for(keyframes[0].sha256, keyframes[0].media.extension) if chained and keyframes else None
+        )
         shot_number, take_number = shot.position, take.take_number
     if frames is None:
         frames = read_frames(video)
@@ -124,7 +129,11 @@ def score_take(
         scores["identity"] = _clip01(result.value)
         details["identity"] = _details(result)
     if previous_video is not None:
-        anchor = np.asarray(last_frame(previous_video).convert("RGB"))
+        if anchor_path is not None:
+            with Image.open(anchor_path) as image:
+                anchor = np.asarray(image.convert("RGB"))
+        else:
+            anchor = np.asarray(last_frame(previous_video).convert("RGB"))
         scores["continuity"] = _clip01(continuity(frames, anchor, model))
         details["continuity"] = {"previous_take_id": previous.id if previous else None, "chained": chained}
     result = stability(frames, model)
