@@ -6,6 +6,7 @@ the session is still open.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
@@ -14,7 +15,7 @@ from projects.errors import InvalidInput, NotFound
 from projects.records import CharacterInfo, Keyframe, ProjectInfo, ReferenceInfo, ShotInfo, TakeInfo
 from projects.validation import name_key
 from storage.media import MediaStore
-from storage.models import Character, Project, ReferenceImage, Shot, Take
+from storage.models import Character, MediaObject, Project, ReferenceImage, Shot, Take
 
 
 def get_project(session: Session, project_id: int) -> Project:
@@ -157,6 +158,15 @@ def shot_infos(session: Session, media: MediaStore, shots: Sequence[Shot]) -> li
         session.execute(select(Take.shot_id, func.count()).where(Take.shot_id.in_(ids)).group_by(Take.shot_id)).all()
     )
     approved = dict(session.execute(select(Take.shot_id, Take.id).where(Take.shot_id.in_(ids), Take.approved)).all())
+    pictures: dict[int, Path] = {}
+    shown = (
+        select(Take.shot_id, MediaObject.sha256, MediaObject.extension)
+        .join(MediaObject, MediaObject.sha256 == Take.thumbnail_sha256)
+        .where(Take.shot_id.in_(ids), Take.status == "done")
+        .order_by(Take.approved, Take.take_number)  # later rows win: the approved take, else the newest
+    )
+    for shot_id, sha256, extension in session.execute(shown).all():
+        pictures[shot_id] = media.path_for(sha256, extension)
     return [
         ShotInfo(
             id=shot.id,
@@ -172,9 +182,21 @@ def shot_infos(session: Session, media: MediaStore, shots: Sequence[Shot]) -> li
             continue_from_previous=shot.continue_from_previous,
             take_count=counts.get(shot.id, 0),
             approved_take_id=approved.get(shot.id),
+            picture=pictures.get(shot.id) or _keyframe_picture(media, shot),
+            stale=shot.stale,
         )
         for shot in shots
     ]
+
+
+def _keyframe_picture(media: MediaStore, shot: Shot) -> Path | None:
+    if shot.keyframe is not None:
+        return media.path_for(shot.keyframe.sha256, shot.keyframe.extension)
+    character = shot.keyframe_character
+    if character is not None and character.references:
+        ref = character.references[0]
+        return media.path_for(ref.sha256, ref.media.extension)
+    return None
 
 
 def shot_info(session: Session, media: MediaStore, shot: Shot) -> ShotInfo:

@@ -116,6 +116,8 @@ class ShotInfo:
     continue_from_previous: bool
     take_count: int = 0
     approved_take_id: int | None = None
+    picture: Path | None = None  # what the storyboard shows: approved take, else newest take, else keyframe
+    stale: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -131,6 +133,8 @@ class ShotInfo:
             "continue_from_previous": self.continue_from_previous,
             "takes": self.take_count,
             "approved_take_id": self.approved_take_id,
+            "picture": str(self.picture) if self.picture else None,
+            "stale": self.stale,
         }
 
 

@@ -39,6 +39,8 @@ SHOT_KEYS = {
     "continue_from_previous",
     "takes",
     "approved_take_id",
+    "picture",
+    "stale",
 }
 TAKE_STATUS_KEYS = {"queued", "running", "done", "failed", "cancelled"}
 STORYBOARD_SECONDS = 2.5 + 3 + 4 + 1.5 + 2
