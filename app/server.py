@@ -10,15 +10,18 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from projects.errors import StudioError
-from projects.studio import open_studio
+from projects.studio import Studio, open_studio
+from projects.worker import RenderWorker, WorkerBusy
 
 log = logging.getLogger(__name__)
 
 AUTH_ENV = "CONTINUITY_AUTH"
+MAX_UPLOAD = "64mb"
 LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
@@ -70,20 +73,63 @@ def serve(data_dir: str | Path | None, *, host: str, port: int, auth: str | None
     exposure = check_exposure(host, auth=auth, share=share)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the studio phones nobody
     studio = open_studio(data_dir)
+    worker = BackgroundWorker(studio)
     try:
         from app.ui import build_app
 
-        demo = build_app(studio)
+        demo = build_app(studio, wake_worker=worker.wake)
         log.info("data directory: %s", studio.data_dir)
         log.info("listening on http://%s:%d%s", host, port, " (with a public share link)" if share else "")
+        worker.start()
         demo.queue(default_concurrency_limit=4).launch(
             server_name=host,
             server_port=port,
             auth=exposure.auth,
             share=share,
             allowed_paths=[str(studio.data_dir / "media")],
+            max_file_size=MAX_UPLOAD,
             show_error=False,
         )
     finally:
+        worker.stop()
         studio.close()
     return 0
+
+
+class BackgroundWorker:
+    """The render worker in a thread of the studio's process, so the page never waits for a render.
+
+    If another worker already serves the device (a ``worker`` command running beside the studio), the page
+    still queues jobs and that worker renders them.
+    """
+
+    def __init__(self, studio: Studio) -> None:
+        self.studio = studio
+        self._stop = threading.Event()
+        self._worker: RenderWorker | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        try:
+            self._worker = RenderWorker(self.studio)
+        except WorkerBusy as exc:
+            log.warning("%s", exc)
+            return
+        self._thread = threading.Thread(target=self._run, name="render-worker", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        assert self._worker is not None
+        self._worker.run(stop=self._stop)
+
+    def wake(self) -> None:
+        if self._worker is not None:
+            self._worker.wake()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        if self._worker is not None:
+            self._worker.close()

@@ -1,0 +1,44 @@
+"""Settings: which video backends can run here and why not, and what a memory profile means."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from app.panels.common import Context
+from projects.backends import available_backends, models_dir
+
+COLUMNS = ["backend", "ready", "why", "weights", "refiner", "max frames", "needs a GPU"]
+
+
+def rows(ctx: Context) -> list[list[Any]]:
+    return [
+        [
+            b.name,
+            "yes" if b.available else "no",
+            b.reason,
+            b.source or "",
+            "yes" if b.capabilities.refiner else "no",
+            b.capabilities.max_frames,
+            "yes" if b.capabilities.needs_gpu else "no",
+        ]
+        for b in available_backends(ctx.studio)
+    ]
+
+
+def build(ctx: Context) -> dict[str, Any]:
+    w: dict[str, Any] = {}
+    gr.Markdown(
+        f"Model folders are looked for in `{models_dir(ctx.studio)}` (or `$CONTINUITY_MODELS`), or named by "
+        "`CONTINUITY_MODEL_SANA_WM`, `CONTINUITY_MODEL_WAN_I2V`, `CONTINUITY_MODEL_WAN_VACE`. The studio never "
+        "downloads weights. Loading is chosen per machine: everything on the GPU in bf16 when it fits, else "
+        "NF4, else NF4 with offload; each take records the choice and why."
+    )
+    w["table"] = gr.Dataframe(headers=COLUMNS, value=rows(ctx), interactive=False, elem_id="backends-table")
+    w["refresh"] = gr.Button("Look again")
+    return w
+
+
+def wire(ctx: Context, w: dict[str, Any]) -> None:
+    w["refresh"].click(lambda: rows(ctx), outputs=w["table"], api_name="backends")

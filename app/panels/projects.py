@@ -1,0 +1,146 @@
+"""Projects: create, open, rename, delete (with confirmation), and import a storyboard with its images."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.panels.common import MAX_UPLOAD_BYTES, Context, bump, need_project, user_errors
+from projects import project
+from projects.storyboard_file import import_storyboard
+
+COLUMNS = ["name", "shots", "characters", "size", "fps"]
+
+
+def project_rows(ctx: Context) -> list[list[Any]]:
+    return [
+        [p.name, p.shot_count, p.character_count, f"{p.width}x{p.height}", p.fps]
+        for p in project.list_projects(ctx.studio)
+    ]
+
+
+def project_choices(ctx: Context) -> list[tuple[str, int]]:
+    return [(p.name, p.id) for p in project.list_projects(ctx.studio)]
+
+
+def build(ctx: Context) -> dict[str, Any]:
+    w: dict[str, Any] = {}
+    with gr.Row():
+        w["open"] = gr.Dropdown(label="Open project", choices=project_choices(ctx), elem_id="open-project", scale=3)
+        w["current"] = gr.Markdown("No project open.", elem_id="current-project")
+    with gr.Row():
+        w["name"] = gr.Textbox(label="New project", placeholder="The Lighthouse", elem_id="new-project-name", scale=3)
+        w["width"] = gr.Number(label="Width", value=640, precision=0, minimum=64, maximum=4096)
+        w["height"] = gr.Number(label="Height", value=384, precision=0, minimum=64, maximum=4096)
+        w["fps"] = gr.Number(label="fps", value=16, precision=0, minimum=1, maximum=120)
+        w["create"] = gr.Button("Create project", variant="primary", elem_id="create-project")
+    with gr.Accordion("Import a storyboard", open=False):
+        gr.Markdown("A storyboard `.json` or `.csv`, with the images it names (same file names).")
+        w["files"] = gr.File(
+            label="Storyboard and images",
+            file_count="multiple",
+            file_types=[".json", ".csv", ".png", ".jpg", ".jpeg", ".webp"],
+            elem_id="storyboard-files",
+        )
+        w["import"] = gr.Button("Import", elem_id="import-storyboard")
+    with gr.Accordion("Rename or delete the open project", open=False):
+        with gr.Row():
+            w["new_name"] = gr.Textbox(label="New name", elem_id="rename-project-name")
+            w["rename"] = gr.Button("Rename")
+        with gr.Row():
+            w["confirm"] = gr.Checkbox(label="Yes, delete this project, its shots and every take", value=False)
+            w["delete"] = gr.Button("Delete project", variant="stop", elem_id="delete-project")
+    w["table"] = gr.Dataframe(headers=COLUMNS, value=project_rows(ctx), interactive=False, elem_id="projects")
+    return w
+
+
+def wire(ctx: Context, w: dict[str, Any]) -> None:
+    refreshed = [w["open"], w["table"], w["current"]]
+
+    def view(project_id: int | None) -> tuple[Any, list[list[Any]], str]:
+        label = "No project open."
+        if project_id:
+            info = project.get_project(ctx.studio, project_id)
+            label = f"**{info.name}**: {info.shot_count} shots, {info.character_count} characters, " + (
+                f"{info.width}x{info.height} at {info.fps} fps"
+            )
+        return gr.update(choices=project_choices(ctx), value=project_id), project_rows(ctx), label
+
+    @user_errors
+    def create(name: str, width: float, height: float, fps: float, changed: int) -> tuple[Any, ...]:
+        info = project.create_project(
+            ctx.studio, name, width=int(width or 0), height=int(height or 0), fps=int(fps or 0)
+        )
+        gr.Info(f"Created {info.name}.")
+        return info.id, bump(changed), "", *view(info.id)
+
+    w["create"].click(
+        create,
+        inputs=[w["name"], w["width"], w["height"], w["fps"], ctx.changed],
+        outputs=[ctx.project, ctx.changed, w["name"], *refreshed],
+        api_name="create_project",
+    )
+
+    def select(project_id: int | None) -> tuple[Any, ...]:
+        return project_id, None, *view(project_id)
+
+    w["open"].input(select, inputs=w["open"], outputs=[ctx.project, ctx.shot, *refreshed], api_name=False)
+
+    @user_errors
+    def import_files(files: list[str] | None, changed: int) -> tuple[Any, ...]:
+        if not files:
+            raise gr.Error("Choose a storyboard file (and its images) first.", print_exception=False)
+        folder = Path(tempfile.mkdtemp(prefix="storyboard-"))
+        try:
+            boards = []
+            for name in files:
+                source = Path(name)
+                if source.stat().st_size > MAX_UPLOAD_BYTES:
+                    raise gr.Error(f"{source.name} is larger than 64 MiB.", print_exception=False)
+                target = folder / source.name
+                shutil.copyfile(source, target)
+                if target.suffix.lower() in (".json", ".csv"):
+                    boards.append(target)
+            if len(boards) != 1:
+                raise gr.Error("Give exactly one storyboard (.json or .csv) with its images.", print_exception=False)
+            result = import_storyboard(ctx.studio, boards[0])
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        gr.Info(f"Imported {result.shots_added} shots and {result.characters_added} characters.")
+        return result.project.id, bump(changed), *view(result.project.id)
+
+    w["import"].click(
+        import_files,
+        inputs=[w["files"], ctx.changed],
+        outputs=[ctx.project, ctx.changed, *refreshed],
+        api_name="import_storyboard",
+    )
+
+    @user_errors
+    def rename(project_id: int | None, new_name: str, changed: int) -> tuple[Any, ...]:
+        info = project.rename_project(ctx.studio, need_project(project_id), new_name)
+        return bump(changed), "", *view(info.id)
+
+    w["rename"].click(
+        rename, inputs=[ctx.project, w["new_name"], ctx.changed], outputs=[ctx.changed, w["new_name"], *refreshed]
+    )
+
+    @user_errors
+    def delete(project_id: int | None, confirmed: bool, changed: int) -> tuple[Any, ...]:
+        pid = need_project(project_id)
+        if not confirmed:
+            raise gr.Error("Tick the box to confirm: a deleted project cannot be recovered.", print_exception=False)
+        info = project.delete_project(ctx.studio, pid)
+        gr.Info(f"Deleted {info.name}.")
+        return None, None, bump(changed), False, *view(None)
+
+    w["delete"].click(
+        delete,
+        inputs=[ctx.project, w["confirm"], ctx.changed],
+        outputs=[ctx.project, ctx.shot, ctx.changed, w["confirm"], *refreshed],
+    )
+    ctx.changed.change(lambda pid: view(pid), inputs=ctx.project, outputs=refreshed, api_name=False)

@@ -1,0 +1,90 @@
+"""Queue: the project's jobs with live progress; cancel, retry, and move a job to the front."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from app.panels.common import Context, bump, need_project, user_errors
+from projects import render
+
+COLUMNS = ["job", "state", "shot", "take", "backend", "seed", "progress", "error"]
+REFRESH_SECONDS = 2.0
+
+
+def rows(ctx: Context, project_id: int | None) -> list[list[Any]]:
+    if not project_id:
+        return []
+    out = []
+    for job in render.list_jobs(ctx.studio, project_id):
+        progress = f"{job.stage} {job.step}/{job.total}" if job.state == "running" else ""
+        out.append([job.id, job.state, job.shot_number, job.take_number, job.backend, job.seed, progress, job.error])
+    return out
+
+
+def build(ctx: Context) -> dict[str, Any]:
+    w: dict[str, Any] = {}
+    w["table"] = gr.Dataframe(headers=COLUMNS, interactive=False, elem_id="queue-table")
+    with gr.Row():
+        w["takes"] = gr.Number(label="Takes per shot", value=1, precision=0, minimum=1, maximum=100)
+        w["all"] = gr.Button("Render every shot (animatic)", variant="primary", elem_id="render-all")
+    with gr.Row():
+        w["job"] = gr.Number(label="Job", precision=0, elem_id="queue-job")
+        w["cancel"] = gr.Button("Cancel", variant="stop", elem_id="cancel-job")
+        w["retry"] = gr.Button("Retry", elem_id="retry-job")
+        w["first"] = gr.Button("Run next")
+    w["timer"] = gr.Timer(REFRESH_SECONDS)
+    w["seen"] = gr.State(None)  # the last table shown, so a tick that changes nothing updates nothing
+    return w
+
+
+def wire(ctx: Context, w: dict[str, Any]) -> None:
+    def tick(project_id: int | None, seen: Any, changed: int) -> tuple[Any, ...]:
+        current = rows(ctx, project_id)
+        if current == seen:
+            return gr.update(), seen, changed
+        # Something finished or moved: tell the other panels (a finished take appears without reloading).
+        states = {row[0]: row[1] for row in current}
+        before = {row[0]: row[1] for row in seen or []}
+        finished = any(states.get(job) != state for job, state in before.items())
+        return current, current, bump(changed) if finished else changed
+
+    w["timer"].tick(tick, inputs=[ctx.project, w["seen"], ctx.changed], outputs=[w["table"], w["seen"], ctx.changed])
+    ctx.project.change(lambda pid: rows(ctx, pid), inputs=ctx.project, outputs=w["table"], api_name=False)
+
+    def action(kind: str) -> Any:
+        @user_errors
+        def run(job_id: float | None, project_id: int | None) -> list[list[Any]]:
+            if not job_id:
+                raise gr.Error("Type the job's number first.", print_exception=False)
+            job = int(job_id)
+            if kind == "cancel":
+                render.cancel_job(ctx.studio, job)
+            elif kind == "retry":
+                render.retry_job(ctx.studio, job)
+                ctx.wake_worker()
+            else:
+                queued = [j for j in render.list_jobs(ctx.studio, project_id, states=["queued"]) if j.id != job]
+                if queued:
+                    render.move_job(ctx.studio, job, before=queued[0].id, priority=queued[0].priority)
+            return rows(ctx, project_id)
+
+        return run
+
+    @user_errors
+    def render_all(project_id: int | None, count: float | None) -> list[list[Any]]:
+        jobs = render.queue_renders(ctx.studio, need_project(project_id), takes=int(count or 1))
+        ctx.wake_worker()
+        gr.Info(f"Queued {len(jobs)} take(s).")
+        return rows(ctx, project_id)
+
+    w["all"].click(render_all, inputs=[ctx.project, w["takes"]], outputs=w["table"], api_name="render_all")
+
+    for kind in ("cancel", "retry", "first"):
+        w[kind].click(
+            action(kind),
+            inputs=[w["job"], ctx.project],
+            outputs=w["table"],
+            api_name=f"{kind}_job" if kind != "first" else False,
+        )

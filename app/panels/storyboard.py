@@ -1,0 +1,178 @@
+"""Storyboard: the shots as a grid of pictures in order; select one to edit, move or delete it, or add shots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from app.panels.common import Context, bump, need_project, user_errors
+from pipelines.camera import PRESETS
+from projects import cast, storyboard
+
+PAGE = 200
+
+
+def shots(ctx: Context, project_id: int | None) -> list[Any]:
+    if not project_id:
+        return []
+    return list(storyboard.list_shots(ctx.studio, project_id, limit=PAGE).items)
+
+
+def character_names(ctx: Context, project_id: int | None) -> list[str]:
+    return [c.name for c in cast.list_characters(ctx.studio, project_id)] if project_id else []
+
+
+def build(ctx: Context) -> dict[str, Any]:
+    w: dict[str, Any] = {}
+    w["grid"] = gr.Gallery(label="Shots", columns=4, height="auto", allow_preview=False, elem_id="storyboard-grid")
+    w["list"] = gr.Dataframe(
+        headers=["#", "title", "seconds", "camera", "characters", "takes", "approved"],
+        interactive=False,
+        elem_id="storyboard-list",
+    )
+    with gr.Row():
+        w["selected"] = gr.Markdown("Select a shot to edit it, or add a new one below.", elem_id="selected-shot")
+        w["number"] = gr.Number(label="Shot number", precision=0, minimum=1, elem_id="shot-number")
+        w["open"] = gr.Button("Open shot", elem_id="open-shot")
+    with gr.Row():
+        w["title"] = gr.Textbox(label="Title", elem_id="shot-title")
+        w["scene"] = gr.Textbox(label="Scene")
+        w["duration"] = gr.Number(label="Seconds", value=4.0, minimum=0.1, maximum=600, elem_id="shot-duration")
+        w["camera"] = gr.Dropdown(
+            label="Camera", choices=list(PRESETS), value="static", allow_custom_value=True, elem_id="shot-camera"
+        )
+    w["prompt"] = gr.Textbox(label="Prompt", lines=2, elem_id="shot-prompt")
+    with gr.Row():
+        w["characters"] = gr.CheckboxGroup(label="Characters in the shot", choices=[], elem_id="shot-characters")
+        w["continue"] = gr.Checkbox(label="Continue from the previous shot's approved take", value=False)
+        w["keyframe"] = gr.Image(label="Keyframe (optional)", type="filepath", sources=["upload"], height=160)
+    with gr.Row():
+        w["add"] = gr.Button("Add shot", variant="primary", elem_id="add-shot")
+        w["save"] = gr.Button("Save changes", elem_id="save-shot")
+        w["up"] = gr.Button("Move up")
+        w["down"] = gr.Button("Move down")
+        w["delete"] = gr.Button("Delete shot", variant="stop")
+    return w
+
+
+def wire(ctx: Context, w: dict[str, Any]) -> None:
+    form = [w["title"], w["scene"], w["duration"], w["camera"], w["prompt"], w["characters"], w["continue"]]
+
+    def refresh(project_id: int | None, shot_id: int | None) -> tuple[Any, ...]:
+        listed = shots(ctx, project_id)
+        rows = [
+            [s.number, s.title, s.duration, s.camera, ", ".join(s.characters), s.take_count, bool(s.approved_take_id)]
+            for s in listed
+        ]
+        pictures = [(str(s.picture) if s.picture else _blank(), _caption(s)) for s in listed]
+        choices = character_names(ctx, project_id)
+        current = next((s for s in listed if s.id == shot_id), None)
+        label = f"Shot {current.number} selected." if current else "No shot selected: the form adds a new shot."
+        return pictures, rows, gr.update(choices=choices), label
+
+    outputs = [w["grid"], w["list"], w["characters"], w["selected"]]
+    for trigger in (ctx.project.change, ctx.changed.change):
+        trigger(refresh, inputs=[ctx.project, ctx.shot], outputs=outputs, api_name=False)
+
+    def choose(project_id: int | None, event: gr.SelectData) -> tuple[Any, ...]:
+        listed = shots(ctx, project_id)
+        if event.index is None or event.index >= len(listed):
+            return None, *[gr.update()] * len(form), "No shot selected."
+        shot = listed[event.index]
+        values = (shot.title, shot.scene, shot.duration, shot.camera, shot.prompt, list(shot.characters))
+        return shot.id, *values, shot.continue_from_previous, f"Shot {shot.number} selected."
+
+    w["grid"].select(choose, inputs=ctx.project, outputs=[ctx.shot, *form, w["selected"]], api_name=False)
+
+    @user_errors
+    def open_number(project_id: int | None, number: float | None) -> tuple[Any, ...]:
+        pid = need_project(project_id)
+        listed = shots(ctx, pid)
+        shot = next((s for s in listed if s.number == int(number or 0)), None)
+        if shot is None:
+            raise gr.Error(f"There is no shot {number:g}; the storyboard has {len(listed)}.", print_exception=False)
+        values = (shot.title, shot.scene, shot.duration, shot.camera, shot.prompt, list(shot.characters))
+        return shot.id, *values, shot.continue_from_previous, f"Shot {shot.number} selected."
+
+    w["open"].click(
+        open_number, inputs=[ctx.project, w["number"]], outputs=[ctx.shot, *form, w["selected"]], api_name="open_shot"
+    )
+
+    def fields(
+        title: str, scene: str, duration: float, camera: str, prompt: str, chars: list[str], cont: bool
+    ) -> dict:
+        return {
+            "title": title,
+            "scene": scene,
+            "duration": duration,
+            "camera": camera,
+            "prompt": prompt,
+            "characters": list(chars or []),
+            "continue_from_previous": bool(cont),
+        }
+
+    @user_errors
+    def add(project_id: int | None, changed: int, keyframe: str | None, *values: Any) -> tuple[Any, ...]:
+        shot = storyboard.add_shot(ctx.studio, need_project(project_id), keyframe=keyframe, **fields(*values))
+        gr.Info(f"Added shot {shot.number}.")
+        return shot.id, bump(changed)
+
+    w["add"].click(
+        add,
+        inputs=[ctx.project, ctx.changed, w["keyframe"], *form],
+        outputs=[ctx.shot, ctx.changed],
+        api_name="add_shot",
+    )
+
+    @user_errors
+    def save(shot_id: int | None, changed: int, keyframe: str | None, *values: Any) -> tuple[Any, ...]:
+        if not shot_id:
+            raise gr.Error("Select a shot in the grid first.", print_exception=False)
+        changes = fields(*values)
+        if keyframe:
+            changes["keyframe"] = keyframe
+        storyboard.update_shot(ctx.studio, shot_id, **changes)
+        return bump(changed)
+
+    w["save"].click(save, inputs=[ctx.shot, ctx.changed, w["keyframe"], *form], outputs=ctx.changed, api_name=False)
+
+    def mover(step: int) -> Any:
+        @user_errors
+        def move(shot_id: int | None, changed: int) -> int:
+            if not shot_id:
+                raise gr.Error("Select a shot in the grid first.", print_exception=False)
+            shot = storyboard.get_shot(ctx.studio, shot_id)
+            target = shot.number + step
+            listed = storyboard.list_shots(ctx.studio, shot.project_id, limit=1)
+            if 1 <= target <= listed.total:
+                storyboard.move_shot(ctx.studio, shot_id, target)
+            return bump(changed)
+
+        return move
+
+    w["up"].click(mover(-1), inputs=[ctx.shot, ctx.changed], outputs=ctx.changed, api_name=False)
+    w["down"].click(mover(+1), inputs=[ctx.shot, ctx.changed], outputs=ctx.changed, api_name=False)
+
+    @user_errors
+    def delete(shot_id: int | None, changed: int) -> tuple[Any, ...]:
+        if not shot_id:
+            raise gr.Error("Select a shot in the grid first.", print_exception=False)
+        info = storyboard.delete_shot(ctx.studio, shot_id)
+        gr.Info(f"Deleted shot {info.number}.")
+        return None, bump(changed)
+
+    w["delete"].click(delete, inputs=[ctx.shot, ctx.changed], outputs=[ctx.shot, ctx.changed], api_name=False)
+
+
+def _caption(shot: Any) -> str:
+    mark = " ✓" if shot.approved_take_id else (" (stale)" if shot.stale else "")
+    text = f"{shot.number}. {shot.title or shot.prompt[:40]} · {shot.duration:g}s · {shot.camera}{mark}"
+    return text + (" · " + ", ".join(shot.characters) if shot.characters else "")
+
+
+def _blank() -> Any:
+    """A grey card for shots with nothing to show yet."""
+    import numpy as np
+
+    return np.full((96, 160, 3), 64, dtype=np.uint8)

@@ -1,0 +1,141 @@
+"""Takes: the selected shot's takes with video, seed, backend, scores and status; compare two side by side,
+approve one, render more, or render one again exactly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from app.panels.common import Context, bump, user_errors
+from projects import render, scoring, storyboard, takes
+
+COLUMNS = ["take", "id", "status", "seed", "backend", "identity", "continuity", "stability", "overall", "approved"]
+
+
+def build(ctx: Context) -> dict[str, Any]:
+    w: dict[str, Any] = {}
+    w["heading"] = gr.Markdown("Select a shot on the Storyboard tab.", elem_id="takes-heading")
+    w["table"] = gr.Dataframe(headers=COLUMNS, interactive=False, elem_id="takes-table")
+    with gr.Row():
+        w["left_pick"] = gr.Dropdown(label="Left", choices=[], allow_custom_value=True, elem_id="take-left")
+        w["right_pick"] = gr.Dropdown(label="Right", choices=[], allow_custom_value=True, elem_id="take-right")
+    with gr.Row():
+        w["left"] = gr.Video(label="Left take", interactive=False, elem_id="video-left")
+        w["right"] = gr.Video(label="Right take", interactive=False, elem_id="video-right")
+    with gr.Row():
+        w["approve"] = gr.Button("Approve the left take", variant="primary", elem_id="approve-take")
+        w["again"] = gr.Button("Render the left take again")
+        w["count"] = gr.Number(label="Takes", value=2, precision=0, minimum=1, maximum=100)
+        w["backend"] = gr.Dropdown(label="Backend", choices=["animatic"], value="animatic", elem_id="render-backend")
+        w["render"] = gr.Button("Render more takes", elem_id="render-takes")
+    w["suggestion"] = gr.Markdown("", elem_id="suggested-take")
+    return w
+
+
+def wire(ctx: Context, w: dict[str, Any]) -> None:
+    def refresh(project_id: int | None, shot_id: int | None) -> tuple[Any, ...]:
+        from projects.backends import available_backends
+
+        backends = [b.name for b in available_backends(ctx.studio) if b.available]
+        if not project_id or not shot_id:
+            empty = gr.update(choices=[], value=None)
+            return (
+                "Select a shot on the Storyboard tab.",
+                [],
+                empty,
+                empty,
+                None,
+                None,
+                "",
+                gr.update(choices=backends),
+            )
+        shot = storyboard.get_shot(ctx.studio, shot_id)
+        page = takes.list_takes(ctx.studio, project_id, shot_number=shot.number, limit=500)
+        done = [t for t in page.items if t.status == "done"]
+        scored = {s.take_id: s for s in scoring.stored_scores(ctx.studio, [t.id for t in done])}
+        rows = []
+        for t in page.items:
+            s = scored.get(t.id)
+            values = [s.scores.get(m) if s else None for m in ("identity", "continuity", "stability")]
+            overall = s.overall if s else None
+            rows.append([t.take_number, t.id, t.status, t.seed, t.backend, *_round(values), _r(overall), t.approved])
+        choices = [(f"take {t.take_number}", t.id) for t in done]
+        left = next((t for t in done if t.approved), done[-1] if done else None)
+        right = done[-2] if len(done) > 1 else None
+        best = max(scored.values(), key=lambda s: s.overall or 0, default=None)
+        hint = f"Best scored: take {best.take_number} ({best.overall:.3f} overall)." if best and best.overall else ""
+        heading = f"Shot {shot.number}: {shot.title or shot.prompt[:60]}" + (" (stale)" if shot.stale else "")
+        return (
+            heading,
+            rows,
+            gr.update(choices=choices, value=left.id if left else None),
+            gr.update(choices=choices, value=right.id if right else None),
+            str(left.video_path) if left else None,
+            str(right.video_path) if right else None,
+            hint,
+            gr.update(choices=backends),
+        )
+
+    outputs = [w["heading"], w["table"], w["left_pick"], w["right_pick"], w["left"], w["right"]]
+    outputs += [w["suggestion"], w["backend"]]
+    for trigger in (ctx.shot.change, ctx.changed.change):
+        trigger(refresh, inputs=[ctx.project, ctx.shot], outputs=outputs, api_name=False)
+
+    def video(take_id: int | None) -> str | None:
+        return str(takes.get_take(ctx.studio, take_id).video_path) if take_id else None
+
+    w["left_pick"].input(video, inputs=w["left_pick"], outputs=w["left"], api_name=False)
+    w["right_pick"].input(video, inputs=w["right_pick"], outputs=w["right"], api_name=False)
+
+    @user_errors
+    def approve(take_id: int | None, changed: int) -> int:
+        if not take_id:
+            raise gr.Error("Choose a finished take on the left first.", print_exception=False)
+        info = takes.approve_take(ctx.studio, take_id)
+        gr.Info(f"Approved take {info.take_number} of shot {info.shot_number}.")
+        return bump(changed)
+
+    w["approve"].click(approve, inputs=[w["left_pick"], ctx.changed], outputs=ctx.changed, api_name="approve_take")
+
+    @user_errors
+    def render_more(project_id: int | None, shot_id: int | None, count: float, backend: str, changed: int) -> int:
+        if not project_id or not shot_id:
+            raise gr.Error("Select a shot on the Storyboard tab first.", print_exception=False)
+        shot = storyboard.get_shot(ctx.studio, shot_id)
+        jobs = render.queue_renders(
+            ctx.studio,
+            project_id,
+            shots=[shot.number],
+            takes=int(count or 1),
+            settings=render.RenderSettings(backend=backend or "animatic"),
+        )
+        ctx.wake_worker()
+        gr.Info(f"Queued {len(jobs)} take(s); they appear here when done.")
+        return bump(changed)
+
+    w["render"].click(
+        render_more,
+        inputs=[ctx.project, ctx.shot, w["count"], w["backend"], ctx.changed],
+        outputs=ctx.changed,
+        api_name="render_shot",
+    )
+
+    @user_errors
+    def again(take_id: int | None, changed: int) -> int:
+        if not take_id:
+            raise gr.Error("Choose a finished take on the left first.", print_exception=False)
+        render.render_again(ctx.studio, take_id)
+        ctx.wake_worker()
+        gr.Info("Queued: the same backend, settings, seed and pictures.")
+        return bump(changed)
+
+    w["again"].click(again, inputs=[w["left_pick"], ctx.changed], outputs=ctx.changed, api_name=False)
+
+
+def _r(value: float | None) -> float | None:
+    return round(value, 3) if value is not None else None
+
+
+def _round(values: list[float | None]) -> list[float | None]:
+    return [_r(v) for v in values]

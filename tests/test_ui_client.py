@@ -1,0 +1,150 @@
+"""The studio in the browser, driven through gradio_client against a real running app (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from projects import takes
+from projects.studio import open_studio
+
+ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT = 90
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_app(data_dir: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTINUITY_")}
+    env["GRADIO_ANALYTICS_ENABLED"] = "False"
+    process = subprocess.Popen(
+        [sys.executable, "app.py", "serve", "--port", str(port), "--data-dir", str(data_dir), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the app exited: {process.stderr.read().decode()[-2000:]}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return process, url
+        time.sleep(0.25)
+    process.kill()
+    raise AssertionError("the app did not start in time")
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    data = tmp_path / "data"
+    process, url = start_app(data)
+    try:
+        yield url, data
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def storyboard_files(folder: Path, photos: dict[str, Path]) -> list[Path]:
+    folder.mkdir()
+    Image.open(photos["astronaut"]).save(folder / "mara.png")
+    Image.open(photos["coffee"]).save(folder / "cup.png")
+    board = {
+        "project": "Gull Rock",
+        "settings": {"width": 128, "height": 80, "fps": 8},
+        "characters": [{"name": "Mara", "description": "an astronaut", "references": ["mara.png"]}],
+        "shots": [
+            {
+                "title": "Arrival",
+                "prompt": "Mara looks up",
+                "characters": ["Mara"],
+                "duration": 1.5,
+                "keyframe": "mara.png",
+            },
+            {"title": "Tea", "prompt": "a cup", "duration": 1, "keyframe": "cup.png", "camera": "dolly-in"},
+        ],
+    }
+    (folder / "board.json").write_text(json.dumps(board))
+    return [folder / "board.json", folder / "mara.png", folder / "cup.png"]
+
+
+def test_create_import_render_wait_approve(app: tuple[str, Path], tmp_path: Path, photos: dict[str, Path]) -> None:
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    url, data = app
+    client = Client(url, verbose=False)
+    client.predict("Harbour", 128, 80, 8, api_name="/create_project")
+    with pytest.raises(AppError, match="already exists"):
+        client.predict("harbour", 128, 80, 8, api_name="/create_project")  # a readable refusal, not a trace
+    files = storyboard_files(tmp_path / "board", photos)
+    client.predict([handle_file(str(f)) for f in files], api_name="/import_storyboard")
+    queued = client.predict(2, api_name="/render_all")["data"]
+    assert [(row[1], row[2]) for row in queued] == [("queued", 1), ("queued", 1), ("queued", 2), ("queued", 2)]
+
+    deadline = time.monotonic() + 60
+    rows = queued
+    while time.monotonic() < deadline:
+        rows = client.predict(api_name="/tick")["data"]
+        if rows and all(row[1] == "done" for row in rows):
+            break
+        time.sleep(0.5)
+    assert rows and all(row[1] == "done" for row in rows), rows
+
+    studio = open_studio(data)
+    try:
+        shot_one = takes.list_takes(studio, "Gull Rock", shot_number=1).items
+        assert [t.status for t in shot_one] == ["done", "done"]
+        client.predict(1, api_name="/open_shot")
+        client.predict(shot_one[0].id, api_name="/approve_take")
+        assert takes.get_take(studio, shot_one[0].id).approved
+    finally:
+        studio.close()
+
+
+def test_listening_openly_needs_credentials_and_checks_them(tmp_path: Path) -> None:
+    refused = subprocess.run(
+        [sys.executable, "app.py", "serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path / "a")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "CONTINUITY_AUTH"},
+    )
+    assert refused.returncode == 1 and "--auth" in refused.stderr
+    assert not (tmp_path / "a").exists()
+
+    from gradio_client import Client
+
+    process, url = start_app(tmp_path / "b", "--auth", "director:lighthouse-keeper")
+    try:
+        import httpx
+
+        assert httpx.get(url + "config", timeout=10).status_code in (401, 403)
+        with pytest.raises(Exception):  # noqa: B017 - any refusal; gradio_client raises several kinds
+            Client(url, verbose=False, auth=("director", "wrong-password"))
+        client = Client(url, verbose=False, auth=("director", "lighthouse-keeper"))
+        client.predict("Harbour", 128, 80, 8, api_name="/create_project")
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
