@@ -6,7 +6,8 @@ with (scores from different embedders are never compared). They follow the resea
 whichever embedder is at hand standing in for the model the papers used:
 
 - :func:`identity` -- CLIP-I / DINO-I (DreamBooth's subject fidelity): the cosine between a character's
-  reference images and what the take shows, on faces where there are faces.
+  reference images and what the take shows, on faces where there are faces; with a face model
+  (:mod:`pipelines.face_model`), ArcFace face similarity on those faces.
 - :func:`continuity` -- how well the take opens where the previous take ended (keyframe chaining).
 - :func:`stability` -- VBench's subject consistency (DINO features), background consistency (CLIP features)
   and temporal flickering (mean absolute difference of consecutive frames).
@@ -20,13 +21,17 @@ import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from pipelines.embedders import Embedder, face_crops, subject_crop
+
+if TYPE_CHECKING:
+    from pipelines.face_model import FaceModel
 
 CONTINUITY_FRAMES = 3
 PIXEL_SIDE = 128  # frames are compared pixel by pixel at this longer side (noise-tolerant, and fast on 4K)
@@ -40,7 +45,8 @@ class IdentityScore:
     ``value`` is the mean over characters of ``per_character``; each of those is the mean over the sampled frames
     of the best cosine (clipped at 0) between anything the frame shows and the character's references.
     ``frames_with_faces`` says how many of the ``frames_scored`` frames had a face: where none had, the score
-    compared whole subjects, a weaker test of identity.
+    compared whole subjects, a weaker test of identity. ``face_model`` is the id of the face model that compared
+    the faces (ArcFace similarity), ``None`` when the general ``embedder`` compared them too.
     """
 
     value: float
@@ -48,6 +54,7 @@ class IdentityScore:
     frames_scored: int
     frames_with_faces: int
     embedder: str
+    face_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ def identity(
     embedder: Embedder,
     *,
     count: int = 8,
+    face_model: FaceModel | None = None,
 ) -> IdentityScore:
     """CLIP-I / DINO-I identity similarity of a take to its characters' reference images, 0..1.
 
@@ -103,8 +111,13 @@ def identity(
     A frame's similarity to a character is the best cosine between any candidate and any reference, clipped
     at 0; it is averaged over frames, then over characters.
 
+    With a ``face_model`` (an ArcFace recognizer, :class:`~pipelines.face_model.FaceModel`), faces are compared
+    by it instead -- ArcFace face similarity, the cosine of the two faces' embeddings clipped at 0 -- on crops cut
+    with the face model's own margin; frames without faces, and characters whose references show none, still
+    compare the general embedder's subject and whole-frame crops as above.
+
     What it means: 1 is the reference itself; with the offline embedder unrelated photographs land around
-    0.2-0.6, so compare takes with each other (same embedder), not with a fixed threshold.
+    0.2-0.6, so compare takes with each other (same embedder and face model), not with a fixed threshold.
     """
     frames = _check_frames(frames)
     if not references_by_character:
@@ -113,9 +126,11 @@ def identity(
         if not references:
             raise ValueError(f"character {name!r} has no reference images")
     indices = sample_frames(frames, count)
-    faces = _in_parallel(face_crops, [frames[index] for index in indices])
+    face_embedder: Embedder = embedder if face_model is None else face_model
+    frame_faces = face_crops if face_model is None else partial(face_crops, pad=face_model.crop_pad)
+    faces = _in_parallel(frame_faces, [frames[index] for index in indices])
     wholes = [Image.fromarray(frames[index]) for index in indices]
-    face_rows = _embed_groups(embedder, faces)
+    face_rows = _embed_groups(face_embedder, faces)
     scene_rows = _embed_groups(embedder, [_scene_crops(whole) for whole in wholes])
     per_character: dict[str, float] = {}
     for name, references in references_by_character.items():
@@ -123,6 +138,8 @@ def identity(
         subjects = [subject_crop(reference) for reference in references]
         rows = embedder.embed(reference_faces + subjects)
         face_references, every_reference = rows[: len(reference_faces)], rows
+        if face_model is not None and len(reference_faces):
+            face_references = face_model.embed([crop for reference in references for crop in frame_faces(reference)])
         best = []
         for found, scene in zip(face_rows, scene_rows, strict=True):
             if len(found) and len(face_references):
@@ -137,6 +154,7 @@ def identity(
         frames_scored=len(indices),
         frames_with_faces=sum(1 for found in faces if found),
         embedder=embedder.id,
+        face_model=None if face_model is None else face_model.id,
     )
 
 

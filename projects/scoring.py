@@ -13,6 +13,11 @@ Three scores, each in 0..1 (see :mod:`pipelines.consistency` for the exact defin
 
 A score records the embedder that made it; scores of different embedders are never compared. The overall
 score a shot's takes are ranked by is the mean of the scores a take has.
+
+When ``$CONTINUITY_FACE_MODEL`` names an ArcFace ``.onnx`` file (:mod:`pipelines.face_model`), identity compares
+faces with it, and is stored under ``"{embedder id}+{face model id}"``: identity with and without a face model
+(or with another one) is never compared. Continuity and stability do not use faces and stay under the plain
+embedder id; :func:`stored_scores` reads a take's identity under the combined id while a face model is set.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from sqlalchemy.orm import Session
 from pipelines.backend import BackendError
 from pipelines.consistency import continuity, identity, stability
 from pipelines.embedders import Embedder, load_embedder
+from pipelines.face_model import FaceModel, load_face_model
 from pipelines.video import last_frame, read_frames
 from projects import queries
 from projects.errors import InvalidInput
@@ -88,6 +94,21 @@ def embedder_for(name: str | None) -> Embedder:
         raise InvalidInput(str(exc), "embedder") from None
 
 
+def face_model_for() -> FaceModel | None:
+    """The face model ``$CONTINUITY_FACE_MODEL`` names (loaded once, then shared), ``None`` when unset."""
+    try:
+        return load_face_model(None)
+    except BackendError as exc:
+        raise InvalidInput(str(exc), "face model") from None
+
+
+def identity_embedder_id(embedder_id: str, face_model: FaceModel | None) -> str:
+    """The id identity scores are stored under: the embedder's, joined by the face model's when one is used."""
+    if face_model is None or embedder_id.endswith(f"+{face_model.id}"):
+        return embedder_id
+    return f"{embedder_id}+{face_model.id}"
+
+
 def score_take(
     studio: Studio,
     take_id: int,
@@ -98,9 +119,12 @@ def score_take(
     """Compute and store a finished take's scores (replacing earlier ones from the same embedder).
 
     ``frames`` may be given when they are at hand (the worker has them in memory); otherwise the take's video
-    is decoded.
+    is decoded. With a face model configured, identity is stored under :func:`identity_embedder_id` and
+    replaces only the identity from the same embedder and face model.
     """
     model = embedder_for(embedder)
+    face_model = face_model_for()
+    identity_id = identity_embedder_id(model.id, face_model)
     with studio.read() as session:
         take = queries.get_take(session, take_id)
         if take.status != "done" or take.video is None:
@@ -125,7 +149,7 @@ def score_take(
     scores: dict[str, float] = {}
     details: dict[str, Any] = {}
     if references:
-        result = identity(frames, references, model)
+        result = identity(frames, references, model, face_model=face_model)
         scores["identity"] = _clip01(result.value)
         details["identity"] = _details(result)
     if previous_video is not None:
@@ -141,11 +165,18 @@ def score_take(
     details["stability"] = _details(result)
     with studio.write() as session:
         take = queries.get_take(session, take_id)
-        session.execute(delete(TakeScore).where(TakeScore.take_id == take_id, TakeScore.embedder == model.id))
+        stale = TakeScore.embedder == model.id
+        if identity_id != model.id:  # identity without the face model stays: it is another measure
+            stale = (stale & (TakeScore.metric != "identity")) | (TakeScore.embedder == identity_id)
+        session.execute(delete(TakeScore).where(TakeScore.take_id == take_id, stale))
         for metric, value in scores.items():
             session.add(
                 TakeScore(
-                    take_id=take_id, embedder=model.id, metric=metric, value=value, details=details.get(metric, {})
+                    take_id=take_id,
+                    embedder=identity_id if metric == "identity" else model.id,
+                    metric=metric,
+                    value=value,
+                    details=details.get(metric, {}),
                 )
             )
         approved = take.approved
@@ -161,8 +192,10 @@ def score_project(
     rescore: bool = False,
 ) -> list[TakeScores]:
     """Scores of every finished take (of one shot, or the whole project), computing those not yet scored with
-    this embedder (or all of them with ``rescore``)."""
+    this embedder (or all of them with ``rescore``). A take whose identity was scored only without the face model
+    now configured, or only with another one or none, is scored again."""
     model = embedder_for(embedder)
+    identity_id = identity_embedder_id(model.id, face_model_for())
     with studio.read() as session:
         row = queries.find_project(session, project)
         query = select(Take.id).join(Shot).where(Shot.project_id == row.id, Take.status == "done")
@@ -174,6 +207,16 @@ def score_project(
                 select(TakeScore.take_id).where(TakeScore.take_id.in_(take_ids), TakeScore.embedder == model.id)
             )
         )
+        # A take whose identity was scored only with another face model, or only without one, is scored again.
+        identities = session.execute(
+            select(TakeScore.take_id, TakeScore.embedder).where(
+                TakeScore.take_id.in_(take_ids),
+                (TakeScore.embedder == model.id) | TakeScore.embedder.startswith(f"{model.id}+", autoescape=True),
+                TakeScore.metric == "identity",
+            )
+        ).all()
+        current = {take for take, embedder_id in identities if embedder_id == identity_id}
+        scored -= {take for take, _ in identities} - current
     for take_id in take_ids:
         if rescore or take_id not in scored:
             score_take(studio, take_id, embedder=embedder)
@@ -181,15 +224,21 @@ def score_project(
 
 
 def stored_scores(studio: Studio, take_ids: Sequence[int], *, embedder: str | None = None) -> list[TakeScores]:
-    """The stored scores of these takes under one embedder (the default one unless named)."""
+    """The stored scores of these takes under one embedder (the default one unless named); identity under that
+    embedder joined with the configured face model, when one is."""
     embedder_id = embedder or embedder_for(None).id
+    identity_id = identity_embedder_id(embedder_id, face_model_for())
     with studio.read() as session:
         rows = session.scalars(
-            select(TakeScore).where(TakeScore.take_id.in_(list(take_ids)), TakeScore.embedder == embedder_id)
+            select(TakeScore).where(
+                TakeScore.take_id.in_(list(take_ids)), TakeScore.embedder.in_({embedder_id, identity_id})
+            )
         ).all()
         by_take: dict[int, list[TakeScore]] = {}
         for score in rows:
-            by_take.setdefault(score.take_id, []).append(score)
+            wanted = identity_id if score.metric == "identity" else embedder_id
+            if score.embedder == wanted:
+                by_take.setdefault(score.take_id, []).append(score)
         out = []
         for take_id in take_ids:
             take = session.get(Take, take_id)

@@ -1,0 +1,151 @@
+"""A new user's main path through the studio in a real browser: Debian's Chromium, headless, driven by
+Playwright. A screenshot of each panel is kept under ``test-artifacts/`` (CI keeps them; git ignores them)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_ui_client import ROOT, start_app
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts" / "ui"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[tuple[object, Path]]:
+    from playwright.sync_api import sync_playwright
+
+    data = tmp_path / "data"
+    process, url = start_app(data)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+            tab.goto(url)
+            tab.wait_for_selector("#create-project", timeout=60_000)
+            yield tab, data
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def shoot(tab: object, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def no_error(tab: object) -> None:
+    """Fails when the page shows an error message (Gradio's error toast)."""
+    errors = tab.locator(".toast-body.error, .toast-wrap .error")
+    if errors.count():
+        raise AssertionError(f"the page shows an error: {errors.first.inner_text()}")
+
+
+def open_tab(tab: object, title: str) -> None:
+    tab.get_by_role("tab", name=title).click()
+    time.sleep(0.3)
+
+
+def fill(tab: object, elem_id: str, text: str) -> None:
+    field = tab.locator(f"#{elem_id} textarea, #{elem_id} input").first
+    field.fill(text)
+
+
+def test_a_new_user_makes_a_film(page: tuple[object, Path], photos: dict[str, Path]) -> None:
+    tab, data = page
+    shoot(tab, "1-projects-empty")
+    fill(tab, "new-project-name", "Gull Rock")
+    tab.locator("#create-project").click()
+    tab.get_by_text(re.compile(r"Gull Rock\*\*|Gull Rock: 0 shots|Gull Rock")).first.wait_for(timeout=15_000)
+    tab.locator("#current-project").get_by_text("Gull Rock").wait_for(timeout=15_000)
+    no_error(tab)
+    shoot(tab, "2-projects")
+
+    open_tab(tab, "Cast")
+    fill(tab, "character-name", "Mara")
+    fill(tab, "character-description", "an astronaut in an orange suit")
+    tab.locator("#refs input[type=file]").set_input_files(str(photos["astronaut"]))
+    tab.wait_for_timeout(1000)
+    tab.locator("#add-character").click()
+    tab.locator("#character-references img").first.wait_for(timeout=15_000)
+    no_error(tab)
+    shoot(tab, "3-cast")
+
+    open_tab(tab, "Storyboard")
+    for title, prompt in (("Arrival", "Mara looks up"), ("Tea", "Mara drinks tea")):
+        fill(tab, "shot-title", title)
+        fill(tab, "shot-prompt", prompt)
+        fill(tab, "shot-duration", "1")
+        tab.locator("#add-shot").click()
+        tab.locator("#storyboard-list").get_by_text(title).last.wait_for(timeout=15_000)
+    no_error(tab)
+    shoot(tab, "4-storyboard")
+
+    open_tab(tab, "Queue")
+    tab.locator("#render-all").click()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        states = tab.locator("#queue-table").inner_text()
+        if states.count("done") >= 2 and "queued" not in states and "running" not in states:
+            break
+        tab.wait_for_timeout(500)
+    assert tab.locator("#queue-table").inner_text().count("done") >= 2
+    no_error(tab)
+    shoot(tab, "5-queue")
+
+    open_tab(tab, "Storyboard")
+    fill(tab, "shot-number", "1")
+    tab.locator("#open-shot").click()
+    tab.locator("#selected-shot").get_by_text("Shot 1 selected").wait_for(timeout=15_000)
+    open_tab(tab, "Takes")
+    tab.locator("#takes-table").get_by_text("done").last.wait_for(timeout=15_000)
+    tab.locator("#video-left video").wait_for(timeout=15_000)
+    tab.locator("#approve-take").click()
+    tab.get_by_text("Approved take 1 of shot 1").wait_for(timeout=15_000)
+    no_error(tab)
+    shoot(tab, "6-takes")
+
+    open_tab(tab, "Settings")
+    tab.locator("#backends-table").get_by_text("animatic").last.wait_for(timeout=15_000)
+    no_error(tab)
+    shoot(tab, "7-settings")
+
+    from projects import storyboard
+    from projects.studio import open_studio
+
+    studio = open_studio(data)
+    try:
+        shots = storyboard.list_shots(studio, "Gull Rock").items
+        assert [s.title for s in shots] == ["Arrival", "Tea"]
+        assert shots[0].approved_take_id is not None
+    finally:
+        studio.close()
+
+
+def test_a_refused_request_shows_a_readable_message(page: tuple[object, Path]) -> None:
+    tab, _ = page
+    fill(tab, "new-project-name", "a/b")
+    tab.locator("#create-project").click()
+    message = tab.locator(".toast-body")
+    message.first.wait_for(timeout=15_000)
+    text = message.first.inner_text()
+    assert "must not contain" in text and "Traceback" not in text
+    shoot(tab, "8-error-message")
