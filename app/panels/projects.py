@@ -30,7 +30,13 @@ def project_choices(ctx: Context) -> list[tuple[str, int]]:
 def build(ctx: Context) -> dict[str, Any]:
     w: dict[str, Any] = {}
     with gr.Row():
-        w["open"] = gr.Dropdown(label="Open project", choices=project_choices(ctx), elem_id="open-project", scale=3)
+        w["open"] = gr.Dropdown(
+            label="Open project",
+            choices=project_choices(ctx),
+            allow_custom_value=True,
+            elem_id="open-project",
+            scale=3,
+        )
         w["current"] = gr.Markdown("No project open.", elem_id="current-project")
     with gr.Row():
         w["name"] = gr.Textbox(label="New project", placeholder="The Lighthouse", elem_id="new-project-name", scale=3)
@@ -85,10 +91,12 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         api_name="create_project",
     )
 
-    def select(project_id: int | None) -> tuple[Any, ...]:
-        return project_id, None, *view(project_id)
+    @user_errors
+    def select(project_id: int | str | None) -> tuple[Any, ...]:
+        chosen = project.get_project(ctx.studio, project_id).id if project_id not in (None, "") else None
+        return chosen, None, *view(chosen)
 
-    w["open"].input(select, inputs=w["open"], outputs=[ctx.project, ctx.shot, *refreshed], api_name=False)
+    w["open"].input(select, inputs=w["open"], outputs=[ctx.project, ctx.shot, *refreshed], api_name="open_project")
 
     @user_errors
     def import_files(files: list[str] | None, changed: int) -> tuple[Any, ...]:

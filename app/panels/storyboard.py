@@ -35,6 +35,7 @@ def build(ctx: Context) -> dict[str, Any]:
         w["selected"] = gr.Markdown("Select a shot to edit it, or add a new one below.", elem_id="selected-shot")
         w["number"] = gr.Number(label="Shot number", precision=0, minimum=1, elem_id="shot-number")
         w["open"] = gr.Button("Open shot", elem_id="open-shot")
+        w["refresh"] = gr.Button("Refresh", elem_id="refresh-storyboard")
     with gr.Row():
         w["title"] = gr.Textbox(label="Title", elem_id="shot-title")
         w["scene"] = gr.Textbox(label="Scene")
@@ -74,6 +75,7 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
     outputs = [w["grid"], w["list"], w["characters"], w["selected"]]
     for trigger in (ctx.project.change, ctx.changed.change):
         trigger(refresh, inputs=[ctx.project, ctx.shot], outputs=outputs, api_name=False)
+    w["refresh"].click(refresh, inputs=[ctx.project, ctx.shot], outputs=outputs, api_name="storyboard")
 
     def choose(project_id: int | None, event: gr.SelectData) -> tuple[Any, ...]:
         listed = shots(ctx, project_id)
