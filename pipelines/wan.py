@@ -167,6 +167,40 @@ class _WanBackend(DiffusionBackend):
         check_cancelled(cancel, "the refiner")
         return to_uint8(out.frames)
 
+    def conditioning(self, request: GenerationRequest) -> dict[str, Any]:
+        """The pictures this pipeline is conditioned on, as keyword arguments of its call."""
+        raise NotImplementedError
+
+    def extra_parameters(self, request: GenerationRequest) -> dict[str, Any]:
+        del request
+        return {}
+
+    def _generate(self, request: GenerationRequest, progress: ProgressFn, cancel: CancelToken) -> GenerationResult:
+        timer = StageTimer()
+        with timer.stage("load"):
+            loaded = self._loaded()
+        prompt = prompt_with_camera(request.prompt, request.camera)
+        steps = request.steps or self.default_steps
+        with timer.stage("backbone"):
+            out = loaded.pipe(
+                prompt=prompt,
+                negative_prompt=request.negative_prompt,
+                height=request.height,
+                width=request.width,
+                num_frames=request.num_frames,
+                num_inference_steps=steps,
+                guidance_scale=request.guidance if request.guidance is not None else self.default_guidance,
+                generator=generator(request.seed),
+                output_type="np",
+                callback_on_step_end=step_callback(progress, cancel, "backbone", steps),
+                **self.conditioning(request),
+            )
+        check_cancelled(cancel, "the backbone")
+        frames = to_uint8(out.frames)
+        if request.refiner.enabled:
+            frames = self._refine(loaded, frames, request, prompt, progress, cancel, timer)
+        return self._result(frames, request, prompt, timer, self.extra_parameters(request))
+
     def _result(
         self, frames: Any, request: GenerationRequest, prompt: str, timer: StageTimer, extra: dict[str, Any]
     ) -> GenerationResult:
@@ -225,36 +259,13 @@ class WanI2VBackend(_WanBackend):
         needs_gpu=True,
     )
 
-    def _generate(self, request: GenerationRequest, progress: ProgressFn, cancel: CancelToken) -> GenerationResult:
-        timer = StageTimer()
-        with timer.stage("load"):
-            loaded = self._loaded()
-            pipe = loaded.pipe
-        prompt = prompt_with_camera(request.prompt, request.camera)
-        steps = request.steps or self.default_steps
+    def conditioning(self, request: GenerationRequest) -> dict[str, Any]:
         size = (request.width, request.height)
-        with timer.stage("backbone"):
-            out = pipe(
-                image=request.keyframe.convert("RGB").resize(size, Image.LANCZOS),
-                last_image=request.last_frame.convert("RGB").resize(size, Image.LANCZOS)
-                if request.last_frame is not None
-                else None,
-                prompt=prompt,
-                negative_prompt=request.negative_prompt,
-                height=request.height,
-                width=request.width,
-                num_frames=request.num_frames,
-                num_inference_steps=steps,
-                guidance_scale=request.guidance if request.guidance is not None else self.default_guidance,
-                generator=generator(request.seed),
-                output_type="np",
-                callback_on_step_end=step_callback(progress, cancel, "backbone", steps),
-            )
-        check_cancelled(cancel, "the backbone")
-        frames = to_uint8(out.frames)
-        if request.refiner.enabled:
-            frames = self._refine(loaded, frames, request, prompt, progress, cancel, timer)
-        return self._result(frames, request, prompt, timer, {})
+        last = request.last_frame
+        return {
+            "image": request.keyframe.convert("RGB").resize(size, Image.LANCZOS),
+            "last_image": last.convert("RGB").resize(size, Image.LANCZOS) if last is not None else None,
+        }
 
 
 class WanVACEBackend(_WanBackend):
@@ -276,34 +287,11 @@ class WanVACEBackend(_WanBackend):
         needs_gpu=True,
     )
 
-    def _generate(self, request: GenerationRequest, progress: ProgressFn, cancel: CancelToken) -> GenerationResult:
-        timer = StageTimer()
-        with timer.stage("load"):
-            loaded = self._loaded()
-            pipe = loaded.pipe
-        prompt = prompt_with_camera(request.prompt, request.camera)
-        steps = request.steps or self.default_steps
-        conditioning = vace_conditioning(request)
-        with timer.stage("backbone"):
-            out = pipe(
-                prompt=prompt,
-                negative_prompt=request.negative_prompt,
-                height=request.height,
-                width=request.width,
-                num_frames=request.num_frames,
-                num_inference_steps=steps,
-                guidance_scale=request.guidance if request.guidance is not None else self.default_guidance,
-                generator=generator(request.seed),
-                output_type="np",
-                callback_on_step_end=step_callback(progress, cancel, "backbone", steps),
-                **conditioning,
-            )
-        check_cancelled(cancel, "the backbone")
-        frames = to_uint8(out.frames)
-        if request.refiner.enabled:
-            frames = self._refine(loaded, frames, request, prompt, progress, cancel, timer)
-        kept = {"conditioned_frames": [i for i in (0, request.num_frames - 1) if _kept(request, i)]}
-        return self._result(frames, request, prompt, timer, kept)
+    def conditioning(self, request: GenerationRequest) -> dict[str, Any]:
+        return vace_conditioning(request)
+
+    def extra_parameters(self, request: GenerationRequest) -> dict[str, Any]:
+        return {"conditioned_frames": [i for i in (0, request.num_frames - 1) if _kept(request, i)]}
 
 
 def _kept(request: GenerationRequest, index: int) -> bool:

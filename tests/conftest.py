@@ -89,3 +89,21 @@ def wan_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "wan-vace": build_wan_vace_folder(root),
         "wan-refiner": build_wan_v2v_folder(root),
     }
+
+
+@pytest.fixture
+def hf_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache, offline: nothing can be found in it or fetched into it.
+
+    huggingface_hub reads its environment once, at import, so its constants are pointed there too.
+    """
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-home" / "hub"
+    cache.mkdir(parents=True)
+    monkeypatch.setenv("HF_HOME", str(cache.parent))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache

@@ -44,31 +44,6 @@ STEPS = 2
 # Fixtures and helpers.
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """The tiny models' tensors are a few kilobytes: on this 2-vCPU machine a second OpenMP thread only adds
-    barrier stalls (renders measured 10-20x slower, and erratic), so this module renders on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def hf_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty Hugging Face cache, offline. huggingface_hub reads its env at import, so its constants too."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf-home" / "hub"
-    cache.mkdir(parents=True)
-    monkeypatch.setenv("HF_HOME", str(cache.parent))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    return cache
-
-
 @pytest.fixture
 def sana_copy(sana_wm_folder: Path, tmp_path: Path) -> Path:
     """A copy of the tiny SANA-WM stage-1 folder (no refiner) that a test may damage."""

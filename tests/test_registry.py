@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -52,33 +51,8 @@ CAPABILITY_KEYS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """The tiny models' tensors are a few kilobytes: on this 2-vCPU machine a second OpenMP thread only adds
-    barrier stalls (renders measured 10-20x slower, and erratic), so this module renders on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
-def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty Hugging Face cache, offline. huggingface_hub reads its env at import, so its constants too."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf-home" / "hub"
-    cache.mkdir(parents=True)
-    monkeypatch.setenv("HF_HOME", str(cache.parent))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    return cache
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, hf_cache: Path) -> None:
+def clean_env(monkeypatch: pytest.MonkeyPatch, hf_offline: Path) -> None:
     for name in list(os.environ):
         if name.startswith("CONTINUITY_MODEL"):  # CONTINUITY_MODEL_<NAME> and CONTINUITY_MODELS
             monkeypatch.delenv(name)
@@ -127,7 +101,7 @@ def test_list_backends_without_weights(models: Path) -> None:
     assert env_name("wan-i2v") == "CONTINUITY_MODEL_WAN_I2V"
 
 
-@pytest.mark.usefixtures("hf_cache")
+@pytest.mark.usefixtures("hf_offline")
 def test_list_backends_with_an_explicit_empty_env_and_no_models_dir() -> None:
     infos = {info.name: info for info in list_backends(None, {})}
     assert infos["animatic"].available
@@ -237,11 +211,11 @@ def test_missing_source_folder_is_unavailable(models: Path, tmp_path: Path, monk
     assert "model folder not found" in info.reason
 
 
-def test_default_hub_id_found_in_the_local_cache(models: Path, hf_cache: Path, sana_wm_folder: Path) -> None:
+def test_default_hub_id_found_in_the_local_cache(models: Path, hf_offline: Path, sana_wm_folder: Path) -> None:
     """The third rule: the backend's default hub id, when ``hf download`` has put it in the cache."""
     from pipelines.sana_wm import SanaWMBackend
 
-    repo = hf_cache / ("models--" + SanaWMBackend.default_source.replace("/", "--"))
+    repo = hf_offline / ("models--" + SanaWMBackend.default_source.replace("/", "--"))
     commit = "89abcdef0123456789abcdef0123456789abcdef"
     copy_model(sana_wm_folder, repo / "snapshots" / commit)
     (repo / "refs").mkdir()
