@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from projects import cast, project, render, scoring, storyboard, takes
+from projects import cast, export, project, render, scoring, storyboard, takes
 from projects.backends import available_backends
 from projects.errors import InvalidInput, StudioError
 from projects.maintenance import verify_media
@@ -159,6 +159,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser("verify", parents=[common], help="re-hash every stored media file")
     verify.set_defaults(handler=_verify)
+
+    exporting = commands.add_parser(
+        "export", parents=[common], help="export the approved takes as a film, a timeline and a contact sheet"
+    )
+    exporting.add_argument("project")
+    exporting.add_argument("--out", type=Path, required=True, help="the film (.mp4)")
+    exporting.add_argument(
+        "--timeline", type=Path, help="also a timeline: .otio, .xml (FCP 7), .edl (CMX 3600) or .kdenlive"
+    )
+    exporting.add_argument("--crossfade", type=float, default=0.0, help="seconds of dissolve at every join")
+    exporting.add_argument(
+        "--titles", action="store_true", help="title cards: the project's name, then where each scene begins"
+    )
+    exporting.add_argument("--audio", type=Path, help="a music track, looped or cut to the film, faded out")
+    exporting.add_argument("--contact-sheet", type=Path, help="also a storyboard contact sheet (.png or .pdf)")
+    exporting.add_argument(
+        "--allow-missing",
+        choices=export.MISSING_CHOICES,
+        help="shots without an approved take: a black placeholder, or skip them (default: refuse)",
+    )
+    exporting.add_argument(
+        "--self-contained", action="store_true", help="copy the takes next to the timeline, with relative paths"
+    )
+    exporting.set_defaults(handler=_export)
     return parser
 
 
@@ -491,3 +515,34 @@ def _verify(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
     text = "\n".join([*lines, f"checked {report.checked} file(s), {len(report.problems)} problem(s)"])
     problems = [{"sha256": p.sha256, "path": str(p.path), "problem": p.problem} for p in report.problems]
     return text, {"checked": report.checked, "problems": problems}, 0 if report.ok else 1
+
+
+def _export(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    # Every output is checked before the film is encoded, so a bad path fails at once rather than after it.
+    film_path = export.check_output_path(args.out, export.FILM_SUFFIXES, "--out")
+    if args.timeline is not None:
+        export.check_output_path(args.timeline, tuple(export.TIMELINE_ADAPTERS), "--timeline")
+    elif args.self_contained:
+        raise InvalidInput("copies the media next to a timeline: add --timeline FILE", "--self-contained")
+    if args.contact_sheet is not None:
+        export.check_output_path(args.contact_sheet, export.CONTACT_SHEET_SUFFIXES, "--contact-sheet")
+    options = export.ExportOptions(
+        crossfade=args.crossfade, titles=args.titles, audio=args.audio, allow_missing=args.allow_missing
+    )
+    edit = export.plan_edit(studio, args.project, options)
+    film = export.write_film(edit, film_path)
+    lines = [f"wrote {film.path} ({film.seconds:.2f} s, {film.width}x{film.height}, {film.fps} fps, {film.method})"]
+    if film.skipped_shots:
+        lines.append(f"left out shots without an approved take: {', '.join(map(str, film.skipped_shots))}")
+    if film.placeholder_shots:
+        lines.append(f"black placeholders for shots: {', '.join(map(str, film.placeholder_shots))}")
+    payload: dict[str, Any] = {"film": film.to_json(), "timeline": None, "contact_sheet": None}
+    if args.timeline is not None:
+        timeline = export.write_timeline(edit, args.timeline, self_contained=args.self_contained)
+        lines.append(f"wrote {timeline.path} ({timeline.format}, {timeline.clips} clips)")
+        payload["timeline"] = timeline.to_json()
+    if args.contact_sheet is not None:
+        sheet = export.export_contact_sheet(studio, args.project, args.contact_sheet)
+        lines.append(f"wrote {sheet.path} ({sheet.shots} shots)")
+        payload["contact_sheet"] = sheet.to_json()
+    return "\n".join(lines), payload

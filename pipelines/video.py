@@ -110,6 +110,14 @@ def encode_command(ffmpeg: str, width: int, height: int, fps: int, path: Path | 
         "-an",
         "-vf",
         f"scale=out_color_matrix=bt709:out_range=tv:flags={SCALE_FLAGS},format=yuv420p",
+        *h264_output_arguments(crf, path),
+    ]
+
+
+def h264_output_arguments(crf: int, path: Path | str) -> list[str]:
+    """The studio's H.264 output: yuv420p, BT.709 limited range, a fixed thread count and bit-exact flags, so
+    the same frames always make the same file (on the same ffmpeg build); ``+faststart`` for players."""
+    return [
         "-c:v",
         "libx264",
         "-preset",
