@@ -86,7 +86,7 @@ def serve(data_dir: str | Path | None, *, host: str, port: int, auth: str | None
             server_port=port,
             auth=exposure.auth,
             share=share,
-            allowed_paths=[str(studio.data_dir / "media")],
+            allowed_paths=[str(studio.data_dir / "media"), str(studio.data_dir / "exports")],
             max_file_size=MAX_UPLOAD,
             show_error=False,
         )

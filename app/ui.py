@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import gradio as gr
 
-from app.panels import backends, cast, common, projects, queue, storyboard, takes
+from app.panels import backends, cast, common, export, projects, queue, storyboard, takes
 from projects.studio import Studio
 
 PANELS = (
@@ -21,6 +21,7 @@ PANELS = (
     ("Storyboard", storyboard),
     ("Takes", takes),
     ("Queue", queue),
+    ("Export", export),
     ("Settings", backends),
 )
 

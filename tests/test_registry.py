@@ -32,6 +32,7 @@ from pipelines.registry import (
     model_source,
     weights_source,
 )
+from projects.studio import Studio
 
 REPO = Path(__file__).parents[1]
 ORDER = ["animatic", "sana-wm", "wan-i2v", "wan-vace"]
@@ -412,3 +413,15 @@ def test_listing_backends_does_not_import_torch(tmp_path: Path) -> None:
     available, torch_imported = done.stdout.strip().splitlines()
     assert available == "[True, False, False, False]"
     assert torch_imported == "False"
+
+
+def test_memory_profile_says_what_auto_settles_on(
+    studio: Studio, sana_wm_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from projects.backends import memory_profile
+
+    monkeypatch.setenv("CONTINUITY_MODEL_SANA_WM", str(sana_wm_folder))
+    spec, reason = memory_profile(studio, "sana-wm")
+    assert (spec["device"], spec["dtype"], spec["offload"]) == ("cpu", "float32", "none")
+    assert spec["source"] == str(sana_wm_folder) and "no CUDA GPU" in reason
+    assert memory_profile(studio, "animatic") is None

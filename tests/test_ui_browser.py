@@ -123,10 +123,19 @@ def test_a_new_user_makes_a_film(page: tuple[object, Path], photos: dict[str, Pa
     no_error(tab)
     shoot(tab, "6-takes")
 
+    open_tab(tab, "Export")
+    tab.get_by_label("Shots without an approved take").click()
+    tab.get_by_role("option", name="black placeholder").click()
+    tab.locator("#run-export").click()
+    tab.locator("#export-summary").get_by_text(".mp4").wait_for(timeout=60_000)
+    tab.locator("#export-film video").wait_for(timeout=15_000)
+    no_error(tab)
+    shoot(tab, "7-export")
+
     open_tab(tab, "Settings")
     tab.locator("#backends-table").get_by_text("animatic").last.wait_for(timeout=15_000)
     no_error(tab)
-    shoot(tab, "7-settings")
+    shoot(tab, "8-settings")
 
     from projects import storyboard
     from projects.studio import open_studio
@@ -138,6 +147,7 @@ def test_a_new_user_makes_a_film(page: tuple[object, Path], photos: dict[str, Pa
         assert shots[0].approved_take_id is not None
     finally:
         studio.close()
+    assert len(list(data.glob("exports/*/*.mp4"))) == 1
 
 
 def test_a_refused_request_shows_a_readable_message(page: tuple[object, Path]) -> None:
@@ -148,4 +158,4 @@ def test_a_refused_request_shows_a_readable_message(page: tuple[object, Path]) -
     message.first.wait_for(timeout=15_000)
     text = message.first.inner_text()
     assert "must not contain" in text and "Traceback" not in text
-    shoot(tab, "8-error-message")
+    shoot(tab, "9-error-message")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from pipelines.video import probe
 from projects import takes
 from projects.studio import open_studio
 
@@ -121,6 +122,18 @@ def test_create_import_render_wait_approve(app: tuple[str, Path], tmp_path: Path
         assert takes.get_take(studio, shot_one[0].id).approved
     finally:
         studio.close()
+
+    with pytest.raises(AppError, match=r"without an approved take.*2|2.*without an approved take"):
+        client.predict(0, False, "refuse", "none", False, None, api_name="/export")
+    summary, video, files = client.predict(0, False, "black", "OpenTimelineIO (.otio)", True, None, api_name="/export")
+    names = sorted(Path(f).suffix for f in files)
+    assert names == [".mp4", ".otio", ".png"]
+    exported = next(data.glob("exports/*/*.mp4"))
+    assert video is not None
+    info = probe(exported)
+    # Shot 1 (1.5 s, its approved take) and shot 2 (1 s, a black placeholder) at 8 fps.
+    assert (info.width, info.height) == (128, 80) and abs(info.duration - 2.5) <= 1 / 8
+    assert "2.5 s" in summary
 
 
 def test_listening_openly_needs_credentials_and_checks_them(tmp_path: Path) -> None:

@@ -7,9 +7,9 @@ from typing import Any
 import gradio as gr
 
 from app.panels.common import Context
-from projects.backends import available_backends, models_dir
+from projects.backends import available_backends, memory_profile, models_dir
 
-COLUMNS = ["backend", "ready", "why", "weights", "refiner", "max frames", "needs a GPU"]
+COLUMNS = ["backend", "ready", "why", "weights", "memory profile", "refiner", "max frames", "needs a GPU"]
 
 
 def rows(ctx: Context) -> list[list[Any]]:
@@ -19,12 +19,25 @@ def rows(ctx: Context) -> list[list[Any]]:
             "yes" if b.available else "no",
             b.reason,
             b.source or "",
+            _profile(ctx, b.name) if b.available else "",
             "yes" if b.capabilities.refiner else "no",
             b.capabilities.max_frames,
             "yes" if b.capabilities.needs_gpu else "no",
         ]
         for b in available_backends(ctx.studio)
     ]
+
+
+def _profile(ctx: Context, name: str) -> str:
+    try:
+        found = memory_profile(ctx.studio, name)
+    except Exception as exc:  # noqa: BLE001 - a row of a table: say what went wrong, keep the rest
+        return f"cannot tell: {exc}"
+    if found is None:
+        return "runs on the CPU, no weights"
+    spec, reason = found
+    quantized = ", ".join(f"{k} {v}" for k, v in spec["quantization"].items()) or "no quantization"
+    return f"{spec['device']}, {spec['dtype']}, {quantized}, offload {spec['offload']}: {reason}"
 
 
 def build(ctx: Context) -> dict[str, Any]:

@@ -21,6 +21,9 @@ def build(ctx: Context) -> dict[str, Any]:
         label="Reference images (PNG, JPEG, WebP)", file_count="multiple", file_types=IMAGE_TYPES, elem_id="refs"
     )
     with gr.Row():
+        w["reference"] = gr.Dropdown(label="Reference image", choices=[], elem_id="pick-reference")
+        w["remove_image"] = gr.Button("Remove this image", elem_id="remove-reference")
+    with gr.Row():
         w["add"] = gr.Button("Add character", variant="primary", elem_id="add-character")
         w["save"] = gr.Button("Save name and description")
         w["add_images"] = gr.Button("Add these images to the character")
@@ -38,9 +41,16 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         images = [(str(r.path), r.original_name) for r in picked.references] if picked else []
         choices = [(c.name, c.id) for c in characters]
         name, description = (picked.name, picked.description) if picked else ("", "")
-        return gr.update(choices=choices, value=chosen), images, name, description
+        references = [(r.original_name, r.id) for r in picked.references] if picked else []
+        return (
+            gr.update(choices=choices, value=chosen),
+            images,
+            name,
+            description,
+            gr.update(choices=references, value=None),
+        )
 
-    outputs = [w["pick"], w["gallery"], w["name"], w["description"]]
+    outputs = [w["pick"], w["gallery"], w["name"], w["description"], w["reference"]]
     for trigger in (ctx.project.change, ctx.changed.change):
         trigger(refresh, inputs=[ctx.project, w["pick"]], outputs=outputs, api_name=False)
     w["pick"].input(refresh, inputs=[ctx.project, w["pick"]], outputs=outputs, api_name=False)
@@ -80,6 +90,16 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
     w["add_images"].click(
         add_images, inputs=[w["pick"], w["images"], ctx.changed], outputs=[ctx.changed, w["images"]], api_name=False
     )
+
+    @user_errors
+    def remove_image(reference_id: int | None, changed: int) -> int:
+        if not reference_id:
+            raise gr.Error("Choose a reference image first.", print_exception=False)
+        info = cast.remove_reference(ctx.studio, reference_id)
+        gr.Info(f"Removed {info.original_name}.")
+        return bump(changed)
+
+    w["remove_image"].click(remove_image, inputs=[w["reference"], ctx.changed], outputs=ctx.changed, api_name=False)
 
     @user_errors
     def remove(character_id: int | None, force: bool, changed: int) -> int:

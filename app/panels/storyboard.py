@@ -25,7 +25,9 @@ def character_names(ctx: Context, project_id: int | None) -> list[str]:
 
 def build(ctx: Context) -> dict[str, Any]:
     w: dict[str, Any] = {}
-    w["grid"] = gr.Gallery(label="Shots", columns=4, height="auto", allow_preview=False, elem_id="storyboard-grid")
+    w["grid"] = gr.Gallery(
+        label="Shots", columns=6, height=320, object_fit="contain", allow_preview=False, elem_id="storyboard-grid"
+    )
     w["list"] = gr.Dataframe(
         headers=["#", "title", "seconds", "camera", "characters", "takes", "approved"],
         interactive=False,
@@ -33,7 +35,7 @@ def build(ctx: Context) -> dict[str, Any]:
     )
     with gr.Row():
         w["selected"] = gr.Markdown("Select a shot to edit it, or add a new one below.", elem_id="selected-shot")
-        w["number"] = gr.Number(label="Shot number", precision=0, minimum=1, elem_id="shot-number")
+        w["number"] = gr.Number(label="Shot number", value=1, precision=0, minimum=1, elem_id="shot-number")
         w["open"] = gr.Button("Open shot", elem_id="open-shot")
         w["refresh"] = gr.Button("Refresh", elem_id="refresh-storyboard")
     with gr.Row():

@@ -1,0 +1,91 @@
+"""Export: the film (mp4) and a timeline for an editor, written into the data directory's exports folder and
+offered for download, plus the storyboard contact sheet."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.panels.common import Context, need_project, user_errors
+from projects import export, project
+
+AUDIO_TYPES = [".mp3", ".wav", ".m4a", ".aac", ".ogg", ".flac"]
+TIMELINES = {"none": None, "OpenTimelineIO (.otio)": ".otio", "Final Cut Pro 7 XML (.xml)": ".xml"}
+TIMELINES |= {"CMX 3600 EDL (.edl)": ".edl", "Kdenlive (.kdenlive)": ".kdenlive"}
+EXPORTS_FOLDER = "exports"
+
+
+def exports_dir(ctx: Context) -> Path:
+    return ctx.studio.data_dir / EXPORTS_FOLDER
+
+
+def build(ctx: Context) -> dict[str, Any]:
+    w: dict[str, Any] = {}
+    with gr.Row():
+        w["crossfade"] = gr.Number(label="Crossfade (seconds, 0 for cuts)", value=0, minimum=0, maximum=10)
+        w["titles"] = gr.Checkbox(label="Title cards (the project, and each scene)", value=False)
+        w["missing"] = gr.Dropdown(
+            label="Shots without an approved take",
+            choices=[("refuse to export", "refuse"), ("black placeholder", "black"), ("leave out", "skip")],
+            value="refuse",
+        )
+    with gr.Row():
+        w["timeline"] = gr.Dropdown(label="Timeline", choices=list(TIMELINES), value="none", elem_id="timeline-format")
+        w["sheet"] = gr.Checkbox(label="Storyboard contact sheet (PNG)", value=True)
+        w["audio"] = gr.File(label="Music (optional)", file_types=AUDIO_TYPES, elem_id="export-audio")
+    w["run"] = gr.Button("Export", variant="primary", elem_id="run-export")
+    w["summary"] = gr.Markdown("", elem_id="export-summary")
+    w["film"] = gr.Video(label="Film", interactive=False, elem_id="export-film")
+    w["files"] = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="export-files")
+    return w
+
+
+def wire(ctx: Context, w: dict[str, Any]) -> None:
+    @user_errors
+    def run(
+        project_id: int | None, crossfade: float, titles: bool, missing: str, timeline: str, sheet: bool, audio: Any
+    ) -> tuple[Any, ...]:
+        info = project.get_project(ctx.studio, need_project(project_id))
+        folder = exports_dir(ctx) / _safe(info.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"{_safe(info.name)}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        options = export.ExportOptions(
+            crossfade=float(crossfade or 0),
+            titles=bool(titles),
+            audio=Path(audio) if audio else None,
+            allow_missing=None if missing in (None, "refuse") else missing,
+        )
+        film = export.export_film(ctx.studio, info.id, folder / f"{stem}.mp4", options)
+        files = [str(film.path)]
+        lines = [
+            f"**{film.path.name}**: {film.seconds:.1f} s, {film.width}x{film.height} at {film.fps} fps ({film.method})"
+        ]
+        if film.skipped_shots or film.placeholder_shots:
+            lines.append(f"Left out: {list(film.skipped_shots)}; black placeholders: {list(film.placeholder_shots)}")
+        suffix = TIMELINES.get(timeline)
+        if suffix:
+            made = export.export_timeline(ctx.studio, info.id, folder / f"{stem}{suffix}", options)
+            files.append(str(made.path))
+            lines.append(f"Timeline **{made.path.name}**: {made.clips} clips, {made.seconds:.1f} s")
+        if sheet:
+            contact = export.export_contact_sheet(ctx.studio, info.id, folder / f"{stem}-storyboard.png")
+            files.append(str(contact.path))
+            lines.append(f"Contact sheet **{contact.path.name}**: {contact.shots} shots")
+        return "\n\n".join(lines), str(film.path), files
+
+    w["run"].click(
+        run,
+        inputs=[ctx.project, w["crossfade"], w["titles"], w["missing"], w["timeline"], w["sheet"], w["audio"]],
+        outputs=[w["summary"], w["film"], w["files"]],
+        api_name="export",
+        concurrency_limit=1,
+    )
+
+
+def _safe(name: str) -> str:
+    """A project name as a file name: letters, digits, dashes (names are already free of slashes and NUL)."""
+    return re.sub(r"[^\w\-]+", "-", name, flags=re.UNICODE).strip("-") or "film"
