@@ -16,10 +16,11 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from projects import cast, export, project, render, scoring, storyboard, takes
+from projects import bundles, cast, export, project, render, scoring, storyboard, takes
 from projects.backends import available_backends
 from projects.errors import InvalidInput, StudioError
 from projects.maintenance import verify_media
@@ -153,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--rescore", action="store_true", help="compute again even where scores exist")
     score.set_defaults(handler=_score)
+
+    pack = commands.add_parser("pack", parents=[common], help="pack a project (rows and media) into a zip bundle")
+    pack.add_argument("project")
+    pack.add_argument("bundle", type=Path)
+    pack.add_argument("--takes", choices=["approved", "all", "none"], default="approved", help="which takes go in")
+    pack.set_defaults(handler=_pack)
+
+    unpack = commands.add_parser("unpack", parents=[common], help="restore a bundle, or merge it back with --merge")
+    unpack.add_argument("bundle", type=Path)
+    unpack.add_argument("--as", dest="as_name", help="the project's name here (when the bundle's name is taken)")
+    unpack.add_argument("--merge", action="store_true", help="add the bundle's new takes to the project it came from")
+    unpack.set_defaults(handler=_unpack)
 
     backends = commands.add_parser("backends", parents=[common], help="list video backends and whether each can run")
     backends.set_defaults(handler=_backends)
@@ -501,6 +514,41 @@ def _score(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
     lines.append(f"scored with {embedder}; suggested takes: {suggestions or 'none'}")
     payload = {"embedder": embedder, "takes": [r.to_json() for r in results], "suggested": suggestions}
     return "\n".join(lines), payload
+
+
+def _pack(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    result = bundles.pack_project(studio, args.project, args.bundle, takes=args.takes)
+    payload = {
+        "bundle": str(result.path),
+        "project": result.project,
+        "takes": result.takes_mode,
+        "counts": asdict(result.counts),
+        "bytes": result.byte_size,
+        "origin": result.origin,
+    }
+    return f"packed {result.project!r} into {result.path} ({result.byte_size / 2**20:.1f} MiB)", payload
+
+
+def _unpack(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    if args.merge:
+        merged = bundles.merge_bundle(studio, args.bundle, args.as_name)
+        payload = {
+            "project": merged.project,
+            "project_id": merged.project_id,
+            "takes_added": merged.takes_added,
+            "takes_already_there": merged.takes_already_there,
+            "shots_unmatched": merged.shots_unmatched,
+        }
+        return f"merged into {merged.project!r}: {merged.takes_added} new take(s)", payload
+    result = bundles.unpack_bundle(studio, args.bundle, as_name=args.as_name)
+    payload = {
+        "project": result.project,
+        "project_id": result.project_id,
+        "counts": asdict(result.counts),
+        "new_media_files": result.new_media_files,
+        "schema_revision": result.schema_revision,
+    }
+    return f"unpacked {result.project!r}", payload
 
 
 def _backends(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:

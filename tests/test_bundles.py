@@ -1,0 +1,312 @@
+"""Project bundles both ways (pack, unpack elsewhere, render more, pack, merge back), and bad bundles refused."""
+
+from __future__ import annotations
+
+import json
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from projects import bundles, cast, project, render, storyboard, takes
+from projects.errors import Conflict, InvalidInput
+from projects.studio import Studio, open_studio
+from projects.worker import RenderWorker
+from storage import media as media_rows
+from storage.migrate import head_revision
+from storage.models import Character, MediaObject, Project, ReferenceImage, Shot, Take, TakeInput
+
+
+def render_all(studio: Studio) -> int:
+    with RenderWorker(studio, score=False) as worker:
+        return worker.run(once=True)
+
+
+def counts(studio: Studio) -> dict[str, int]:
+    with studio.read() as session:
+        return {
+            model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
+            for model in (Project, Character, ReferenceImage, Shot, Take, TakeInput, MediaObject)
+        }
+
+
+def media_hashes(studio: Studio) -> set[str]:
+    with studio.read() as session:
+        return set(session.scalars(select(MediaObject.sha256)))
+
+
+def snapshot(studio: Studio) -> tuple[list[str], set[str], dict[str, int]]:
+    names = [info.name for info in project.list_projects(studio)]
+    return names, {p.name for p in studio.media.stored_paths()}, counts(studio)
+
+
+def verified(studio: Studio) -> list:
+    with studio.read() as session:
+        return media_rows.verify(session, studio.media)
+
+
+@pytest.fixture
+def film(studio: Studio, photos: dict[str, Path]) -> Studio:
+    project.create_project(studio, "Film", width=64, height=64, fps=8)
+    cast.add_character(studio, "Film", "Mara", references=[photos["astronaut"]])
+    storyboard.add_shot(studio, "Film", prompt="Mara climbs the stairs", duration=1.0, keyframe_character="Mara")
+    storyboard.add_shot(studio, "Film", prompt="the lamp turns", duration=1.0)
+    render.queue_renders(studio, "Film", takes=2, seed=10)
+    assert render_all(studio) == 4
+    first = takes.list_takes(studio, "Film")
+    takes.approve_take(studio, first.items[0].id)
+    return studio
+
+
+@pytest.fixture
+def other(tmp_path: Path):
+    opened = open_studio(tmp_path / "other")
+    yield opened
+    opened.close()
+
+
+def members(path: Path) -> tuple[list[str], dict]:
+    with zipfile.ZipFile(path) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        return sorted(archive.namelist()), manifest
+
+
+def test_pack_modes(film: Studio, tmp_path: Path) -> None:
+    results = {}
+    for mode in ("approved", "all", "none"):
+        result = bundles.pack_project(film, "Film", tmp_path / f"{mode}.zip", takes=mode)
+        names, manifest = members(result.path)
+        results[mode] = (names, manifest)
+        assert manifest["schema_revision"] == head_revision()
+        assert manifest["project"] == "Film"
+        assert manifest["counts"]["takes"] == {"approved": 1, "all": 4, "none": 0}[mode]
+        assert manifest["counts"]["characters"] == 1 and manifest["counts"]["shots"] == 2
+        assert "manifest.json" in names and "project.json" in names
+        media = {f"media/{item['sha256']}.{item['extension']}" for item in manifest["media"]}
+        assert media == {n for n in names if n.startswith("media/")}
+        assert not list(tmp_path.glob("*.part"))
+    none_media = set(results["none"][0])
+    assert none_media < set(results["approved"][0]) < set(results["all"][0])
+    with pytest.raises(InvalidInput, match="takes"):
+        bundles.pack_project(film, "Film", tmp_path / "x.zip", takes="some")
+
+
+def test_round_trip_and_merge(film: Studio, other: Studio, tmp_path: Path) -> None:
+    packed = bundles.pack_project(film, "Film", tmp_path / "film.zip", takes="all")
+    _, manifest = members(packed.path)
+    restored = bundles.unpack_bundle(other, packed.path)
+    assert restored.project == "Film"
+    before = counts(film)
+    after = counts(other)
+    for table in ("projects", "characters", "reference_images", "shots", "takes", "take_inputs"):
+        assert after[table] == before[table], table
+    assert verified(other) == []
+    assert media_hashes(other) == {item["sha256"] for item in manifest["media"]}
+    assert media_hashes(other) <= media_hashes(film)
+    with other.read() as session:
+        approved = session.scalars(select(Take).where(Take.approved)).all()
+        assert len(approved) == 1
+        assert all(t.provenance and t.params for t in session.scalars(select(Take)))
+        shot = session.scalar(select(Shot).where(Shot.position == 1))
+        assert shot.keyframe_character is not None and shot.keyframe_character.name == "Mara"
+
+    # Unpacking again is a clash that says what to do; --as gives another project.
+    with pytest.raises(Conflict, match="--as"):
+        bundles.unpack_bundle(other, packed.path)
+    copy = bundles.unpack_bundle(other, packed.path, as_name="Film copy")
+    assert copy.counts.takes == 4
+    project.delete_project(other, "Film copy")
+
+    # Render one more take there, pack, merge back.
+    render.queue_renders(other, "Film", shots=[2], seed=99)
+    assert render_all(other) == 1
+    back = bundles.pack_project(other, "Film", tmp_path / "back.zip", takes="all")
+    assert back.counts.takes == 5
+    merged = bundles.merge_bundle(film, back.path)
+    assert (merged.takes_added, merged.takes_already_there) == (1, 4)
+    after_merge = counts(film)
+    assert after_merge["takes"] == before["takes"] + 1
+    assert verified(film) == []
+    with film.read() as session:
+        keys = [(t.video_sha256, t.seed, t.backend) for t in session.scalars(select(Take))]
+        assert len(keys) == len(set(keys))
+        numbers = [t.take_number for t in session.scalars(select(Take).join(Shot).where(Shot.position == 2))]
+        assert sorted(numbers) == [1, 2, 3]
+    # Merging the same bundle again adds nothing.
+    again = bundles.merge_bundle(film, back.path)
+    assert again.takes_added == 0 and counts(film) == after_merge
+
+
+def test_merge_refuses_another_project(film: Studio, other: Studio, tmp_path: Path) -> None:
+    project.create_project(other, "Film")
+    storyboard.add_shot(other, "Film", prompt="something else", duration=1.0)
+    foreign = bundles.pack_project(other, "Film", tmp_path / "foreign.zip")
+    before = snapshot(film)
+    with pytest.raises(Conflict, match="did not come from"):
+        bundles.merge_bundle(film, foreign.path)
+    assert snapshot(film) == before
+
+
+# Bad bundles.
+
+
+def rewrite(source: Path, target: Path, change) -> Path:
+    """Copy a bundle member by member, letting ``change(info, data)`` return replacements (or None to drop)."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            data = src.read(info)
+            for item in change(info, data) or []:
+                new_info, new_data = item
+                out.writestr(new_info, new_data)
+    return target
+
+
+@pytest.fixture
+def good(film: Studio, tmp_path: Path) -> Path:
+    return bundles.pack_project(film, "Film", tmp_path / "good.zip", takes="approved").path
+
+
+def refuse(target: Studio, bundle: Path, message: str, error: type = InvalidInput) -> None:
+    before = snapshot(target)
+    with pytest.raises(error, match=message):
+        bundles.unpack_bundle(target, bundle)
+    assert snapshot(target) == before
+    assert list(target.media.temp_dir.iterdir()) == []
+
+
+def test_not_a_zip(other: Studio, tmp_path: Path) -> None:
+    path = tmp_path / "notes.zip"
+    path.write_text("hello")
+    refuse(other, path, "not a zip file")
+
+
+def test_truncated(other: Studio, good: Path, tmp_path: Path) -> None:
+    data = good.read_bytes()
+    for cut in (len(data) // 2, len(data) - 30):
+        path = tmp_path / f"cut{cut}.zip"
+        path.write_bytes(data[:cut])
+        refuse(other, path, "truncated")
+
+
+def test_wrong_hash(other: Studio, good: Path, tmp_path: Path) -> None:
+    def corrupt(info: zipfile.ZipInfo, data: bytes):
+        if info.filename.startswith("media/") and info.filename.endswith(".mp4"):
+            data = data[:-1] + bytes([data[-1] ^ 1])
+        return [(info, data)]
+
+    refuse(other, rewrite(good, tmp_path / "bad.zip", corrupt), "damaged")
+
+
+def test_manifest_size_mismatch(other: Studio, good: Path, tmp_path: Path) -> None:
+    def lie(info: zipfile.ZipInfo, data: bytes):
+        if info.filename == "manifest.json":
+            manifest = json.loads(data)
+            manifest["media"][0]["size"] += 1
+            data = json.dumps(manifest).encode()
+        return [(info, data)]
+
+    refuse(other, rewrite(good, tmp_path / "lie.zip", lie), "manifest.json says")
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "/etc/evil", "media\\evil.png", "C:/evil.png", "media/../../x"])
+def test_escaping_names(other: Studio, good: Path, tmp_path: Path, name: str) -> None:
+    def add(info: zipfile.ZipInfo, data: bytes):
+        extra = [(zipfile.ZipInfo(name), b"x")] if info.filename == "manifest.json" else []
+        return [(info, data), *extra]
+
+    refuse(other, rewrite(good, tmp_path / "escape.zip", add), r"unsafe path|escapes")
+
+
+def test_symlink(other: Studio, good: Path, tmp_path: Path) -> None:
+    def add(info: zipfile.ZipInfo, data: bytes):
+        if info.filename != "manifest.json":
+            return [(info, data)]
+        link = zipfile.ZipInfo("media/link.png")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        return [(info, data), (link, b"/etc/passwd")]
+
+    refuse(other, rewrite(good, tmp_path / "link.zip", add), "symbolic link")
+
+
+def test_zip_bomb(other: Studio, good: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def add(info: zipfile.ZipInfo, data: bytes):
+        if info.filename != "project.json":
+            return [(info, data)]
+        zeros = zipfile.ZipInfo("media/" + "0" * 64 + ".png")
+        zeros.compress_type = zipfile.ZIP_DEFLATED
+        return [(info, data), (zeros, bytes(20 << 20))]
+
+    refuse(other, rewrite(good, tmp_path / "bomb.zip", add), "compressed more than 1000:1")
+    monkeypatch.setattr(bundles, "MAX_TOTAL_BYTES", 4096)
+    refuse(other, good, "would unpack to more than")
+
+
+def test_member_larger_than_declared(good: Path) -> None:
+    """A member holding more bytes than its header declares is cut off, not trusted."""
+    with zipfile.ZipFile(good) as archive:
+        member = archive.getinfo("project.json")
+        member.file_size = 10
+        with pytest.raises(InvalidInput, match=r"more bytes than it declares|cannot be read"):
+            bundles._read_member(archive, member, good, bundles._Buffer())
+
+
+def test_newer_schema(other: Studio, good: Path, tmp_path: Path) -> None:
+    def newer(info: zipfile.ZipInfo, data: bytes):
+        if info.filename == "manifest.json":
+            manifest = json.loads(data)
+            manifest["schema_revision"] = "ffffffffffff"
+            data = json.dumps(manifest).encode()
+        return [(info, data)]
+
+    refuse(other, rewrite(good, tmp_path / "newer.zip", newer), "newer version of Continuity")
+
+
+def test_older_bundle_without_optional_fields(other: Studio, good: Path, tmp_path: Path) -> None:
+    """Rows are read by field name with defaults, so a bundle missing newer fields still loads."""
+
+    def older(info: zipfile.ZipInfo, data: bytes):
+        if info.filename == "project.json":
+            document = json.loads(data)
+            for shot in document["shots"]:
+                shot.pop("stale")
+                shot.pop("camera")
+                for take in shot["takes"]:
+                    take.pop("scores")
+                    take.pop("source_take")
+            data = json.dumps(document).encode()
+        return [(info, data)]
+
+    result = bundles.unpack_bundle(other, rewrite(good, tmp_path / "older.zip", older))
+    assert result.counts.shots == 2 and result.counts.takes == 1
+    assert verified(other) == []
+
+
+def test_bad_rows_leave_target_unchanged(other: Studio, good: Path, tmp_path: Path) -> None:
+    def broken(info: zipfile.ZipInfo, data: bytes):
+        if info.filename == "project.json":
+            document = json.loads(data)
+            document["shots"][1]["duration"] = -1
+            data = json.dumps(document).encode()
+        return [(info, data)]
+
+    refuse(other, rewrite(good, tmp_path / "rows.zip", broken), "cannot accept")
+
+
+def test_pack_and_unpack_commands(film: Studio, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from app.cli import main
+
+    bundle = tmp_path / "film.zip"
+    home, away = str(film.data_dir), str(tmp_path / "away")
+    assert main(["pack", "Film", str(bundle), "--takes", "all", "--json", "--data-dir", home]) == 0
+    packed = json.loads(capsys.readouterr().out)
+    assert packed["counts"]["takes"] == counts(film)["takes"] and bundle.is_file()
+    assert main(["unpack", str(bundle), "--json", "--data-dir", away]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"] == packed["counts"]
+    assert main(["unpack", str(bundle), "--data-dir", away]) == 1
+    assert "--as" in capsys.readouterr().err
+    assert main(["unpack", str(bundle), "--merge", "--json", "--data-dir", away]) == 0
+    assert json.loads(capsys.readouterr().out)["takes_added"] == 0
