@@ -52,7 +52,8 @@ class Studio:
                 session.connection()  # BEGIN IMMEDIATE now: files are stored only while holding the write lock
                 session.info["stored_media"] = stored
                 yield session
-                orphans = media_rows.collect_orphans(session)
+                session.flush()
+                orphans = media_rows.collect_orphans(session) if media_rows.may_have_orphans(session) else []
         except BaseException:
             self._forget_uncommitted(stored)
             raise

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import select, union
-from sqlalchemy.orm import Session
+from sqlalchemy import event, inspect, select, union
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from storage.models import Base, MediaObject
 
@@ -163,11 +163,41 @@ class MediaStore:
                 yield path
 
 
+# Noticing when a transaction may have orphaned a file, so that only those transactions look for orphans.
+
+MAY_ORPHAN = "media_may_be_orphaned"
+
+
+@event.listens_for(Session, "before_flush")
+def _note_removed_references(session: Session, _context: object, _instances: object) -> None:
+    """Rows deleted, or a media column (``*sha256``) changed: a file may have lost its last reference.
+    (Files registered in the transaction are marked by :func:`register`.)"""
+    if session.deleted or any(_media_column_changed(obj) for obj in session.dirty):
+        session.info[MAY_ORPHAN] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_bulk_statements(state: ORMExecuteState) -> None:
+    """Bulk ``delete()`` and ``update()`` statements bypass the flush, so they count as well."""
+    if state.is_delete or state.is_update:
+        state.session.info[MAY_ORPHAN] = True
+
+
+def _media_column_changed(obj: object) -> bool:
+    attributes = inspect(obj).attrs
+    return any(attr.key.endswith("sha256") and attr.history.has_changes() for attr in attributes)
+
+
+def may_have_orphans(session: Session) -> bool:
+    return bool(session.info.get(MAY_ORPHAN))
+
+
 # Query helpers: they take a session and never commit.
 
 
 def register(session: Session, stored: StoredFile) -> MediaObject:
     """Record a stored file in the database (idempotent)."""
+    session.info[MAY_ORPHAN] = True  # until something references it, it is an orphan
     row = session.get(MediaObject, stored.sha256)
     if row is None:
         row = MediaObject(sha256=stored.sha256, extension=stored.extension, byte_size=stored.byte_size)
