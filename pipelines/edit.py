@@ -45,6 +45,7 @@ from pipelines.video import (
     _tail,
     find_tools,
     h264_output_arguments,
+    raw_input_arguments,
 )
 
 logger = logging.getLogger(__name__)
@@ -392,20 +393,7 @@ def film_encode_command(
     The music track is looped (``-stream_loop -1``) and cut to the film's length, then faded out.
     """
     arguments = [
-        ffmpeg,
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "yuv420p",
-        "-s",
-        f"{width}x{height}",
-        "-framerate",
-        str(fps),
+        *raw_input_arguments(ffmpeg, "yuv420p", width, height, fps),
         "-color_range",
         "tv",
         "-colorspace",

@@ -83,11 +83,8 @@ def find_tools() -> FFmpegTools:
     return FFmpegTools(bundled, None)
 
 
-def encode_command(ffmpeg: str, width: int, height: int, fps: int, path: Path | str, *, crf: int = 18) -> list[str]:
-    """ffmpeg arguments that read ``rgb24`` frames of ``width`` x ``height`` on stdin and write H.264 to ``path``.
-
-    The format is named (``-f mp4``) because callers write to a temporary name before renaming it into place.
-    """
+def raw_input_arguments(ffmpeg: str, pix_fmt: str, width: int, height: int, fps: int) -> list[str]:
+    """The start of an ffmpeg command that reads raw ``pix_fmt`` frames of ``width`` x ``height`` on stdin."""
     return [
         ffmpeg,
         "-hide_banner",
@@ -98,11 +95,21 @@ def encode_command(ffmpeg: str, width: int, height: int, fps: int, path: Path | 
         "-f",
         "rawvideo",
         "-pix_fmt",
-        "rgb24",
+        pix_fmt,
         "-s",
         f"{width}x{height}",
         "-framerate",
         str(fps),
+    ]
+
+
+def encode_command(ffmpeg: str, width: int, height: int, fps: int, path: Path | str, *, crf: int = 18) -> list[str]:
+    """ffmpeg arguments that read ``rgb24`` frames of ``width`` x ``height`` on stdin and write H.264 to ``path``.
+
+    The format is named (``-f mp4``) because callers write to a temporary name before renaming it into place.
+    """
+    return [
+        *raw_input_arguments(ffmpeg, "rgb24", width, height, fps),
         "-i",
         "pipe:0",
         "-map",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
@@ -17,12 +18,18 @@ from projects.validation import name_key
 from storage.media import MediaStore
 from storage.models import Character, MediaObject, Project, ReferenceImage, Shot, Take
 
+T = TypeVar("T")
+
+
+def _get(session: Session, model: type[T], row_id: int, what: str) -> T:
+    row = session.get(model, row_id)
+    if row is None:
+        raise NotFound(f"there is no {what} with id {row_id}")
+    return row
+
 
 def get_project(session: Session, project_id: int) -> Project:
-    project = session.get(Project, project_id)
-    if project is None:
-        raise NotFound(f"there is no project with id {project_id}")
-    return project
+    return _get(session, Project, project_id, "project")
 
 
 def find_project(session: Session, name_or_id: str | int) -> Project:
@@ -41,10 +48,7 @@ def find_project(session: Session, name_or_id: str | int) -> Project:
 
 
 def get_character(session: Session, character_id: int) -> Character:
-    character = session.get(Character, character_id)
-    if character is None:
-        raise NotFound(f"there is no character with id {character_id}")
-    return character
+    return _get(session, Character, character_id, "character")
 
 
 def find_character(session: Session, project: Project, name: str) -> Character:
@@ -57,10 +61,7 @@ def find_character(session: Session, project: Project, name: str) -> Character:
 
 
 def get_shot(session: Session, shot_id: int) -> Shot:
-    shot = session.get(Shot, shot_id)
-    if shot is None:
-        raise NotFound(f"there is no shot with id {shot_id}")
-    return shot
+    return _get(session, Shot, shot_id, "shot")
 
 
 def shot_at(session: Session, project: Project, number: int) -> Shot:
@@ -73,10 +74,7 @@ def shot_at(session: Session, project: Project, number: int) -> Shot:
 
 
 def get_take(session: Session, take_id: int) -> Take:
-    take = session.get(Take, take_id)
-    if take is None:
-        raise NotFound(f"there is no take with id {take_id}")
-    return take
+    return _get(session, Take, take_id, "take")
 
 
 def shot_count(session: Session, project_id: int) -> int:

@@ -19,7 +19,7 @@ from projects.errors import InvalidInput
 from projects.images import CheckedImage, check_image
 from projects.records import Page, ShotInfo
 from projects.studio import Studio
-from projects.takes import refresh_project_stale
+from projects.takes import refresh_project_stale, refresh_stale
 from projects.validation import clean_camera, clean_duration, clean_flag, clean_prompt, clean_text
 from storage.models import Project, Shot
 
@@ -153,7 +153,7 @@ def update_shot(
             if keyframe_character is None or keyframe_character == "":
                 shot.keyframe_character_id = None
         session.flush()
-        refresh_project_stale(session, shot.project_id)
+        refresh_stale(session, shot)  # an edit can change only this shot's mark (its continue flag)
         session.expire(shot, ["keyframe", "keyframe_character"])
         return queries.shot_info(session, studio.media, shot)
 

@@ -9,6 +9,7 @@ import gradio as gr
 
 from app.panels.common import Context, bump, user_errors
 from projects import render, scoring, storyboard, takes
+from projects.backends import available_backends
 
 COLUMNS = ["take", "id", "status", "seed", "backend", "identity", "continuity", "stability", "overall", "approved"]
 
@@ -35,9 +36,6 @@ def build(ctx: Context) -> dict[str, Any]:
 
 def wire(ctx: Context, w: dict[str, Any]) -> None:
     def refresh(project_id: int | None, shot_id: int | None) -> tuple[Any, ...]:
-        from projects.backends import available_backends
-
-        backends = [b.name for b in available_backends(ctx.studio) if b.available]
         if not project_id or not shot_id:
             empty = gr.update(choices=[], value=None)
             return (
@@ -48,7 +46,6 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
                 None,
                 None,
                 "",
-                gr.update(choices=backends),
             )
         shot = storyboard.get_shot(ctx.studio, shot_id)
         page = takes.list_takes(ctx.studio, project_id, shot_number=shot.number, limit=500)
@@ -74,13 +71,17 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
             str(left.video_path) if left else None,
             str(right.video_path) if right else None,
             hint,
-            gr.update(choices=backends),
         )
 
     outputs = [w["heading"], w["table"], w["left_pick"], w["right_pick"], w["left"], w["right"]]
-    outputs += [w["suggestion"], w["backend"]]
+    outputs.append(w["suggestion"])
     for trigger in (ctx.shot.change, ctx.changed.change):
         trigger(refresh, inputs=[ctx.project, ctx.shot], outputs=outputs, api_name=False)
+
+    def backend_choices() -> Any:
+        return gr.update(choices=[b.name for b in available_backends(ctx.studio) if b.available])
+
+    ctx.project.change(backend_choices, outputs=w["backend"], api_name=False)
 
     def video(take_id: int | None) -> str | None:
         return str(takes.get_take(ctx.studio, take_id).video_path) if take_id else None
