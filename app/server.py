@@ -13,6 +13,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from projects.errors import StudioError
 from projects.studio import Studio, open_studio
@@ -70,30 +71,63 @@ def check_exposure(host: str, *, auth: str | None, share: bool) -> Exposure:
 
 
 def serve(data_dir: str | Path | None, *, host: str, port: int, auth: str | None, share: bool) -> int:
+    """Serve until interrupted (the ``serve`` command)."""
     exposure = check_exposure(host, auth=auth, share=share)
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the studio phones nobody
     studio = open_studio(data_dir)
+    try:
+        running = start_server(studio, exposure, port=port, block=True)
+        running.stop()
+    finally:
+        studio.close()
+    return 0
+
+
+@dataclass
+class RunningServer:
+    """A studio page served from this process, with its background render worker."""
+
+    local_url: str
+    share_url: str | None
+    demo: Any
+    worker: BackgroundWorker
+
+    def stop(self) -> None:
+        """Close the page and stop the worker (after the take it is rendering, if any)."""
+        try:
+            self.demo.close()
+        finally:
+            self.worker.stop()
+
+
+def start_server(studio: Studio, exposure: Exposure, *, port: int, block: bool) -> RunningServer:
+    """Start the page and its render worker on an open studio. ``block`` serves until interrupted (the command
+    line); otherwise this returns at once with the server running in threads (a notebook)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the studio phones nobody
     worker = BackgroundWorker(studio)
     try:
         from app.ui import build_app
 
         demo = build_app(studio, wake_worker=worker.wake)
         log.info("data directory: %s", studio.data_dir)
-        log.info("listening on http://%s:%d%s", host, port, " (with a public share link)" if share else "")
+        log.info(
+            "listening on http://%s:%d%s", exposure.host, port, " (with a public share link)" if exposure.share else ""
+        )
         worker.start()
-        demo.queue(default_concurrency_limit=4).launch(
-            server_name=host,
+        _, local_url, share_url = demo.queue(default_concurrency_limit=4).launch(
+            server_name=exposure.host,
             server_port=port,
             auth=exposure.auth,
-            share=share,
+            share=exposure.share,
             allowed_paths=[str(studio.data_dir / "media"), str(studio.data_dir / "exports")],
             max_file_size=MAX_UPLOAD,
             show_error=False,
+            prevent_thread_lock=not block,
+            quiet=not block,
         )
-    finally:
+    except BaseException:
         worker.stop()
-        studio.close()
-    return 0
+        raise
+    return RunningServer(local_url=local_url, share_url=share_url, demo=demo, worker=worker)
 
 
 class BackgroundWorker:

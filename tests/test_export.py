@@ -1,4 +1,4 @@
-"""Exporting the edit: the film, timelines, the contact sheet, and every bad input the issue names.
+"""Exporting the edit: the film, timelines, the contact sheet, and every bad input refused.
 
 Results are checked with tools nobody here wrote: ffprobe (durations within one frame, size, rate, streams,
 packet hashes), ffmpeg decoding frames and sound, OpenTimelineIO and its adapters reading the timelines back,

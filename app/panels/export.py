@@ -3,8 +3,6 @@ offered for download, plus the storyboard contact sheet."""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +14,6 @@ from projects import export, project
 AUDIO_TYPES = [".mp3", ".wav", ".m4a", ".aac", ".ogg", ".flac"]
 TIMELINES = {"none": None, "OpenTimelineIO (.otio)": ".otio", "Final Cut Pro 7 XML (.xml)": ".xml"}
 TIMELINES |= {"CMX 3600 EDL (.edl)": ".edl", "Kdenlive (.kdenlive)": ".kdenlive"}
-EXPORTS_FOLDER = "exports"
-
-
-def exports_dir(ctx: Context) -> Path:
-    return ctx.studio.data_dir / EXPORTS_FOLDER
 
 
 def build(ctx: Context) -> dict[str, Any]:
@@ -50,16 +43,14 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         project_id: int | None, crossfade: float, titles: bool, missing: str, timeline: str, sheet: bool, audio: Any
     ) -> tuple[Any, ...]:
         info = project.get_project(ctx.studio, need_project(project_id))
-        folder = exports_dir(ctx) / _safe(info.name)
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = f"{_safe(info.name)}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        stem = export.export_stem(ctx.studio, info.name)
         options = export.ExportOptions(
             crossfade=float(crossfade or 0),
             titles=bool(titles),
             audio=Path(audio) if audio else None,
             allow_missing=None if missing in (None, "refuse") else missing,
         )
-        film = export.export_film(ctx.studio, info.id, folder / f"{stem}.mp4", options)
+        film = export.export_film(ctx.studio, info.id, f"{stem}.mp4", options)
         files = [str(film.path)]
         lines = [
             f"**{film.path.name}**: {film.seconds:.1f} s, {film.width}x{film.height} at {film.fps} fps ({film.method})"
@@ -68,11 +59,11 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
             lines.append(f"Left out: {list(film.skipped_shots)}; black placeholders: {list(film.placeholder_shots)}")
         suffix = TIMELINES.get(timeline)
         if suffix:
-            made = export.export_timeline(ctx.studio, info.id, folder / f"{stem}{suffix}", options)
+            made = export.export_timeline(ctx.studio, info.id, f"{stem}{suffix}", options)
             files.append(str(made.path))
             lines.append(f"Timeline **{made.path.name}**: {made.clips} clips, {made.seconds:.1f} s")
         if sheet:
-            contact = export.export_contact_sheet(ctx.studio, info.id, folder / f"{stem}-storyboard.png")
+            contact = export.export_contact_sheet(ctx.studio, info.id, f"{stem}-storyboard.png")
             files.append(str(contact.path))
             lines.append(f"Contact sheet **{contact.path.name}**: {contact.shots} shots")
         return "\n\n".join(lines), str(film.path), files
@@ -84,8 +75,3 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         api_name="export",
         concurrency_limit=1,
     )
-
-
-def _safe(name: str) -> str:
-    """A project name as a file name: letters, digits, dashes (names are already free of slashes and NUL)."""
-    return re.sub(r"[^\w\-]+", "-", name, flags=re.UNICODE).strip("-") or "film"

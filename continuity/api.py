@@ -1,0 +1,577 @@
+"""The studio from Python: the services the page and the command line use, in two objects.
+
+:class:`Studio` is an open data directory; :class:`Project` is one project in it. Every method calls the same
+service the page's buttons and the command-line commands call, so the rules are the same everywhere: bad input
+raises :class:`~projects.errors.StudioError` (or one of its kinds) with a message to show, and changes nothing.
+Methods return the same frozen records those services return (``ProjectInfo``, ``ShotInfo``, ``TakeInfo``...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from continuity.display import Table, show_video, video_path
+from continuity.waiting import progress_bar, wait_for_jobs
+from projects import bundles, cast, export, maintenance, render, scoring, storyboard, takes
+from projects import project as projects_service
+from projects.backends import available_backends, fetch_weights, weights_folder
+from projects.errors import InvalidInput, NotFound, StudioError
+from projects.records import CharacterInfo, ProjectInfo, ProjectStatus, ShotInfo, TakeInfo
+from projects.storyboard_file import import_storyboard
+from projects.studio import Studio as CoreStudio
+from projects.studio import open_studio
+
+log = logging.getLogger(__name__)
+
+PAGE = 500
+
+
+class RenderFailed(StudioError):
+    """Some takes did not render. ``takes`` holds every take of the request, finished or not."""
+
+    def __init__(self, message: str, takes: list[TakeInfo]) -> None:
+        super().__init__(message)
+        self.takes = takes
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :meth:`Project.export` wrote. Showing it in a notebook plays the film."""
+
+    film: export.FilmResult
+    timeline: export.TimelineResult | None
+    contact_sheet: export.ContactSheetResult | None
+
+    @property
+    def path(self) -> Path:
+        return self.film.path
+
+    @property
+    def files(self) -> list[Path]:
+        made = [self.film.path]
+        made += [item.path for item in (self.timeline, self.contact_sheet) if item is not None]
+        return made
+
+    def _repr_html_(self) -> str:
+        return show_video(self.film.path)._repr_html_()
+
+
+class Scores(Sequence[scoring.TakeScores]):
+    """Consistency scores of a project's finished takes, in storyboard order, with the best take of each shot."""
+
+    def __init__(self, items: list[scoring.TakeScores]) -> None:
+        self.items = items
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.items[index]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def best(self) -> dict[int, int]:
+        """Shot number to the id of its best-scoring take (by the mean of the scores, as the studio suggests)."""
+        chosen: dict[int, scoring.TakeScores] = {}
+        for item in self.items:
+            current = chosen.get(item.shot_number)
+            if item.overall is not None and (current is None or item.overall > (current.overall or -1.0)):
+                chosen[item.shot_number] = item
+        return {shot: item.take_id for shot, item in chosen.items()}
+
+    def table(self) -> Table:
+        best = set(self.best.values())
+        return Table(
+            ("shot", "take", "take id", "identity", "continuity", "stability", "overall", "best", "approved"),
+            (
+                (
+                    s.shot_number,
+                    s.take_number,
+                    s.take_id,
+                    s.scores.get("identity"),
+                    s.scores.get("continuity"),
+                    s.scores.get("stability"),
+                    s.overall,
+                    s.take_id in best,
+                    s.approved,
+                )
+                for s in self.items
+            ),
+        )
+
+    def __repr__(self) -> str:
+        return repr(self.table())
+
+    def _repr_html_(self) -> str:
+        return self.table()._repr_html_()
+
+
+def _take_id(take: TakeInfo | int) -> int:
+    if isinstance(take, TakeInfo):
+        return take.id
+    if isinstance(take, bool) or not isinstance(take, int):
+        raise InvalidInput(f"must be a take (as returned by takes() or render()) or a take id, got {take!r}", "take")
+    return take
+
+
+def _shot_numbers(shots: int | Iterable[int] | None) -> list[int] | None:
+    if shots is None:
+        return None
+    numbers = [shots] if isinstance(shots, int) else list(shots)
+    for number in numbers:
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise InvalidInput(f"must be shot numbers (1 is the first shot), got {number!r}", "shots")
+    return numbers
+
+
+class Project:
+    """One project of an open :class:`Studio`. Get it from :meth:`Studio.project` or :meth:`Studio.create_project`."""
+
+    def __init__(self, studio: Studio, project_id: int) -> None:
+        self.studio = studio
+        self.id = project_id
+
+    @property
+    def _core(self) -> CoreStudio:
+        return self.studio.core
+
+    @property
+    def info(self) -> ProjectInfo:
+        return projects_service.get_project(self._core, self.id)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def __repr__(self) -> str:
+        info = self.info
+        return (
+            f"<Project {info.name!r}: {info.shot_count} shot(s), {info.character_count} character(s), "
+            f"{info.width}x{info.height} at {info.fps} fps>"
+        )
+
+    def rename(self, new_name: str) -> ProjectInfo:
+        return projects_service.rename_project(self._core, self.id, new_name)
+
+    def settings(self, *, width: int | None = None, height: int | None = None, fps: int | None = None) -> ProjectInfo:
+        """Change the size or frame rate new takes render at; existing takes keep theirs."""
+        return projects_service.update_project_settings(self._core, self.id, width=width, height=height, fps=fps)
+
+    def status(self) -> ProjectStatus:
+        return projects_service.project_status(self._core, self.id)
+
+    # The cast.
+
+    def add_character(self, name: str, description: str = "", references: Sequence[str | Path] = ()) -> CharacterInfo:
+        """A character with reference images (PNG, JPEG or WebP files), checked and stored together."""
+        if isinstance(references, (str, Path)):
+            references = [references]
+        return cast.add_character(
+            self._core, self.id, name, description=description, references=[Path(p) for p in references]
+        )
+
+    def characters(self) -> list[CharacterInfo]:
+        return cast.list_characters(self._core, self.id)
+
+    # The storyboard.
+
+    def add_shot(self, prompt: str, duration: float, *, position: int | None = None, **fields: Any) -> ShotInfo:
+        """A shot at the end of the storyboard (or at 1-based ``position``). Other fields: ``scene``, ``title``,
+        ``camera`` (a preset such as ``dolly-in`` or an action string), ``characters`` (names), ``keyframe`` (an
+        image file), ``keyframe_character`` (use that character's first reference) and ``continue_from_previous``
+        (start from the last frame of the previous shot's approved take)."""
+        return storyboard.add_shot(self._core, self.id, position=position, prompt=prompt, duration=duration, **fields)
+
+    def shot(self, number: int) -> ShotInfo:
+        """The shot at 1-based ``number`` in the storyboard."""
+        for shot in self.shots():
+            if shot.number == number:
+                return shot
+        raise NotFound(f"project {self.name!r} has no shot {number!r}")
+
+    def update_shot(self, number: int, **fields: Any) -> ShotInfo:
+        return storyboard.update_shot(self._core, self.shot(number).id, **fields)
+
+    def move_shot(self, number: int, to_number: int) -> list[ShotInfo]:
+        return storyboard.move_shot(self._core, self.shot(number).id, to_number)
+
+    def delete_shot(self, number: int) -> ShotInfo:
+        return storyboard.delete_shot(self._core, self.shot(number).id)
+
+    def shots(self) -> list[ShotInfo]:
+        found: list[ShotInfo] = []
+        while True:
+            page = storyboard.list_shots(self._core, self.id, offset=len(found), limit=PAGE)
+            found += page.items
+            if not page.items or len(found) >= page.total:
+                return found
+
+    def storyboard(self) -> Table:
+        """The shot list as a table."""
+        return Table(
+            ("shot", "scene", "title", "seconds", "camera", "characters", "takes", "approved take", "stale"),
+            (
+                (
+                    s.number,
+                    s.scene,
+                    s.title,
+                    s.duration,
+                    s.camera,
+                    ", ".join(s.characters),
+                    s.take_count,
+                    s.approved_take_id,
+                    s.stale,
+                )
+                for s in self.shots()
+            ),
+        )
+
+    # Takes.
+
+    def render(
+        self,
+        shots: int | Iterable[int] | None = None,
+        *,
+        takes: int = 1,
+        backend: str = "animatic",
+        seed: int | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        refiner: bool = False,
+        priority: int = 0,
+        wait: bool = True,
+        progress: bool = True,
+    ) -> list[TakeInfo]:
+        """Queue ``takes`` takes of each shot (all shots when ``shots`` is None; a number, or several) and, with
+        ``wait``, render them now with a progress bar. Returns the takes (queued ones when not waiting).
+
+        Raises :class:`RenderFailed` when a take failed (the others are rendered and kept). Interrupting the wait
+        cancels the takes not rendered yet.
+        """
+        settings = render.RenderSettings(backend=backend, steps=steps, guidance=guidance, refiner=refiner)
+        jobs = render.queue_renders(
+            self._core,
+            self.id,
+            shots=_shot_numbers(shots),
+            takes=takes,
+            settings=settings,
+            seed=seed,
+            priority=priority,
+        )
+        return self.studio._finish(jobs, wait=wait, progress=progress)
+
+    def render_again(self, take: TakeInfo | int, *, wait: bool = True, progress: bool = True) -> list[TakeInfo]:
+        """A new take with the same backend, settings, seed and input pictures as ``take``."""
+        job = render.render_again(self._core, _take_id(take))
+        return self.studio._finish([job], wait=wait, progress=progress)
+
+    def takes(self, shot: int | None = None, *, status: str | None = None) -> list[TakeInfo]:
+        """Takes in storyboard order, then take number; of one shot, or with one status, when asked."""
+        found: list[TakeInfo] = []
+        while True:
+            page = takes.list_takes(
+                self._core, self.id, shot_number=shot, status=status, offset=len(found), limit=PAGE
+            )
+            found += page.items
+            if not page.items or len(found) >= page.total:
+                return found
+
+    def jobs(self) -> list[render.JobInfo]:
+        """The project's render jobs: running, then queued in the order they will run, then finished."""
+        return render.list_jobs(self._core, self.id)
+
+    def cancel(self, job: render.JobInfo | int) -> render.JobInfo:
+        return render.cancel_job(self._core, job.id if isinstance(job, render.JobInfo) else job)
+
+    def show(self, take: TakeInfo | int, *, width: int | None = None) -> Any:
+        """A player for a take's video, for a notebook cell."""
+        return show(self.studio.take(_take_id(take)), width=width)
+
+    # Review.
+
+    def score(self, shot: int | None = None, *, embedder: str | None = None, rescore: bool = False) -> Scores:
+        """Consistency scores of the finished takes (computing those not scored yet), with the best per shot."""
+        return Scores(scoring.score_project(self._core, self.id, shot_number=shot, embedder=embedder, rescore=rescore))
+
+    def approve(self, take: TakeInfo | int) -> TakeInfo:
+        """Make this take its shot's approved one (replacing an earlier approval)."""
+        return takes.approve_take(self._core, _take_id(take))
+
+    def approve_best(self, *, embedder: str | None = None, keep_approved: bool = True) -> list[TakeInfo]:
+        """Approve the best-scoring take of each shot, in storyboard order, and return the takes approved now.
+
+        A shot that continues from the previous one only considers takes that started from the previous shot's
+        take as it now stands (its approval, made a moment before); a shot with none such is left for you to render
+        again. A shot's approval is kept when ``keep_approved`` and it is not stale.
+        """
+        scored: dict[int, list[scoring.TakeScores]] = {}
+        for item in self.score(embedder=embedder):
+            if item.overall is not None:
+                scored.setdefault(item.shot_number, []).append(item)
+        finished = self.takes(status="done")
+        source_of = {take.id: take.provenance.get("source_take_id") for take in finished}
+        newest: dict[int, int] = {}
+        for take in sorted(finished, key=lambda t: (t.finished_at is not None, t.finished_at, t.take_number)):
+            newest[take.shot_number] = take.id
+        made: list[TakeInfo] = []
+        current: dict[int, int | None] = {}  # shot number -> the take the next shot would start from
+        for shot in self.shots():
+            candidates = scored.get(shot.number, [])
+            if shot.continue_from_previous and shot.number > 1:
+                source = current.get(shot.number - 1)
+                candidates = [c for c in candidates if source_of.get(c.take_id) == source]
+            if keep_approved and shot.approved_take_id is not None and not shot.stale:
+                current[shot.number] = shot.approved_take_id
+            elif candidates:
+                best = max(candidates, key=lambda c: c.overall or 0.0)
+                made.append(self.approve(best.take_id))
+                current[shot.number] = best.take_id
+            else:
+                current[shot.number] = shot.approved_take_id or newest.get(shot.number)
+        return made
+
+    # Export and bundles.
+
+    def export(
+        self,
+        out: str | Path | None = None,
+        *,
+        timeline: str | Path | None = None,
+        contact_sheet: str | Path | bool | None = None,
+        crossfade: float = 0.0,
+        titles: bool = False,
+        audio: str | Path | None = None,
+        allow_missing: str | None = None,
+        self_contained: bool = False,
+        options: export.ExportOptions | None = None,
+        progress: bool = True,
+    ) -> ExportResult:
+        """The approved takes in shot order as an mp4 (``out``, default ``exports/<project>/`` in the data
+        directory), and optionally a timeline (``.otio``, ``.xml``, ``.edl`` or ``.kdenlive``; ``True`` for an
+        OpenTimelineIO file beside the film) and a contact sheet (``.png``/``.pdf``, or ``True``).
+
+        ``options`` (an :class:`~projects.export.ExportOptions`) replaces the keyword options when given.
+        Every output path is checked before anything is encoded.
+        """
+        info = self.info
+        stem = export.export_stem(self._core, info.name) if out is None or True in (timeline, contact_sheet) else None
+        film_path = export.check_output_path(out if out is not None else f"{stem}.mp4", export.FILM_SUFFIXES, "out")
+        if timeline is True:
+            timeline = f"{stem}.otio"
+        if timeline not in (None, False):
+            timeline = export.check_output_path(timeline, tuple(export.TIMELINE_ADAPTERS), "timeline")
+        elif self_contained:
+            raise InvalidInput("copies the media next to a timeline: give a timeline path too", "self_contained")
+        if contact_sheet is True:
+            contact_sheet = f"{stem}-storyboard.png"
+        if contact_sheet not in (None, False):
+            contact_sheet = export.check_output_path(contact_sheet, export.CONTACT_SHEET_SUFFIXES, "contact_sheet")
+        if options is None:
+            options = export.ExportOptions(
+                crossfade=crossfade,
+                titles=titles,
+                audio=Path(audio) if audio is not None else None,
+                allow_missing=allow_missing,
+            )
+        edit = export.plan_edit(self._core, self.id, options)
+        with _StageBar(progress) as bar:
+            film = export.write_film(edit, film_path, bar.report)
+        made_timeline = None
+        if timeline not in (None, False):
+            made_timeline = export.write_timeline(edit, timeline, self_contained=self_contained)
+        sheet = None
+        if contact_sheet not in (None, False):
+            sheet = export.export_contact_sheet(self._core, self.id, contact_sheet)
+        return ExportResult(film, made_timeline, sheet)
+
+    def pack(self, bundle: str | Path, *, takes: str = "approved") -> bundles.PackResult:
+        """Write the project (rows and media; ``takes`` is ``approved``, ``all`` or ``none``) to a zip bundle."""
+        return bundles.pack_project(self._core, self.id, bundle, takes=takes)
+
+    def merge(self, bundle: str | Path) -> bundles.MergeResult:
+        """Add the takes of a bundle of this project (packed elsewhere) that are not here yet."""
+        return bundles.merge_bundle(self._core, bundle, self.id)
+
+
+class _StageBar:
+    """Progress reports ``(stage, step, total)`` drawn as one bar that restarts at each stage."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.stage = ""
+
+    def __enter__(self) -> _StageBar:
+        return self
+
+    def report(self, stage: str, step: int, total: int) -> None:
+        if self.bar is None or stage != self.stage:
+            if self.bar is not None:
+                self.bar.close()
+            self.stage = stage
+            self.bar = progress_bar(
+                total or 1, stage, "frame" if stage in ("encode", "encoding") else "it", self.enabled
+            )
+        self.bar.n = min(step, self.bar.total)
+        self.bar.refresh()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Studio:
+    """An open data directory (created if missing; default ``$CONTINUITY_DATA``, else ``./continuity-data``).
+
+    Use it as a context manager, or call :meth:`close` when done.
+    """
+
+    def __init__(self, data_dir: str | Path | None = None) -> None:
+        self.core = open_studio(data_dir)
+        self._server: Any = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.core.data_dir
+
+    def __repr__(self) -> str:
+        return f"<Studio {str(self.data_dir)!r}>"
+
+    def __enter__(self) -> Studio:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.stop_serving()
+        self.core.close()
+
+    # Projects.
+
+    def projects(self) -> list[ProjectInfo]:
+        return projects_service.list_projects(self.core)
+
+    def project(self, name: str | int) -> Project:
+        """An existing project, by name (case-insensitive) or id."""
+        return Project(self, projects_service.get_project(self.core, name).id)
+
+    def create_project(
+        self,
+        name: str,
+        *,
+        width: int = projects_service.DEFAULT_WIDTH,
+        height: int = projects_service.DEFAULT_HEIGHT,
+        fps: int = projects_service.DEFAULT_FPS,
+        replace: bool = False,
+    ) -> Project:
+        """A new, empty project. With ``replace``, a project of that name is deleted first (with its takes)."""
+        if replace:
+            with contextlib.suppress(NotFound):
+                projects_service.delete_project(self.core, name)
+        return Project(self, projects_service.create_project(self.core, name, width=width, height=height, fps=fps).id)
+
+    def delete_project(self, name: str | int) -> ProjectInfo:
+        return projects_service.delete_project(self.core, name)
+
+    def import_storyboard(self, path: str | Path, *, project: str | None = None) -> Project:
+        """Create (or extend) a project from a storyboard file (``.json`` or ``.csv``), all or nothing."""
+        return Project(self, import_storyboard(self.core, Path(path), project=project).project.id)
+
+    def take(self, take_id: int) -> TakeInfo:
+        return takes.get_take(self.core, _take_id(take_id))
+
+    # Rendering.
+
+    def backends(self) -> Table:
+        """The video backends, whether each can run here, and why not."""
+        return Table(
+            ("backend", "available", "why not", "weights"),
+            ((b.name, b.available, "" if b.available else b.reason, b.source) for b in available_backends(self.core)),
+        )
+
+    @property
+    def models_dir(self) -> Path:
+        """Where backends look for their weights: ``<models>/sana-wm``, ``<models>/wan-i2v``..."""
+        return weights_folder(self.core)
+
+    def fetch_weights(self, backend: str, source: str | Path, *, revision: str | None = None) -> Path:
+        """Put a backend's weights where it looks: link a model folder on this machine, or download a Hugging Face
+        repo (configs, safetensors and tokenizer files only). Returns the folder."""
+        return fetch_weights(self.core, backend, source, revision=revision)
+
+    def wait(self, jobs: Iterable[render.JobInfo | int], *, progress: bool = True) -> list[TakeInfo]:
+        """Render (or watch another worker render) these jobs until each is finished; return their takes."""
+        ids = [job.id if isinstance(job, render.JobInfo) else job for job in jobs]
+        return self._finish([render.get_job(self.core, job_id) for job_id in ids], wait=True, progress=progress)
+
+    def _finish(self, jobs: list[render.JobInfo], *, wait: bool, progress: bool) -> list[TakeInfo]:
+        ids = [job.id for job in jobs]
+        if wait:
+            wake = self._server.worker.wake if self._server is not None else None
+            done = wait_for_jobs(self.core, ids, progress=progress, wake=wake)
+        else:
+            if self._server is not None:
+                self._server.worker.wake()
+            return render.takes_of_jobs(self.core, ids)
+        made = render.takes_of_jobs(self.core, ids)
+        failed = [job for job in done if job.state == "failed"]
+        if failed:
+            lines = "; ".join(f"shot {j.shot_number} take {j.take_number}: {j.error}" for j in failed)
+            raise RenderFailed(f"{len(failed)} of {len(done)} take(s) failed: {lines}", made)
+        return made
+
+    # Bundles.
+
+    def unpack(self, bundle: str | Path, *, as_name: str | None = None) -> Project:
+        """Restore a project bundle into this data directory (under ``as_name`` when given)."""
+        return Project(self, bundles.unpack_bundle(self.core, bundle, as_name=as_name).project_id)
+
+    def merge(self, bundle: str | Path, project: str | int | None = None) -> bundles.MergeResult:
+        """Add a bundle's new takes to the project it came from (found by its origin, or named)."""
+        return bundles.merge_bundle(self.core, bundle, project)
+
+    def verify(self) -> maintenance.MediaReport:
+        """Re-hash every stored media file."""
+        return maintenance.verify_media(self.core)
+
+    # The page.
+
+    def serve(self, *, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, share: bool = False) -> Any:
+        """Start the studio page from this process and return at once (its worker renders in the background).
+
+        The same rules as ``python app.py serve``: another host than loopback, or ``share`` (a public link), needs
+        ``auth="user:password"`` (or ``$CONTINUITY_AUTH``). Returns the running server (``local_url``,
+        ``share_url``); :meth:`stop_serving` or :meth:`close` stops it.
+        """
+        from app.server import check_exposure, start_server
+
+        if self._server is not None:
+            raise StudioError(f"the studio page is already served at {self._server.local_url}; stop_serving() first")
+        exposure = check_exposure(host, auth=auth, share=share)
+        self._server = start_server(self.core, exposure, port=port, block=False)
+        return self._server
+
+    def stop_serving(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            server.stop()
+
+
+def show(item: Any, *, width: int | None = None) -> Any:
+    """A video player for a take, an export result or an mp4 path, for a notebook cell."""
+    if isinstance(item, ExportResult):
+        item = item.film.path
+    return show_video(video_path(item), width=width)
+
+
+def open(data_dir: str | Path | None = None) -> Studio:
+    """Open (or create) a data directory: ``studio = continuity.open("my-films")``."""
+    return Studio(data_dir)
+
+
+__all__ = ["ExportResult", "Project", "RenderFailed", "Scores", "Studio", "open", "show"]
