@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from projects import bundles, cast, export, project, render, scoring, storyboard, takes
-from projects.backends import available_backends
+from projects.backends import available_backends, fetch_weights, weight_names
 from projects.errors import InvalidInput, StudioError
 from projects.maintenance import verify_media
 from projects.storyboard_file import import_storyboard
@@ -169,6 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     backends = commands.add_parser("backends", parents=[common], help="list video backends and whether each can run")
     backends.set_defaults(handler=_backends)
+
+    weights = commands.add_parser(
+        "fetch-weights",
+        parents=[common],
+        help="link a model folder, or download a Hugging Face repo (safetensors only), where a backend looks",
+    )
+    weights.add_argument("backend", help=f"one of: {', '.join(weight_names())}")
+    weights.add_argument("source", help="a diffusers model folder on this machine, or a Hugging Face repo id")
+    weights.add_argument("--revision", help="a branch, tag or commit of the repo (pin it for reproducible takes)")
+    weights.set_defaults(handler=_fetch_weights)
 
     verify = commands.add_parser("verify", parents=[common], help="re-hash every stored media file")
     verify.set_defaults(handler=_verify)
@@ -555,6 +565,11 @@ def _backends(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
     infos = available_backends(studio)
     lines = [f"{b.name:<10} {'ready' if b.available else 'unavailable':<12} {b.reason}" for b in infos]
     return "\n".join(lines), {"backends": [b.to_json() for b in infos]}
+
+
+def _fetch_weights(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    folder = fetch_weights(studio, args.backend, args.source, revision=args.revision)
+    return f"{args.backend}: {folder}", {"backend": args.backend, "folder": str(folder)}
 
 
 def _verify(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:

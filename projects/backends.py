@@ -68,12 +68,17 @@ def fetch_weights(studio: Studio, name: str, source: str | Path, *, revision: st
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    # A first download goes to a hidden folder renamed into place when complete (a backend never finds half a
+    # model); fetching again updates the folder in place. Either way an interrupted download resumes.
+    into = target if target.is_dir() else target.with_name(f".{name}.partial")
     try:
-        snapshot_download(source, revision=revision, local_dir=target, allow_patterns=list(WEIGHT_PATTERNS))
+        snapshot_download(source, revision=revision, local_dir=into, allow_patterns=list(WEIGHT_PATTERNS))
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
         raise StudioError(f"could not download {source}: {exc}") from exc
-    if not (target / "model_index.json").is_file():
+    if not (into / "model_index.json").is_file():
         raise StudioError(f"{source} downloaded, but it is not a diffusers model folder (no model_index.json)")
+    if into != target:
+        into.rename(target)
     return target
 
 

@@ -839,3 +839,38 @@ def test_app_py_end_to_end_with_a_unicode_name(tmp_path: Path) -> None:
     projects = json.loads(listed.stdout.decode("utf-8"))["projects"]
     assert [p["name"] for p in projects] == [name]
     assert name.encode("utf-8") in listed.stdout, "JSON output keeps non-ASCII text readable"
+
+
+def test_fetch_weights_links_a_model_folder_and_refuses_what_it_cannot_use(
+    cli: Cli, data_dir: Path, sana_wm_folder: Path, tmp_path: Path, hf_offline: Path
+) -> None:
+    before = cli("backends").json["backends"]
+    assert not next(b for b in before if b["name"] == "sana-wm")["available"]
+
+    linked = cli("fetch-weights", "sana-wm", sana_wm_folder)
+    assert linked.code == 0, linked.err
+    assert linked.json == {"backend": "sana-wm", "folder": str(data_dir / "models" / "sana-wm")}
+    assert (data_dir / "models" / "sana-wm").resolve() == sana_wm_folder.resolve()
+    after = next(b for b in cli("backends").json["backends"] if b["name"] == "sana-wm")
+    assert after["available"] and after["source"] == str(data_dir / "models" / "sana-wm")
+
+    not_a_model = tmp_path / "photos-folder"
+    not_a_model.mkdir()
+    cases = [
+        (("fetch-weights", "sana-vm", sana_wm_folder), "must be one of sana-wm, wan-i2v, wan-refiner, wan-vace"),
+        (("fetch-weights", "wan-i2v", not_a_model), "no model_index.json"),
+        (("fetch-weights", "sana-wm", not_a_model), "no model_index.json"),
+        (("fetch-weights", "wan-i2v", "not a repo"), "neither a folder on this machine nor a Hugging Face repo id"),
+        # Offline here: the download fails with the hub's reason, and leaves no folder a backend would take.
+        (("fetch-weights", "wan-i2v", "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"), "could not download"),
+    ]
+    for args, message in cases:
+        refused = cli(*args)
+        assert refused.code == 1 and message in refused.json["error"]["message"], refused.out
+    # A folder already linked for sana-wm is not replaced by another.
+    other = tmp_path / "other-sana"
+    shutil.copytree(sana_wm_folder, other)
+    conflict = cli("fetch-weights", "sana-wm", other)
+    assert conflict.code == 1 and conflict.json["error"]["type"] == "Conflict"
+    assert sorted(p.name for p in (data_dir / "models").iterdir()) == ["sana-wm"]
+    assert (data_dir / "models" / "sana-wm").resolve() == sana_wm_folder.resolve()
