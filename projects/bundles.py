@@ -39,7 +39,7 @@ from projects.errors import Conflict, InvalidInput, StudioError
 from projects.studio import Studio
 from projects.validation import name_key
 from storage import media as media_rows
-from storage.migrate import head_revision, known_revisions
+from storage.migrate import head_revision, known_revisions, revision_order
 from storage.models import (
     Character,
     MediaObject,
@@ -435,6 +435,7 @@ def _open_bundle(studio: Studio, bundle_path: str | Path) -> Iterator[_Bundle]:
         document = _read_json(archive, by_name, "project.json", path)
         if not isinstance(document, dict) or not isinstance(document.get("project"), dict):
             raise _bad(path, "project.json has no project")
+        upgrade_document(document, manifest["schema_revision"])
         media: dict[str, _MediaFile] = {}
         for name, item in declared.items():
             match = _MEDIA_NAME.fullmatch(name)
@@ -455,6 +456,41 @@ def _open_bundle(studio: Studio, bundle_path: str | Path) -> Iterator[_Bundle]:
         yield _Bundle(manifest, document, media)
 
 
+def _rows(document: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    return [row for row in document.get(key) or [] if isinstance(row, dict)]
+
+
+def _since_0003(document: dict[str, Any]) -> None:
+    """Revision 0003 added the stale mark, take chaining and the pictures each take started from."""
+    for shot in _rows(document, "shots"):
+        shot.setdefault("stale", False)
+        for take in _rows(shot, "takes"):
+            take.setdefault("source_take", None)
+            take.setdefault("inputs", [])
+
+
+def _since_0004(document: dict[str, Any]) -> None:
+    """Revision 0004 added consistency scores."""
+    for shot in _rows(document, "shots"):
+        for take in _rows(shot, "takes"):
+            take.setdefault("scores", [])
+
+
+# Each step brings the rows of a bundle written before that revision to what it added, in migration order.
+_UPGRADES = (("0003", _since_0003), ("0004", _since_0004))
+
+
+def upgrade_document(document: dict[str, Any], revision: str) -> list[str]:
+    """Upgrade a bundle's rows written at schema ``revision`` to this version's; returns the steps applied."""
+    order = revision_order()
+    applied = []
+    for target, step in _UPGRADES:
+        if order.index(revision) < order.index(target):
+            step(document)
+            applied.append(target)
+    return applied
+
+
 def _check_manifest(manifest: Any, path: Path) -> None:
     if not isinstance(manifest, dict):
         raise _bad(path, "manifest.json is not an object")
@@ -462,6 +498,8 @@ def _check_manifest(manifest: Any, path: Path) -> None:
     if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
         raise _bad(path, f"bundle format {fmt!r} was written by a newer version of Continuity; upgrade to read it")
     revision = manifest.get("schema_revision")
+    if not isinstance(revision, str) or not revision:
+        raise _bad(path, "manifest.json names no schema revision")
     if revision not in known_revisions():
         raise InvalidInput(
             f"{path.name} was written by a newer version of Continuity (schema revision {revision}); "

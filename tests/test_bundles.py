@@ -283,6 +283,50 @@ def test_older_bundle_without_optional_fields(other: Studio, good: Path, tmp_pat
     assert verified(other) == []
 
 
+def test_bundle_from_an_older_schema_revision_is_upgraded(other: Studio, good: Path, tmp_path: Path) -> None:
+    """A bundle written at revision 0002 has no chaining, take inputs or scores (0003, 0004 added them)."""
+
+    def at_0002(info: zipfile.ZipInfo, data: bytes):
+        if info.filename == "manifest.json":
+            manifest = json.loads(data)
+            manifest["schema_revision"] = "0002"
+            data = json.dumps(manifest).encode()
+        if info.filename == "project.json":
+            document = json.loads(data)
+            for shot in document["shots"]:
+                del shot["stale"]
+                for take in shot["takes"]:
+                    del take["source_take"], take["inputs"], take["scores"]
+            data = json.dumps(document).encode()
+        return [(info, data)]
+
+    result = bundles.unpack_bundle(other, rewrite(good, tmp_path / "0002.zip", at_0002))
+    assert result.schema_revision == "0002"
+    assert (result.counts.shots, result.counts.takes) == (2, 1)
+    with other.read() as session:
+        assert session.scalar(select(func.count()).select_from(TakeInput)) == 0
+        assert not any(session.scalars(select(Shot.stale)))
+    (take,) = takes.list_takes(other, result.project_id).items
+    assert take.approved and take.status == "done"
+    assert verified(other) == []
+
+    assert bundles.upgrade_document({"shots": []}, "0001") == ["0003", "0004"]
+    assert bundles.upgrade_document({"shots": []}, "0003") == ["0004"]
+    assert bundles.upgrade_document({"shots": []}, head_revision()) == []
+
+
+@pytest.mark.parametrize("revision", [None, "", ["0004"], 4])
+def test_manifest_without_a_schema_revision(other: Studio, good: Path, tmp_path: Path, revision: object) -> None:
+    def unnamed(info: zipfile.ZipInfo, data: bytes):
+        if info.filename == "manifest.json":
+            manifest = json.loads(data)
+            manifest["schema_revision"] = revision
+            data = json.dumps(manifest).encode()
+        return [(info, data)]
+
+    refuse(other, rewrite(good, tmp_path / "unnamed.zip", unnamed), "names no schema revision")
+
+
 def test_bad_rows_leave_target_unchanged(other: Studio, good: Path, tmp_path: Path) -> None:
     def broken(info: zipfile.ZipInfo, data: bytes):
         if info.filename == "project.json":
