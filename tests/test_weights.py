@@ -1,0 +1,113 @@
+"""Fetching weights into the models folder: the download path, with the hub itself replaced at the network edge.
+
+``huggingface_hub.snapshot_download`` is swapped for a stand-in that "downloads" a fake repository by the same
+rules (its own ``filter_repo_objects`` applies the patterns the studio passes), so what is checked is the
+studio's side: which files it asks for, where they land, and that a backend never sees half a model.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import huggingface_hub
+import pytest
+from huggingface_hub.utils import filter_repo_objects
+
+from projects.backends import WEIGHT_PATTERNS, available_backends, fetch_weights
+from projects.errors import StudioError
+from projects.studio import Studio
+
+PICKLES = ("transformer/diffusion_pytorch_model.bin", "text_encoder/pytorch_model.pt", "vae/model.ckpt", "x.pkl")
+
+
+class FakeHub:
+    """A repository of the tiny SANA-WM folder plus pickled weights, served into ``local_dir`` on request."""
+
+    def __init__(self, folder: Path, fail_after: int | None = None) -> None:
+        self.files = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        self.files |= {name: b"pickle" for name in PICKLES}
+        self.calls: list[dict[str, Any]] = []
+        self.fail_after = fail_after
+
+    def snapshot_download(self, repo_id: str, *, revision: str | None, local_dir: Path, allow_patterns: list[str]):
+        self.calls.append({"repo_id": repo_id, "revision": revision, "local_dir": Path(local_dir)})
+        wanted = sorted(filter_repo_objects(self.files, allow_patterns=allow_patterns))
+        for count, name in enumerate(wanted):
+            if self.fail_after is not None and count == self.fail_after:
+                raise OSError("connection reset by peer")
+            target = Path(local_dir) / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.files[name])
+        return str(local_dir)
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch, sana_wm_folder: Path) -> FakeHub:
+    fake = FakeHub(sana_wm_folder)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake.snapshot_download)
+    monkeypatch.delenv("CONTINUITY_MODELS", raising=False)
+    monkeypatch.delenv("CONTINUITY_MODEL_SANA_WM", raising=False)
+    return fake
+
+
+def sana_available(studio: Studio) -> bool:
+    return next(b for b in available_backends(studio) if b.name == "sana-wm").available
+
+
+def test_download_takes_safetensors_and_configs_only_and_the_backend_finds_them(
+    studio: Studio, hub: FakeHub, sana_wm_folder: Path
+) -> None:
+    assert not sana_available(studio)
+    folder = fetch_weights(studio, "sana-wm", "Efficient-Large-Model/SANA-WM", revision="0123abcd")
+    assert folder == studio.data_dir / "models" / "sana-wm" and folder.is_dir() and not folder.is_symlink()
+    assert hub.calls[0]["repo_id"] == "Efficient-Large-Model/SANA-WM" and hub.calls[0]["revision"] == "0123abcd"
+    # Downloaded beside, then renamed into place: a backend never sees a half-downloaded folder.
+    assert hub.calls[0]["local_dir"] == folder.with_name(".sana-wm.partial")
+    got = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+    assert not any(name.endswith((".bin", ".pt", ".ckpt", ".pkl")) for name in got)
+    expected = {str(p.relative_to(sana_wm_folder)) for p in sana_wm_folder.rglob("*") if p.is_file()}
+    assert got == expected  # the tiny folder holds only configs, safetensors and tokenizer files
+    assert sana_available(studio)
+
+    # Fetching again (a new revision) updates the folder in place.
+    assert fetch_weights(studio, "sana-wm", "Efficient-Large-Model/SANA-WM", revision="4567ef01") == folder
+    assert hub.calls[1]["local_dir"] == folder
+    assert not folder.with_name(".sana-wm.partial").exists()
+
+
+def test_an_interrupted_download_leaves_no_model_a_backend_would_take(
+    studio: Studio, hub: FakeHub, sana_wm_folder: Path
+) -> None:
+    hub.fail_after = 3
+    with pytest.raises(StudioError, match="could not download Efficient-Large-Model/SANA-WM: connection reset"):
+        fetch_weights(studio, "sana-wm", "Efficient-Large-Model/SANA-WM")
+    assert not (studio.data_dir / "models" / "sana-wm").exists()
+    assert not sana_available(studio)
+    # The next try resumes into the same hidden folder and completes.
+    hub.fail_after = None
+    fetch_weights(studio, "sana-wm", "Efficient-Large-Model/SANA-WM")
+    assert hub.calls[1]["local_dir"] == hub.calls[0]["local_dir"]
+    assert sana_available(studio)
+
+
+def test_a_repo_that_is_not_a_diffusers_model_is_refused(studio: Studio, hub: FakeHub) -> None:
+    hub.files = {"README.md": b"# weights", "model.safetensors": b"x", "config.json": b"{}"}
+    with pytest.raises(StudioError, match="not a diffusers model folder"):
+        fetch_weights(studio, "sana-wm", "someone/a-classifier")
+    assert not (studio.data_dir / "models" / "sana-wm").exists()
+
+
+def test_patterns_name_nothing_that_unpickles() -> None:
+    names = ["a.bin", "b.pt", "c.pth", "d.ckpt", "e.pkl", "f.pickle", "g.msgpack", "h.h5", "i.safetensors"]
+    assert list(filter_repo_objects(names, allow_patterns=list(WEIGHT_PATTERNS))) == ["i.safetensors"]
+
+
+def test_a_local_folder_is_linked_not_copied(studio: Studio, sana_wm_folder: Path, tmp_path: Path) -> None:
+    own = tmp_path / "my-models" / "sana"
+    shutil.copytree(sana_wm_folder, own)
+    folder = fetch_weights(studio, "sana-wm", own)
+    assert folder.is_symlink() and folder.resolve() == own.resolve()
+    assert fetch_weights(studio, "sana-wm", own) == folder  # the same link again is fine
+    assert sana_available(studio)
