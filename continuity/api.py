@@ -357,8 +357,8 @@ class Project:
         ``options`` (an :class:`~projects.export.ExportOptions`) replaces the keyword options when given.
         Every output path is checked before anything is encoded.
         """
-        info = self.info
-        stem = export.export_stem(self._core, info.name) if out is None or True in (timeline, contact_sheet) else None
+        # Outputs asked for with True go beside the film: in exports/<project>/ unless ``out`` says where.
+        stem = export.export_stem(self._core, self.name) if out is None else Path(out).with_suffix("")
         film_path = export.check_output_path(out if out is not None else f"{stem}.mp4", export.FILM_SUFFIXES, "out")
         if timeline is True:
             timeline = f"{stem}.otio"
@@ -377,8 +377,8 @@ class Project:
                 audio=Path(audio) if audio is not None else None,
                 allow_missing=allow_missing,
             )
-        edit = export.plan_edit(self._core, self.id, options)
         with _StageBar(progress) as bar:
+            edit = export.plan_edit(self._core, self.id, options, progress=bar.report)
             film = export.write_film(edit, film_path, bar.report)
         made_timeline = None
         if timeline not in (None, False):
@@ -397,6 +397,9 @@ class Project:
         return bundles.merge_bundle(self._core, bundle, self.id)
 
 
+_UNITS = {"verify": "take", "copy": "clip", "encode": "frame"}
+
+
 class _StageBar:
     """Progress reports ``(stage, step, total)`` drawn as one bar that restarts at each stage."""
 
@@ -413,9 +416,7 @@ class _StageBar:
             if self.bar is not None:
                 self.bar.close()
             self.stage = stage
-            self.bar = progress_bar(
-                total or 1, stage, "frame" if stage in ("encode", "encoding") else "it", self.enabled
-            )
+            self.bar = progress_bar(total or 1, f"export: {stage}", _UNITS.get(stage, "it"), self.enabled)
         self.bar.n = min(step, self.bar.total)
         self.bar.refresh()
 
