@@ -1,0 +1,45 @@
+"""Imports go one way: app/ and continuity/ -> projects/ -> storage/ and pipelines/ (see the design notes).
+
+Read from the source with ``ast``, so an import inside a function counts as much as one at the top.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# For each layer, the top-level modules its code may not import.
+FORBIDDEN = {
+    "storage": {"app", "continuity", "projects", "pipelines", "torch", "diffusers", "transformers", "gradio"},
+    "pipelines": {"app", "continuity", "projects", "storage", "sqlalchemy", "alembic", "gradio"},
+    "projects": {"app", "continuity", "gradio"},
+    "app": {"continuity", "sqlalchemy", "alembic", "diffusers", "transformers"},
+    "continuity": {"sqlalchemy", "alembic", "diffusers", "transformers", "gradio"},
+}
+
+
+def imported(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layer_imports_only_downward(layer: str) -> None:
+    files = [p for p in (ROOT / layer).rglob("*.py") if "migrations" not in p.parts]
+    assert files
+    wrong = {str(p.relative_to(ROOT)): sorted(imported(p) & FORBIDDEN[layer]) for p in files}
+    assert {path: names for path, names in wrong.items() if names} == {}
+
+
+def test_the_check_sees_imports() -> None:
+    sample = ROOT / "projects" / "studio.py"
+    assert {"sqlalchemy", "projects", "storage"} <= imported(sample)
