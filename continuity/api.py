@@ -131,9 +131,15 @@ def _shot_numbers(shots: int | Iterable[int] | None) -> list[int] | None:
 class Project:
     """One project of an open :class:`Studio`. Get it from :meth:`Studio.project` or :meth:`Studio.create_project`."""
 
-    def __init__(self, studio: Studio, project_id: int) -> None:
+    def __init__(self, studio: Studio, info: ProjectInfo) -> None:
         self.studio = studio
-        self.id = project_id
+        self.id = info.id
+        self._created_at = info.created_at
+
+    @property
+    def _id(self) -> int:
+        """The project's id, once it is known to be this project still: a deleted project's id can be reused."""
+        return self.info.id
 
     @property
     def _core(self) -> CoreStudio:
@@ -141,28 +147,37 @@ class Project:
 
     @property
     def info(self) -> ProjectInfo:
-        return projects_service.get_project(self._core, self.id)
+        try:
+            info = projects_service.get_project(self._core, self.id)
+        except NotFound:
+            info = None
+        if info is None or info.created_at != self._created_at:
+            raise NotFound(f"project {self.id} was deleted; open the project again by name")
+        return info
 
     @property
     def name(self) -> str:
         return self.info.name
 
     def __repr__(self) -> str:
-        info = self.info
+        try:
+            info = self.info
+        except NotFound:
+            return f"<Project {self.id} (deleted)>"
         return (
             f"<Project {info.name!r}: {info.shot_count} shot(s), {info.character_count} character(s), "
             f"{info.width}x{info.height} at {info.fps} fps>"
         )
 
     def rename(self, new_name: str) -> ProjectInfo:
-        return projects_service.rename_project(self._core, self.id, new_name)
+        return projects_service.rename_project(self._core, self._id, new_name)
 
     def settings(self, *, width: int | None = None, height: int | None = None, fps: int | None = None) -> ProjectInfo:
         """Change the size or frame rate new takes render at; existing takes keep theirs."""
-        return projects_service.update_project_settings(self._core, self.id, width=width, height=height, fps=fps)
+        return projects_service.update_project_settings(self._core, self._id, width=width, height=height, fps=fps)
 
     def status(self) -> ProjectStatus:
-        return projects_service.project_status(self._core, self.id)
+        return projects_service.project_status(self._core, self._id)
 
     # The cast.
 
@@ -171,11 +186,11 @@ class Project:
         if isinstance(references, (str, Path)):
             references = [references]
         return cast.add_character(
-            self._core, self.id, name, description=description, references=[Path(p) for p in references]
+            self._core, self._id, name, description=description, references=[Path(p) for p in references]
         )
 
     def characters(self) -> list[CharacterInfo]:
-        return cast.list_characters(self._core, self.id)
+        return cast.list_characters(self._core, self._id)
 
     # The storyboard.
 
@@ -184,7 +199,7 @@ class Project:
         ``camera`` (a preset such as ``dolly-in`` or an action string), ``characters`` (names), ``keyframe`` (an
         image file), ``keyframe_character`` (use that character's first reference) and ``continue_from_previous``
         (start from the last frame of the previous shot's approved take)."""
-        return storyboard.add_shot(self._core, self.id, position=position, prompt=prompt, duration=duration, **fields)
+        return storyboard.add_shot(self._core, self._id, position=position, prompt=prompt, duration=duration, **fields)
 
     def shot(self, number: int) -> ShotInfo:
         """The shot at 1-based ``number`` in the storyboard."""
@@ -205,7 +220,7 @@ class Project:
     def shots(self) -> list[ShotInfo]:
         found: list[ShotInfo] = []
         while True:
-            page = storyboard.list_shots(self._core, self.id, offset=len(found), limit=PAGE)
+            page = storyboard.list_shots(self._core, self._id, offset=len(found), limit=PAGE)
             found += page.items
             if not page.items or len(found) >= page.total:
                 return found
@@ -255,7 +270,7 @@ class Project:
         settings = render.RenderSettings(backend=backend, steps=steps, guidance=guidance, refiner=refiner)
         jobs = render.queue_renders(
             self._core,
-            self.id,
+            self._id,
             shots=_shot_numbers(shots),
             takes=takes,
             settings=settings,
@@ -274,7 +289,7 @@ class Project:
         found: list[TakeInfo] = []
         while True:
             page = takes.list_takes(
-                self._core, self.id, shot_number=shot, status=status, offset=len(found), limit=PAGE
+                self._core, self._id, shot_number=shot, status=status, offset=len(found), limit=PAGE
             )
             found += page.items
             if not page.items or len(found) >= page.total:
@@ -282,7 +297,7 @@ class Project:
 
     def jobs(self) -> list[render.JobInfo]:
         """The project's render jobs: running, then queued in the order they will run, then finished."""
-        return render.list_jobs(self._core, self.id)
+        return render.list_jobs(self._core, self._id)
 
     def cancel(self, job: render.JobInfo | int) -> render.JobInfo:
         return render.cancel_job(self._core, job.id if isinstance(job, render.JobInfo) else job)
@@ -295,7 +310,8 @@ class Project:
 
     def score(self, shot: int | None = None, *, embedder: str | None = None, rescore: bool = False) -> Scores:
         """Consistency scores of the finished takes (computing those not scored yet), with the best per shot."""
-        return Scores(scoring.score_project(self._core, self.id, shot_number=shot, embedder=embedder, rescore=rescore))
+        found = scoring.score_project(self._core, self._id, shot_number=shot, embedder=embedder, rescore=rescore)
+        return Scores(found)
 
     def approve(self, take: TakeInfo | int) -> TakeInfo:
         """Make this take its shot's approved one (replacing an earlier approval)."""
@@ -305,8 +321,9 @@ class Project:
         """Approve the best-scoring take of each shot, in storyboard order, and return the takes approved now.
 
         A shot that continues from the previous one only considers takes that started from the previous shot's
-        take as it now stands (its approval, made a moment before); a shot with none such is left for you to render
-        again. A shot's approval is kept when ``keep_approved`` and it is not stale.
+        take as it now stands (its approval, perhaps made a moment before); a shot with none such is left for you to
+        render again. With ``keep_approved`` a shot's approval is kept, unless it no longer continues from the
+        take before it.
         """
         scored: dict[int, list[scoring.TakeScores]] = {}
         for item in self.score(embedder=embedder):
@@ -324,7 +341,9 @@ class Project:
             if shot.continue_from_previous and shot.number > 1:
                 source = current.get(shot.number - 1)
                 candidates = [c for c in candidates if source_of.get(c.take_id) == source]
-            if keep_approved and shot.approved_take_id is not None and not shot.stale:
+            chained = shot.continue_from_previous and shot.number > 1
+            still_follows = not chained or source_of.get(shot.approved_take_id) == current.get(shot.number - 1)
+            if keep_approved and shot.approved_take_id is not None and still_follows:
                 current[shot.number] = shot.approved_take_id
             elif candidates:
                 best = max(candidates, key=lambda c: c.overall or 0.0)
@@ -340,7 +359,7 @@ class Project:
         self,
         out: str | Path | None = None,
         *,
-        timeline: str | Path | None = None,
+        timeline: str | Path | bool | None = None,
         contact_sheet: str | Path | bool | None = None,
         crossfade: float = 0.0,
         titles: bool = False,
@@ -357,8 +376,46 @@ class Project:
         ``options`` (an :class:`~projects.export.ExportOptions`) replaces the keyword options when given.
         Every output path is checked before anything is encoded.
         """
+        settings = {
+            "timeline": timeline,
+            "contact_sheet": contact_sheet,
+            "crossfade": crossfade,
+            "titles": titles,
+            "audio": audio,
+            "allow_missing": allow_missing,
+            "self_contained": self_contained,
+            "options": options,
+            "progress": progress,
+        }
         # Outputs asked for with True go beside the film: in exports/<project>/ unless ``out`` says where.
-        stem = export.export_stem(self._core, self.name) if out is None else Path(out).with_suffix("")
+        if out is not None:
+            return self._export(Path(out).with_suffix(""), out, **settings)
+        stem = export.export_stem(self._core, self.name, create=False)
+        created = not stem.parent.exists()
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._export(stem, None, **settings)
+        except BaseException:
+            if created:
+                with contextlib.suppress(OSError):
+                    stem.parent.rmdir()  # only if the failed request left it empty
+            raise
+
+    def _export(
+        self,
+        stem: Path,
+        out: str | Path | None,
+        *,
+        timeline: str | Path | bool | None,
+        contact_sheet: str | Path | bool | None,
+        crossfade: float,
+        titles: bool,
+        audio: str | Path | None,
+        allow_missing: str | None,
+        self_contained: bool,
+        options: export.ExportOptions | None,
+        progress: bool,
+    ) -> ExportResult:
         film_path = export.check_output_path(out if out is not None else f"{stem}.mp4", export.FILM_SUFFIXES, "out")
         if timeline is True:
             timeline = f"{stem}.otio"
@@ -378,23 +435,23 @@ class Project:
                 allow_missing=allow_missing,
             )
         with _StageBar(progress) as bar:
-            edit = export.plan_edit(self._core, self.id, options, progress=bar.report)
+            edit = export.plan_edit(self._core, self._id, options, progress=bar.report)
             film = export.write_film(edit, film_path, bar.report)
         made_timeline = None
         if timeline not in (None, False):
             made_timeline = export.write_timeline(edit, timeline, self_contained=self_contained)
         sheet = None
         if contact_sheet not in (None, False):
-            sheet = export.export_contact_sheet(self._core, self.id, contact_sheet)
+            sheet = export.export_contact_sheet(self._core, self._id, contact_sheet)
         return ExportResult(film, made_timeline, sheet)
 
     def pack(self, bundle: str | Path, *, takes: str = "approved") -> bundles.PackResult:
         """Write the project (rows and media; ``takes`` is ``approved``, ``all`` or ``none``) to a zip bundle."""
-        return bundles.pack_project(self._core, self.id, bundle, takes=takes)
+        return bundles.pack_project(self._core, self._id, bundle, takes=takes)
 
     def merge(self, bundle: str | Path) -> bundles.MergeResult:
         """Add the takes of a bundle of this project (packed elsewhere) that are not here yet."""
-        return bundles.merge_bundle(self._core, bundle, self.id)
+        return bundles.merge_bundle(self._core, bundle, self._id)
 
 
 _UNITS = {"verify": "take", "copy": "clip", "encode": "frame"}
@@ -459,7 +516,7 @@ class Studio:
 
     def project(self, name: str | int) -> Project:
         """An existing project, by name (case-insensitive) or id."""
-        return Project(self, projects_service.get_project(self.core, name).id)
+        return Project(self, projects_service.get_project(self.core, name))
 
     def create_project(
         self,
@@ -470,18 +527,17 @@ class Studio:
         fps: int = projects_service.DEFAULT_FPS,
         replace: bool = False,
     ) -> Project:
-        """A new, empty project. With ``replace``, a project of that name is deleted first (with its takes)."""
-        if replace:
-            with contextlib.suppress(NotFound):
-                projects_service.delete_project(self.core, name)
-        return Project(self, projects_service.create_project(self.core, name, width=width, height=height, fps=fps).id)
+        """A new, empty project. With ``replace``, a project of that name is deleted first (with its takes), in
+        the same transaction: if the new one cannot be made, the old one stays."""
+        made = projects_service.create_project(self.core, name, width=width, height=height, fps=fps, replace=replace)
+        return Project(self, made)
 
     def delete_project(self, name: str | int) -> ProjectInfo:
         return projects_service.delete_project(self.core, name)
 
     def import_storyboard(self, path: str | Path, *, project: str | None = None) -> Project:
         """Create (or extend) a project from a storyboard file (``.json`` or ``.csv``), all or nothing."""
-        return Project(self, import_storyboard(self.core, Path(path), project=project).project.id)
+        return Project(self, import_storyboard(self.core, Path(path), project=project).project)
 
     def take(self, take_id: int) -> TakeInfo:
         return takes.get_take(self.core, _take_id(take_id))
@@ -505,10 +561,20 @@ class Studio:
         repo (configs, safetensors and tokenizer files only). Returns the folder."""
         return fetch_weights(self.core, backend, source, revision=revision)
 
-    def wait(self, jobs: Iterable[render.JobInfo | int], *, progress: bool = True) -> list[TakeInfo]:
-        """Render (or watch another worker render) these jobs until each is finished; return their takes."""
-        ids = [job.id if isinstance(job, render.JobInfo) else job for job in jobs]
-        return self._finish([render.get_job(self.core, job_id) for job_id in ids], wait=True, progress=progress)
+    def wait(self, items: Iterable[TakeInfo | render.JobInfo | int], *, progress: bool = True) -> list[TakeInfo]:
+        """Render (or watch another worker render) until each of these is finished: takes (as ``render(...,
+        wait=False)`` returns them), jobs, or job ids. Returns the takes."""
+        jobs = []
+        for item in items:
+            if isinstance(item, TakeInfo):
+                jobs.append(render.job_of_take(self.core, item.id))
+            elif isinstance(item, render.JobInfo):
+                jobs.append(render.get_job(self.core, item.id))
+            elif isinstance(item, int) and not isinstance(item, bool):
+                jobs.append(render.get_job(self.core, item))
+            else:
+                raise InvalidInput(f"must be takes, jobs or job ids, got {item!r}", "items")
+        return self._finish(jobs, wait=True, progress=progress)
 
     def _finish(self, jobs: list[render.JobInfo], *, wait: bool, progress: bool) -> list[TakeInfo]:
         ids = [job.id for job in jobs]
@@ -530,7 +596,7 @@ class Studio:
 
     def unpack(self, bundle: str | Path, *, as_name: str | None = None) -> Project:
         """Restore a project bundle into this data directory (under ``as_name`` when given)."""
-        return Project(self, bundles.unpack_bundle(self.core, bundle, as_name=as_name).project_id)
+        return self.project(bundles.unpack_bundle(self.core, bundle, as_name=as_name).project_id)
 
     def merge(self, bundle: str | Path, project: str | int | None = None) -> bundles.MergeResult:
         """Add a bundle's new takes to the project it came from (found by its origin, or named)."""

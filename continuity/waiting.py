@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from projects import render
+from projects.errors import Conflict
 from projects.render import JobInfo
 from projects.studio import Studio
 from projects.worker import RenderWorker, WorkerBusy
@@ -68,12 +69,14 @@ def wait_for_jobs(
     refresh()
     stop = threading.Event()
     failure: list[BaseException] = []
-    thread = _start_worker(studio, device, ids, stop, failure)
-    tried = time.monotonic()
-    if thread is None and wake is not None:
-        wake()
-    bar = progress_bar(len(ids), "rendering", "take", progress)
+    thread: threading.Thread | None = None
+    bar: Any = None
     try:
+        thread = _start_worker(studio, device, ids, stop, failure)
+        tried = time.monotonic()
+        if thread is None and wake is not None:
+            wake()
+        bar = progress_bar(len(ids), "rendering", "take", progress)
         while True:
             refresh()
             done = sum(states[job_id].state in FINISHED for job_id in ids)
@@ -94,13 +97,18 @@ def wait_for_jobs(
             stop.wait(poll_seconds)
     except KeyboardInterrupt:
         cancelled = _cancel_unfinished(studio, ids)
-        bar.write(f"interrupted: cancelled {cancelled} unfinished take(s)")
+        message = f"interrupted: cancelled {cancelled} unfinished take(s)"
+        if bar is not None:
+            bar.write(message)
+        else:
+            log.warning("%s", message)
         raise
     finally:
         stop.set()
         if thread is not None:
             thread.join()
-        bar.close()
+        if bar is not None:
+            bar.close()
     return [states[job_id] for job_id in ids]
 
 
@@ -135,6 +143,9 @@ def _cancel_unfinished(studio: Studio, ids: list[int]) -> int:
     for job_id in ids:
         job = render.get_job(studio, job_id)
         if job.state in ("queued", "running") and not job.cancel_requested:
-            render.cancel_job(studio, job_id)
+            try:
+                render.cancel_job(studio, job_id)
+            except Conflict:  # it finished meanwhile: nothing to cancel
+                continue
             cancelled += 1
     return cancelled

@@ -62,7 +62,9 @@ def fetch_weights(studio: Studio, name: str, source: str | Path, *, revision: st
         target.symlink_to(local, target_is_directory=True)
         return target
     if not isinstance(source, str) or source.count("/") != 1 or source.startswith(("/", ".", "~")):
-        raise InvalidInput(f"is neither a folder on this machine nor a Hugging Face repo id (owner/name): {source!r}")
+        raise InvalidInput(
+            f"is neither a folder on this machine nor a Hugging Face repo id (owner/name): {source!r}", "source"
+        )
     if target.is_symlink():
         raise Conflict(f"{target} links to {target.resolve()}; remove the link first to download {source}")
     from huggingface_hub import snapshot_download

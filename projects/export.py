@@ -67,12 +67,14 @@ CONTACT_SHEET_SUFFIXES = (".png", ".pdf")
 EXPORTS_FOLDER = "exports"  # in the data directory: what the studio writes unless told where
 
 
-def export_stem(studio: Studio, project_name: str) -> Path:
+def export_stem(studio: Studio, project_name: str, *, create: bool = True) -> Path:
     """Where an export goes when the user names no path: ``exports/<project>/<project>-<UTC time>`` (add the
-    suffix). The folder is created; the time keeps every export instead of replacing the last."""
+    suffix). The folder is created unless ``create`` is False; the time keeps every export instead of replacing
+    the last."""
     safe = re.sub(r"[^\w\-]+", "-", project_name, flags=re.UNICODE).strip("-") or "film"
     folder = studio.data_dir / EXPORTS_FOLDER / safe
-    folder.mkdir(parents=True, exist_ok=True)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{safe}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
 
 

@@ -22,11 +22,20 @@ def create_project(
     width: int = DEFAULT_WIDTH,
     height: int = DEFAULT_HEIGHT,
     fps: int = DEFAULT_FPS,
+    replace: bool = False,
 ) -> ProjectInfo:
-    """A new, empty project. Its size and fps are what takes are rendered at unless a shot says otherwise."""
+    """A new, empty project. Its size and fps are what takes are rendered at unless a shot says otherwise.
+
+    With ``replace``, a project of the same name is deleted (with its shots and takes) in the same transaction,
+    so a request that fails leaves it as it was.
+    """
     name = clean_name(name, "project name")
     width, height, fps = clean_side(width, "width"), clean_side(height, "height"), clean_fps(fps)
     with studio.write() as session:
+        existing = session.scalar(select(Project).where(Project.name_key == name_key(name)))
+        if existing is not None and replace:
+            session.delete(existing)
+            session.flush()
         _check_free(session, name)
         project = Project(name=name, name_key=name_key(name), width=width, height=height, fps=fps)
         session.add(project)

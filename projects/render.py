@@ -347,6 +347,16 @@ def get_job(studio: Studio, job_id: int) -> JobInfo:
         return job_info(session, _job(session, job_id))
 
 
+def job_of_take(studio: Studio, take_id: int) -> JobInfo:
+    """The render job of a take; a take rendered in another data directory (unpacked from a bundle) has none."""
+    with studio.read() as session:
+        job = session.scalar(select(Job).where(Job.take_id == take_id))
+        if job is None:
+            queries.get_take(session, take_id)  # NotFound for a take that does not exist
+            raise NotFound(f"take {take_id} has no render job here (it was rendered in another data directory)")
+        return job_info(session, job)
+
+
 def cancel_job(studio: Studio, job_id: int) -> JobInfo:
     """Cancel a queued job now, or ask a running one to stop at its next step."""
     with studio.write() as session:
