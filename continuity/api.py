@@ -141,6 +141,14 @@ class Project:
         """The project's id, once it is known to be this project still: a deleted project's id can be reused."""
         return self.info.id
 
+    def _own_take(self, take: TakeInfo | int) -> int:
+        """The id of a take of this project; a take of another project is refused."""
+        take_id = _take_id(take)
+        shot = storyboard.get_shot(self._core, takes.get_take(self._core, take_id).shot_id)
+        if shot.project_id != self._id:
+            raise InvalidInput(f"take {take_id} belongs to another project, not to {self.name!r}", "take")
+        return take_id
+
     @property
     def _core(self) -> CoreStudio:
         return self.studio.core
@@ -281,7 +289,7 @@ class Project:
 
     def render_again(self, take: TakeInfo | int, *, wait: bool = True, progress: bool = True) -> list[TakeInfo]:
         """A new take with the same backend, settings, seed and input pictures as ``take``."""
-        job = render.render_again(self._core, _take_id(take))
+        job = render.render_again(self._core, self._own_take(take))
         return self.studio._finish([job], wait=wait, progress=progress)
 
     def takes(self, shot: int | None = None, *, status: str | None = None) -> list[TakeInfo]:
@@ -304,7 +312,7 @@ class Project:
 
     def show(self, take: TakeInfo | int, *, width: int | None = None) -> Any:
         """A player for a take's video, for a notebook cell."""
-        return show(self.studio.take(_take_id(take)), width=width)
+        return show(self.studio.take(self._own_take(take)), width=width)
 
     # Review.
 
@@ -315,7 +323,7 @@ class Project:
 
     def approve(self, take: TakeInfo | int) -> TakeInfo:
         """Make this take its shot's approved one (replacing an earlier approval)."""
-        return takes.approve_take(self._core, _take_id(take))
+        return takes.approve_take(self._core, self._own_take(take))
 
     def approve_best(self, *, embedder: str | None = None, keep_approved: bool = True) -> list[TakeInfo]:
         """Approve the best-scoring take of each shot, in storyboard order, and return the takes approved now.

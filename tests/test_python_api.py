@@ -470,6 +470,20 @@ def test_wait_refuses_what_it_cannot_wait_for(
     assert api.wait([take], progress=False)[0].id == take.id  # finished already: returns at once
 
 
+def test_a_take_of_another_project_is_refused(api: continuity.Studio, photos: dict[str, Path]) -> None:
+    film = new_film(api, "Lighthouse")
+    film.add_shot("The lighthouse at dusk", 1.0, keyframe=photos["coffee"])
+    harbour = new_film(api, "Harbour")
+    harbour.add_shot("The harbour at dawn", 1.0, keyframe=photos["rocket"])
+    (take,) = harbour.render(seed=3, progress=False)
+    for act in (film.approve, film.render_again, film.show):
+        with pytest.raises(continuity.InvalidInput, match="belongs to another project"):
+            act(take)
+    assert film.takes() == [] and film.jobs() == []
+    assert not harbour.takes()[0].approved and len(harbour.takes()) == 1
+    assert harbour.approve(take.id).approved
+
+
 def test_a_failed_export_leaves_no_empty_exports_folder(api: continuity.Studio, photos: dict[str, Path]) -> None:
     film = new_film(api)
     film.add_shot("The lighthouse at dusk", 1.0, keyframe=photos["coffee"])
