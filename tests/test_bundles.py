@@ -252,15 +252,21 @@ def test_member_larger_than_declared(good: Path) -> None:
             bundles._read_member(archive, member, good, bundles._Buffer())
 
 
-def test_newer_schema(other: Studio, good: Path, tmp_path: Path) -> None:
-    def newer(info: zipfile.ZipInfo, data: bytes):
+def stamped(revision: object):
+    """A rewrite step that makes the manifest name ``revision`` as the schema the bundle was written at."""
+
+    def step(info: zipfile.ZipInfo, data: bytes):
         if info.filename == "manifest.json":
             manifest = json.loads(data)
-            manifest["schema_revision"] = "ffffffffffff"
+            manifest["schema_revision"] = revision
             data = json.dumps(manifest).encode()
         return [(info, data)]
 
-    refuse(other, rewrite(good, tmp_path / "newer.zip", newer), "newer version of Continuity")
+    return step
+
+
+def test_newer_schema(other: Studio, good: Path, tmp_path: Path) -> None:
+    refuse(other, rewrite(good, tmp_path / "newer.zip", stamped("ffffffffffff")), "newer version of Continuity")
 
 
 def test_older_bundle_without_optional_fields(other: Studio, good: Path, tmp_path: Path) -> None:
@@ -288,9 +294,7 @@ def test_bundle_from_an_older_schema_revision_is_upgraded(other: Studio, good: P
 
     def at_0002(info: zipfile.ZipInfo, data: bytes):
         if info.filename == "manifest.json":
-            manifest = json.loads(data)
-            manifest["schema_revision"] = "0002"
-            data = json.dumps(manifest).encode()
+            return stamped("0002")(info, data)
         if info.filename == "project.json":
             document = json.loads(data)
             for shot in document["shots"]:
@@ -317,14 +321,7 @@ def test_bundle_from_an_older_schema_revision_is_upgraded(other: Studio, good: P
 
 @pytest.mark.parametrize("revision", [None, "", ["0004"], 4])
 def test_manifest_without_a_schema_revision(other: Studio, good: Path, tmp_path: Path, revision: object) -> None:
-    def unnamed(info: zipfile.ZipInfo, data: bytes):
-        if info.filename == "manifest.json":
-            manifest = json.loads(data)
-            manifest["schema_revision"] = revision
-            data = json.dumps(manifest).encode()
-        return [(info, data)]
-
-    refuse(other, rewrite(good, tmp_path / "unnamed.zip", unnamed), "names no schema revision")
+    refuse(other, rewrite(good, tmp_path / "unnamed.zip", stamped(revision)), "names no schema revision")
 
 
 def test_bad_rows_leave_target_unchanged(other: Studio, good: Path, tmp_path: Path) -> None:

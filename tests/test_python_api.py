@@ -62,8 +62,12 @@ def other_api(tmp_path: Path) -> Iterator[continuity.Studio]:
 # Helpers.
 
 
-def new_film(api: continuity.Studio, name: str = "Lighthouse") -> continuity.Project:
-    return api.create_project(name, width=WIDTH, height=HEIGHT, fps=FPS)
+def new_film(api: continuity.Studio, name: str = "Lighthouse", *, shot: Path | None = None) -> continuity.Project:
+    """A small project; with ``shot`` (a picture), one shot of a second that starts from it."""
+    film = api.create_project(name, width=WIDTH, height=HEIGHT, fps=FPS)
+    if shot is not None:
+        film.add_shot("The lighthouse at dusk", 1.0, keyframe=shot)
+    return film
 
 
 def ffprobe(path: Path) -> dict[str, Any]:
@@ -244,8 +248,7 @@ def test_approve_best_only_approves_takes_started_from_the_approved_source(
 def test_approve_best_rechecks_a_kept_approval_after_approving_the_shot_before(
     api: continuity.Studio, photos: dict[str, Path]
 ) -> None:
-    film = new_film(api)
-    film.add_shot("The lighthouse at dusk", 1.0, keyframe=photos["coffee"])
+    film = new_film(api, shot=photos["coffee"])
     film.add_shot("The lamp turns", 1.0, continue_from_previous=True)
     film.add_shot("The beam sweeps the sea", 1.0, continue_from_previous=True)
     (a,) = film.render(1, seed=1, progress=False)
@@ -275,8 +278,7 @@ def test_approve_best_rechecks_a_kept_approval_after_approving_the_shot_before(
 def test_bad_input_raises_and_changes_nothing(api: continuity.Studio, photos: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(continuity.NotFound, match="nope"):
         api.project("nope")
-    film = new_film(api)
-    film.add_shot("The lighthouse at dusk", 1.0, keyframe=photos["coffee"])
+    film = new_film(api, shot=photos["coffee"])
 
     with pytest.raises(continuity.InvalidInput, match="between 1 and 100 takes"):
         film.render(takes=0, progress=False)
@@ -325,8 +327,7 @@ def test_bad_input_raises_and_changes_nothing(api: continuity.Studio, photos: di
 
 
 def test_replace_with_bad_settings_keeps_the_old_project(api: continuity.Studio, photos: dict[str, Path]) -> None:
-    film = new_film(api)
-    film.add_shot("The lighthouse at dusk", 1.0, keyframe=photos["coffee"])
+    new_film(api, shot=photos["coffee"])
     with pytest.raises(continuity.InvalidInput, match="width"):
         api.create_project("Lighthouse", width=63, replace=True)
     assert [(p.name, p.shot_count) for p in api.projects()] == [("Lighthouse", 1)]
@@ -347,8 +348,7 @@ def test_a_handle_to_a_deleted_project_does_not_act_on_another(
 def test_outputs_asked_for_with_true_go_beside_a_named_film(
     api: continuity.Studio, photos: dict[str, Path], tmp_path: Path
 ) -> None:
-    film = new_film(api)
-    film.add_shot("The lighthouse at dusk", 1.0, keyframe=photos["coffee"])
+    film = new_film(api, shot=photos["coffee"])
     (take,) = film.render(progress=False)
     film.approve(take)
     result = film.export(tmp_path / "cut.mp4", timeline=True, contact_sheet=True, progress=False)
@@ -371,8 +371,7 @@ def test_a_failed_take_raises_render_failed_and_keeps_the_others(
         return original(self, request, progress, cancel)
 
     monkeypatch.setattr(AnimaticBackend, "_generate", blows_a_fuse_on_seed_41)
-    film = new_film(api)
-    film.add_shot("The lighthouse at dusk", 1.0, keyframe=photos["coffee"])
+    film = new_film(api, shot=photos["coffee"])
 
     with pytest.raises(continuity.RenderFailed) as caught:
         film.render(takes=2, seed=40, progress=False)
@@ -393,8 +392,7 @@ def test_a_failed_take_raises_render_failed_and_keeps_the_others(
 def test_interrupting_the_wait_cancels_every_unfinished_job(
     api: continuity.Studio, photos: dict[str, Path], monkeypatch: pytest.MonkeyPatch, ctrl_c: None
 ) -> None:
-    film = new_film(api)
-    film.add_shot("The lighthouse at dusk", 1.0, keyframe=photos["coffee"])
+    film = new_film(api, shot=photos["coffee"])
     queued = film.render(takes=4, seed=1, wait=False, progress=False)
     assert [t.status for t in queued] == ["queued"] * 4
     jobs = film.jobs()
@@ -418,8 +416,7 @@ def test_interrupting_the_wait_cancels_every_unfinished_job(
 def test_a_job_finishing_while_the_interrupt_cancels_it_does_not_stop_the_cancelling(
     api: continuity.Studio, photos: dict[str, Path], monkeypatch: pytest.MonkeyPatch, ctrl_c: None
 ) -> None:
-    film = new_film(api)
-    film.add_shot("The lighthouse at dusk", 1.0, keyframe=photos["coffee"])
+    film = new_film(api, shot=photos["coffee"])
     film.render(takes=4, seed=1, wait=False, progress=False)
     jobs = film.jobs()
     started = slow_animatic(monkeypatch, 0.5)
@@ -446,8 +443,7 @@ def test_a_job_finishing_while_the_interrupt_cancels_it_does_not_stop_the_cancel
 
 
 def test_wait_accepts_the_takes_render_returned(api: continuity.Studio, photos: dict[str, Path]) -> None:
-    film = new_film(api)
-    film.add_shot("The lighthouse at dusk", 1.0, keyframe=photos["coffee"])
+    film = new_film(api, shot=photos["coffee"])
     queued = film.render(takes=2, seed=1, wait=False, progress=False)
     done = api.wait(queued, progress=False)
     assert [t.status for t in done] == ["done", "done"]
@@ -456,8 +452,7 @@ def test_wait_accepts_the_takes_render_returned(api: continuity.Studio, photos: 
 def test_wait_refuses_what_it_cannot_wait_for(
     api: continuity.Studio, other_api: continuity.Studio, photos: dict[str, Path], tmp_path: Path
 ) -> None:
-    film = new_film(api)
-    film.add_shot("The lighthouse at dusk", 1.0, keyframe=photos["coffee"])
+    film = new_film(api, shot=photos["coffee"])
     (take,) = film.render(seed=1, progress=False)
     film.approve(take)
     moved = other_api.unpack(film.pack(tmp_path / "film.zip").path)
@@ -471,8 +466,7 @@ def test_wait_refuses_what_it_cannot_wait_for(
 
 
 def test_a_take_of_another_project_is_refused(api: continuity.Studio, photos: dict[str, Path]) -> None:
-    film = new_film(api, "Lighthouse")
-    film.add_shot("The lighthouse at dusk", 1.0, keyframe=photos["coffee"])
+    film = new_film(api, "Lighthouse", shot=photos["coffee"])
     harbour = new_film(api, "Harbour")
     harbour.add_shot("The harbour at dawn", 1.0, keyframe=photos["rocket"])
     (take,) = harbour.render(seed=3, progress=False)
@@ -485,8 +479,7 @@ def test_a_take_of_another_project_is_refused(api: continuity.Studio, photos: di
 
 
 def test_a_failed_export_leaves_no_empty_exports_folder(api: continuity.Studio, photos: dict[str, Path]) -> None:
-    film = new_film(api)
-    film.add_shot("The lighthouse at dusk", 1.0, keyframe=photos["coffee"])
+    film = new_film(api, shot=photos["coffee"])
     exports = api.data_dir / "exports"
     with pytest.raises(continuity.InvalidInput, match="self_contained"):
         film.export(self_contained=True, progress=False)
@@ -503,8 +496,7 @@ def test_a_failed_export_leaves_no_empty_exports_folder(api: continuity.Studio, 
 def test_render_waits_for_a_worker_that_already_holds_the_device(
     api: continuity.Studio, photos: dict[str, Path]
 ) -> None:
-    film = new_film(api)
-    film.add_shot("The lighthouse at dusk", 1.0, keyframe=photos["coffee"])
+    film = new_film(api, shot=photos["coffee"])
     worker = RenderWorker(api.core)
     stop = threading.Event()
     ran: list[int] = []
@@ -531,8 +523,7 @@ def test_render_waits_for_a_worker_that_already_holds_the_device(
 def test_progress_bar_in_a_terminal_and_none_when_off(
     api: continuity.Studio, photos: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    film = new_film(api)
-    film.add_shot("The lighthouse at dusk", 1.0, keyframe=photos["coffee"])
+    film = new_film(api, shot=photos["coffee"])
     capsys.readouterr()
     film.render(takes=1, seed=1, progress=True)
     drawn = capsys.readouterr()
@@ -553,8 +544,7 @@ def test_show_plays_a_take_inline_and_refuses_what_is_not_a_video(
 ) -> None:
     from IPython.display import Video
 
-    film = new_film(api)
-    film.add_shot("The lighthouse at dusk", 1.0, keyframe=photos["coffee"])
+    film = new_film(api, shot=photos["coffee"])
     (take,) = film.render(progress=False)
     player = continuity.show(take)
     assert isinstance(player, Video)
