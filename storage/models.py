@@ -103,6 +103,11 @@ class MediaObject(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# Rows users and pages hold on to by id (a project open in another tab, a take id typed on the command line) get
+# ids that are never handed out again once deleted, so a stale id finds nothing instead of another row.
+IDS_NEVER_REUSED = {"sqlite_autoincrement": True}
+
+
 def media_fk(ondelete: str = "RESTRICT") -> ForeignKey:
     return ForeignKey("media_objects.sha256", ondelete=ondelete)
 
@@ -113,6 +118,7 @@ class Project(Base):
         CheckConstraint("fps >= 1 AND fps <= 120", name="fps_range"),
         CheckConstraint("width > 0 AND height > 0", name="size_positive"),
         CheckConstraint("length(trim(name)) > 0", name="name_not_blank"),
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -137,6 +143,7 @@ class Character(Base):
     __table_args__ = (
         UniqueConstraint("project_id", "name_key", name="uq_characters_project_name"),
         CheckConstraint("length(trim(name)) > 0", name="name_not_blank"),
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -161,6 +168,7 @@ class ReferenceImage(Base):
         UniqueConstraint("character_id", "sha256", name="uq_reference_images_character_sha256"),
         UniqueConstraint("character_id", "position", name="uq_reference_images_character_position"),
         CheckConstraint("width > 0 AND height > 0", name="size_positive"),
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -198,6 +206,7 @@ class Shot(Base):
         CheckConstraint(f"duration > 0 AND duration <= {MAX_SHOT_SECONDS}", name="duration_range"),
         CheckConstraint("length(trim(prompt)) > 0", name="prompt_not_blank"),
         CheckConstraint("keyframe_sha256 IS NULL OR keyframe_character_id IS NULL", name="one_keyframe_source"),
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -245,6 +254,7 @@ class Take(Base):
         CheckConstraint("num_frames > 0", name="num_frames_positive"),
         CheckConstraint("NOT approved OR status = 'done'", name="approved_only_when_done"),
         Index("uq_takes_one_approved_per_shot", "shot_id", unique=True, sqlite_where=text("approved")),
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -298,6 +308,7 @@ class Job(Base):
         CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
         CheckConstraint("progress_step >= 0 AND progress_total >= 0", name="progress_nonnegative"),
         Index("ix_jobs_queue_order", "state", text("priority DESC"), "position"),
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

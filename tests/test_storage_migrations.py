@@ -499,3 +499,44 @@ def test_data_dir_inside_a_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StudioError, match=r"cannot use .* as the data directory"):
         open_studio(blocker / "data")
     assert blocker.read_text() == "a file"
+
+
+# Ids are never reused (0005)
+
+ID_TABLES = ("projects", "characters", "reference_images", "shots", "takes", "jobs")
+
+
+def create_sql(engine: Engine, table: str) -> str:
+    with engine.connect() as connection:
+        return connection.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).scalar_one()
+
+
+def test_tables_users_refer_to_by_id_never_reuse_ids(engine: Engine) -> None:
+    upgrade(engine)
+    for table in ID_TABLES:
+        assert "AUTOINCREMENT" in create_sql(engine, table), table
+    assert "AUTOINCREMENT" not in create_sql(engine, "take_scores")
+
+
+def test_an_upgraded_database_does_not_hand_out_a_deleted_rows_id(engine: Engine, data_dir: Path) -> None:
+    upgrade(engine, "0001")
+    fill_revision_0001(engine)
+    upgrade(engine)
+    assert table_rows(data_dir / DATABASE_FILE, ["projects"]) == {"projects": ROWS_0001["projects"]}
+    with engine.begin() as connection:  # the rebuild seeded SQLite's counter from the highest id it copied
+        connection.exec_driver_sql("DELETE FROM projects WHERE id = (SELECT max(id) FROM projects)")
+        highest_project = connection.exec_driver_sql("SELECT seq FROM sqlite_sequence WHERE name = 'projects'")
+        assert highest_project.scalar_one() == max(row[0] for row in ROWS_0001["projects"])
+    engine.dispose()
+
+    studio = open_studio(data_dir)
+    try:
+        from projects import project
+
+        made = project.create_project(studio, "After the upgrade")
+        assert made.id == max(row[0] for row in ROWS_0001["projects"]) + 1  # not the deleted one's id
+        project.delete_project(studio, made.id)
+        again = project.create_project(studio, "And again")
+        assert again.id == made.id + 1
+    finally:
+        studio.close()
