@@ -164,7 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     unpack = commands.add_parser("unpack", parents=[common], help="restore a bundle, or merge it back with --merge")
     unpack.add_argument("bundle", type=Path)
     unpack.add_argument("--as", dest="as_name", help="the project's name here (when the bundle's name is taken)")
-    unpack.add_argument("--merge", action="store_true", help="add the bundle's new takes to the project it came from")
+    unpack.add_argument(
+        "--merge",
+        action="store_true",
+        help="bring the bundle's new takes, shots and characters back into the project it came from",
+    )
+    unpack.add_argument("--takes-only", action="store_true", help="with --merge: only takes of shots this project has")
     unpack.set_defaults(handler=_unpack)
 
     backends = commands.add_parser("backends", parents=[common], help="list video backends and whether each can run")
@@ -540,16 +545,29 @@ def _pack(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
 
 
 def _unpack(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    if args.takes_only and not args.merge:
+        raise InvalidInput("only applies when merging: add --merge", "--takes-only")
     if args.merge:
-        merged = bundles.merge_bundle(studio, args.bundle, args.as_name)
+        merged = bundles.merge_bundle(studio, args.bundle, args.as_name, takes_only=args.takes_only)
         payload = {
             "project": merged.project,
             "project_id": merged.project_id,
             "takes_added": merged.takes_added,
             "takes_already_there": merged.takes_already_there,
             "shots_unmatched": merged.shots_unmatched,
+            "characters_added": merged.characters_added,
+            "references_added": merged.references_added,
+            "shots_added": merged.shots_added,
+            "shots_differing": merged.shots_differing,
         }
-        return f"merged into {merged.project!r}: {merged.takes_added} new take(s)", payload
+        lines = [f"merged into {merged.project!r}: {merged.takes_added} new take(s)"]
+        if merged.shots_added or merged.characters_added:
+            lines.append(f"added shots {merged.shots_added} and {merged.characters_added} character(s)")
+        if merged.shots_differing:
+            lines.append(f"shots {merged.shots_differing} differ from the bundle's: kept as they are here")
+        if merged.shots_unmatched:
+            lines.append(f"left out the takes of the bundle's shots {merged.shots_unmatched} (not in this project)")
+        return "\n".join(lines), payload
     result = bundles.unpack_bundle(studio, args.bundle, as_name=args.as_name)
     payload = {
         "project": result.project,

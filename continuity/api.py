@@ -457,9 +457,10 @@ class Project:
         """Write the project (rows and media; ``takes`` is ``approved``, ``all`` or ``none``) to a zip bundle."""
         return bundles.pack_project(self._core, self._id, bundle, takes=takes)
 
-    def merge(self, bundle: str | Path) -> bundles.MergeResult:
-        """Add the takes of a bundle of this project (packed elsewhere) that are not here yet."""
-        return bundles.merge_bundle(self._core, bundle, self._id)
+    def merge(self, bundle: str | Path, *, takes_only: bool = False) -> bundles.MergeResult:
+        """Bring back what a bundle of this project (packed elsewhere) has that is not here yet: takes, and shots
+        and characters added there (unless ``takes_only``). A shot that differs keeps this side's version."""
+        return bundles.merge_bundle(self._core, bundle, self._id, takes_only=takes_only)
 
 
 _UNITS = {"verify": "take", "copy": "clip", "encode": "frame"}
@@ -606,9 +607,12 @@ class Studio:
         """Restore a project bundle into this data directory (under ``as_name`` when given)."""
         return self.project(bundles.unpack_bundle(self.core, bundle, as_name=as_name).project_id)
 
-    def merge(self, bundle: str | Path, project: str | int | None = None) -> bundles.MergeResult:
-        """Add a bundle's new takes to the project it came from (found by its origin, or named)."""
-        return bundles.merge_bundle(self.core, bundle, project)
+    def merge(
+        self, bundle: str | Path, project: str | int | None = None, *, takes_only: bool = False
+    ) -> bundles.MergeResult:
+        """Bring a bundle's new takes, shots and characters back into the project it came from (named as in the
+        bundle, or ``project``); see :meth:`Project.merge`."""
+        return bundles.merge_bundle(self.core, bundle, project, takes_only=takes_only)
 
     def verify(self) -> maintenance.MediaReport:
         """Re-hash every stored media file."""

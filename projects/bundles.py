@@ -12,6 +12,8 @@ target data directory as it was.
 
 ``origin`` identifies the project a bundle came from (a hash of its creation time, which unpacking keeps),
 so :func:`merge_bundle` can tell a bundle of the same project from one of another project with the same name.
+Shots are recognised across copies the same way, by their creation time, so a merge finds a shot whose prompt
+or place changed on either side.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,7 +38,9 @@ from sqlalchemy.orm import Session
 
 from projects import queries
 from projects.errors import Conflict, InvalidInput, StudioError
+from projects.storyboard import shift_positions
 from projects.studio import Studio
+from projects.takes import refresh_project_stale
 from projects.validation import name_key
 from storage import media as media_rows
 from storage.migrate import head_revision, known_revisions, revision_order
@@ -96,7 +100,11 @@ class MergeResult:
     project_id: int
     takes_added: int
     takes_already_there: int
-    shots_unmatched: list[int]
+    shots_unmatched: list[int]  # the bundle's shot numbers left out with their takes (``takes_only``)
+    characters_added: int = 0
+    references_added: int = 0
+    shots_added: list[int] = field(default_factory=list)  # their numbers here, after the merge
+    shots_differing: list[int] = field(default_factory=list)  # edited on either side: kept as they are here
 
 
 # Writing.
@@ -650,24 +658,7 @@ def _restore(studio: Studio, session: Session, bundle: _Bundle, name: str) -> tu
     by_key: dict[tuple[int, int], Take] = {}
     shot_count = take_count = 0
     for row in doc.get("shots", []):
-        keyframe_character = (
-            characters.get(name_key(row["keyframe_character"])) if row.get("keyframe_character") else None
-        )
-        shot = Shot(
-            project_id=project.id,
-            position=row["position"],
-            scene=row.get("scene", ""),
-            title=row.get("title", ""),
-            prompt=row["prompt"],
-            duration=row["duration"],
-            camera=row.get("camera", "static"),
-            keyframe_sha256=row.get("keyframe_sha256"),
-            keyframe_character_id=keyframe_character.id if keyframe_character else None,
-            continue_from_previous=bool(row.get("continue_from_previous", False)),
-            stale=bool(row.get("stale", False)),
-            created_at=_stamp(row.get("created_at")) or datetime.now(UTC),
-        )
-        shot.characters = [characters[name_key(n)] for n in row.get("characters", []) if name_key(n) in characters]
+        shot = _new_shot(project, row, row["position"], characters)
         session.add(shot)
         session.flush()
         shot_count += 1
@@ -719,11 +710,17 @@ def unpack_bundle(studio: Studio, bundle_path: str | Path, *, as_name: str | Non
             return UnpackResult(project.name, project.id, counts, new_media, bundle.manifest["schema_revision"])
 
 
-def merge_bundle(studio: Studio, bundle_path: str | Path, project: str | int | None = None) -> MergeResult:
-    """Add the bundle's takes that ``project`` does not have yet (matched by video, seed and backend).
+def merge_bundle(
+    studio: Studio, bundle_path: str | Path, project: str | int | None = None, *, takes_only: bool = False
+) -> MergeResult:
+    """Bring back what a bundle of ``project`` has that the project here lacks, in one transaction.
 
-    Shots are matched by number and prompt; the bundle's takes of shots that do not match are left out. A
-    merged take keeps its approval only when the shot has no approved take already.
+    Shots are the same shot when they were created together (the bundle keeps each shot's creation time; the
+    prompt and position settle a tie). Takes not here yet (by video, seed and backend) are added to their shot;
+    a merged take keeps its approval only when the shot has none here. Shots added there are inserted after the
+    shot they follow there, and characters added there (and reference images added to a character) come too,
+    unless ``takes_only``: then those shots are left out and listed. A shot that differs between the two sides
+    (edited on either) keeps this side's version and is listed.
     """
     path = Path(bundle_path).expanduser()
     with _open_bundle(studio, path) as bundle:
@@ -736,47 +733,187 @@ def merge_bundle(studio: Studio, bundle_path: str | Path, project: str | int | N
                     "unpack it as a new project with --as NAME instead"
                 )
             with _rows_checked(path):
-                result = _merge(studio, session, bundle, row)
+                result = _merge(studio, session, bundle, row, takes_only=takes_only)
                 session.flush()
             return result
 
 
-def _merge(studio: Studio, session: Session, bundle: _Bundle, project: Project) -> MergeResult:
+# What of a shot, when it differs between the two sides, means it was edited.
+_SHOT_FIELDS = ("scene", "title", "prompt", "duration", "camera", "keyframe_sha256", "continue_from_previous")
+
+
+def _same_shot(home: Shot, row: dict[str, Any]) -> bool:
+    mine = _shot_fields(home)
+    theirs = {key: row.get(key) for key in _SHOT_FIELDS}
+    theirs["keyframe_character"] = row.get("keyframe_character")
+    theirs["characters"] = sorted(name_key(n) for n in row.get("characters", []))
+    return mine == theirs
+
+
+def _shot_fields(shot: Shot) -> dict[str, Any]:
+    fields = {key: getattr(shot, key) for key in _SHOT_FIELDS}
+    fields["keyframe_character"] = shot.keyframe_character.name if shot.keyframe_character else None
+    fields["characters"] = sorted(character.name_key for character in shot.characters)
+    return fields
+
+
+def _match_shots(home: list[Shot], rows: list[dict[str, Any]]) -> list[Shot | None]:
+    """For each of the bundle's shots, the same shot here, or None for a shot added there."""
+    by_created: dict[str | None, list[Shot]] = {}
+    for shot in home:
+        by_created.setdefault(_when(shot.created_at), []).append(shot)
+    taken: set[int] = set()
+    found: list[Shot | None] = []
+    for row in rows:
+        created = row.get("created_at")
+        if created:
+            candidates = [s for s in by_created.get(str(created), []) if s.id not in taken]
+        else:  # a bundle that does not say when its shots were made: by position and prompt
+            candidates = [s for s in home if s.id not in taken and s.position == row.get("position")]
+            candidates = [s for s in candidates if s.prompt == row.get("prompt")]
+        candidates.sort(key=lambda s: (s.prompt != row.get("prompt"), s.position != row.get("position"), s.position))
+        match = candidates[0] if candidates else None
+        if match is not None:
+            taken.add(match.id)
+        found.append(match)
+    return found
+
+
+def _merge(studio: Studio, session: Session, bundle: _Bundle, project: Project, *, takes_only: bool) -> MergeResult:
+    document = bundle.document
     characters = {character.name_key: character for character in project.characters}
-    shots = {(shot.position, shot.prompt): shot for shot in project.shots}
-    plan: list[tuple[Shot, dict[str, Any]]] = []
-    matched: dict[tuple[int, int], Take] = {}
+    shot_rows = _rows(document, "shots")
+    matches = _match_shots(sorted(project.shots, key=lambda shot: shot.position), shot_rows)
+
+    # Plan first, so every file the new rows need is stored before a row refers to it.
+    needed: set[str] = set()
+    new_characters: list[dict[str, Any]] = []
+    new_references: list[tuple[str, dict[str, Any]]] = []
+    if not takes_only:
+        for row in _rows(document, "characters"):
+            key = name_key(row["name"])
+            have = {ref.sha256 for ref in characters[key].references} if key in characters else set()
+            if key not in characters:
+                new_characters.append(row)
+            for ref in row.get("references", []):
+                if ref["sha256"] not in have:
+                    new_references.append((key, ref))
+                    needed.add(ref["sha256"])
+                    have.add(ref["sha256"])
     unmatched: list[int] = []
+    differing: list[Shot] = []
+    plan: list[tuple[int, dict[str, Any]]] = []  # (index of the shot row, take row)
     already = 0
-    for shot_row in bundle.document.get("shots", []):
-        shot = shots.get((shot_row.get("position"), shot_row.get("prompt")))
-        if shot is None:
-            if shot_row.get("takes"):
-                unmatched.append(shot_row.get("position"))
-            continue
-        existing = {(take.video_sha256, take.seed, take.backend): take for take in shot.takes}
-        for take_row in shot_row.get("takes", []):
+    existing_takes: dict[tuple[int, int], Take] = {}  # (bundle shot number, bundle take number) -> take here
+    for index, (row, home) in enumerate(zip(shot_rows, matches, strict=True)):
+        if home is None:
+            if takes_only:
+                if row.get("takes"):
+                    unmatched.append(row.get("position"))
+                continue
+            if row.get("keyframe_sha256"):
+                needed.add(row["keyframe_sha256"])
+        elif not _same_shot(home, row):
+            differing.append(home)
+        here = {(take.video_sha256, take.seed, take.backend): take for take in home.takes} if home else {}
+        for take_row in _rows(row, "takes"):
             if take_row.get("status", "done") not in _FINISHED:
                 continue
             key = (take_row.get("video_sha256"), take_row["seed"], take_row["backend"])
-            if key in existing:
+            if key in here:
                 already += 1
-                matched[(shot.position, take_row["take_number"])] = existing[key]
+                existing_takes[(row.get("position"), take_row["take_number"])] = here[key]
             else:
-                plan.append((shot, take_row))
-    needed: set[str] = set()
-    for _, take_row in plan:
-        needed.update(_take_media(take_row))
+                plan.append((index, take_row))
+                needed.update(_take_media(take_row))
     _store_media(studio, session, bundle, needed)
+
+    for row in new_characters:
+        character = Character(
+            project_id=project.id,
+            name=row["name"],
+            name_key=name_key(row["name"]),
+            description=row.get("description", ""),
+            created_at=_stamp(row.get("created_at")) or datetime.now(UTC),
+        )
+        session.add(character)
+        characters[character.name_key] = character
+    session.flush()
+    for key, ref in new_references:
+        character = characters[key]
+        character.references.append(
+            ReferenceImage(
+                sha256=ref["sha256"],
+                position=max((r.position for r in character.references), default=-1) + 1,
+                original_name=ref.get("original_name", ""),
+                width=ref["width"],
+                height=ref["height"],
+                created_at=_stamp(ref.get("created_at")) or datetime.now(UTC),
+            )
+        )
+        session.flush()
+
+    # Shots added there go in after the shot they follow there (or first).
+    shots: list[Shot | None] = list(matches)
+    added: list[Shot] = []
+    previous: Shot | None = None
+    for index, row in enumerate(shot_rows):
+        if shots[index] is None and not takes_only:
+            position = previous.position + 1 if previous is not None else 1
+            count = queries.shot_count(session, project.id)
+            shift_positions(session, project.id, position, count, +1)
+            shot = _new_shot(project, row, position, characters)
+            session.add(shot)
+            session.flush()
+            shots[index] = shot
+            added.append(shot)
+        if shots[index] is not None:
+            previous = shots[index]
+
+    made: dict[tuple[int, int], Take] = dict(existing_takes)
     pending: list[tuple[Take, Any]] = []
-    for shot, take_row in plan:
+    for index, take_row in plan:
+        shot = shots[index]
+        if shot is None:
+            continue
         number = max((take.take_number for take in shot.takes), default=0) + 1
         take = _new_take(shot, take_row, number, characters)
         if take.approved and any(other.approved for other in shot.takes if other is not take):
             take.approved = False
         session.add(take)
         session.flush()
-        matched[(shot.position, take_row["take_number"])] = take
+        made[(shot_rows[index].get("position"), take_row["take_number"])] = take
         pending.append((take, take_row.get("source_take")))
-    _link_sources(session, pending, matched)
-    return MergeResult(project.name, project.id, len(plan), already, unmatched)
+    _link_sources(session, pending, made)
+    refresh_project_stale(session, project.id)
+    return MergeResult(
+        project.name,
+        project.id,
+        len(pending),
+        already,
+        unmatched,
+        characters_added=len(new_characters),
+        references_added=len(new_references),
+        shots_added=sorted(shot.position for shot in added),
+        shots_differing=sorted(shot.position for shot in differing),
+    )
+
+
+def _new_shot(project: Project, row: dict[str, Any], position: int, characters: dict[str, Character]) -> Shot:
+    keyframe_character = characters.get(name_key(row["keyframe_character"])) if row.get("keyframe_character") else None
+    shot = Shot(
+        project_id=project.id,
+        position=position,
+        scene=row.get("scene", ""),
+        title=row.get("title", ""),
+        prompt=row["prompt"],
+        duration=row["duration"],
+        camera=row.get("camera", "static"),
+        keyframe_sha256=row.get("keyframe_sha256"),
+        keyframe_character_id=keyframe_character.id if keyframe_character else None,
+        continue_from_previous=bool(row.get("continue_from_previous", False)),
+        stale=bool(row.get("stale", False)),
+        created_at=_stamp(row.get("created_at")) or datetime.now(UTC),
+    )
+    shot.characters = [characters[name_key(n)] for n in row.get("characters", []) if name_key(n) in characters]
+    return shot

@@ -169,9 +169,9 @@ def move_shot(studio: Studio, shot_id: int, to_number: int) -> list[ShotInfo]:
         if to_number != start:
             _park(session, shot)
             if to_number < start:
-                _shift(session, shot.project_id, to_number, start - 1, +1)
+                shift_positions(session, shot.project_id, to_number, start - 1, +1)
             else:
-                _shift(session, shot.project_id, start + 1, to_number, -1)
+                shift_positions(session, shot.project_id, start + 1, to_number, -1)
             _place(session, shot, to_number)
             refresh_project_stale(session, shot.project_id)
         return _all_shots(session, studio, shot.project_id)
@@ -186,7 +186,7 @@ def delete_shot(studio: Studio, shot_id: int) -> ShotInfo:
         session.delete(shot)
         session.flush()
         last = queries.shot_count(session, project_id) + 1
-        _shift(session, project_id, position + 1, last, -1)
+        shift_positions(session, project_id, position + 1, last, -1)
         refresh_project_stale(session, project_id)
     return info
 
@@ -224,7 +224,7 @@ def insert_shot(
         position = count + 1
     if isinstance(position, bool) or not isinstance(position, int) or not 1 <= position <= count + 1:
         raise InvalidInput(f"must be a shot number between 1 and {count + 1}, got {position!r}", "position")
-    _shift(session, project.id, position, count, +1)
+    shift_positions(session, project.id, position, count, +1)
     shot = Shot(
         project_id=project.id,
         position=position,
@@ -265,7 +265,7 @@ def _place(session: Session, shot: Shot, number: int) -> None:
     session.flush()
 
 
-def _shift(session: Session, project_id: int, first: int, last: int, by: int) -> None:
+def shift_positions(session: Session, project_id: int, first: int, last: int, by: int) -> None:
     """Renumber shots ``first..last`` by ``by``.
 
     SQLite checks the unique ``(project_id, position)`` row by row, so shifting in place could collide

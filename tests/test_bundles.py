@@ -139,6 +139,66 @@ def test_round_trip_and_merge(film: Studio, other: Studio, tmp_path: Path) -> No
     assert again.takes_added == 0 and counts(film) == after_merge
 
 
+@pytest.fixture
+def edited_there(film: Studio, other: Studio, photos: dict[str, Path], tmp_path: Path) -> Path:
+    """The film unpacked elsewhere and worked on there: a character and a shot added, a shot edited, rendered."""
+    bundles.unpack_bundle(other, bundles.pack_project(film, "Film", tmp_path / "out.zip", takes="all").path)
+    cast.add_character(other, "Film", "Oren", description="the ferryman", references=[photos["chelsea"]])
+    mara = cast.list_characters(other, "Film")[0]
+    cast.add_reference(other, mara.id, photos["rocket"])
+    storyboard.add_shot(
+        other, "Film", position=2, prompt="Oren rows in", duration=1.0, characters=["Oren"], keyframe_character="Oren"
+    )
+    lamp = storyboard.list_shots(other, "Film").items[2]
+    storyboard.update_shot(other, lamp.id, prompt="the lamp turns, slowly")
+    render.queue_renders(other, "Film", shots=[2, 3], seed=50)
+    assert render_all(other) == 2
+    return bundles.pack_project(other, "Film", tmp_path / "back.zip", takes="all").path
+
+
+def test_merge_brings_back_shots_and_characters_added_there(film: Studio, edited_there: Path) -> None:
+    first, _ = storyboard.list_shots(film, "Film").items
+    storyboard.update_shot(film, first.id, title="Arrival")  # edited here too, meanwhile
+    before = counts(film)
+
+    merged = bundles.merge_bundle(film, edited_there)
+    assert (merged.characters_added, merged.references_added) == (1, 2)  # Oren's picture and Mara's new one
+    assert merged.shots_added == [2] and merged.shots_unmatched == []
+    # Shot 1 was edited here and the lamp shot there: both keep this side's version.
+    assert merged.shots_differing == [1, 3]
+    assert (merged.takes_added, merged.takes_already_there) == (2, 4)
+
+    after = counts(film)
+    assert (after["characters"], after["shots"], after["takes"]) == (2, 3, before["takes"] + 2)
+    assert after["reference_images"] == before["reference_images"] + 2
+    shots = storyboard.list_shots(film, "Film").items
+    assert [s.prompt for s in shots] == ["Mara climbs the stairs", "Oren rows in", "the lamp turns"]
+    assert shots[0].title == "Arrival"
+    assert shots[1].characters == ("Oren",) and shots[1].keyframe.character == "Oren"
+    # The take rendered there for the edited lamp shot is the lamp shot's third take here.
+    lamp_takes = takes.list_takes(film, "Film", shot_number=3).items
+    assert [t.take_number for t in lamp_takes] == [1, 2, 3] and lamp_takes[2].seed == 50
+    assert lamp_takes[2].prompt == "the lamp turns, slowly"  # what it was rendered from, in its provenance
+    (oren_take,) = takes.list_takes(film, "Film", shot_number=2).items
+    assert oren_take.status == "done" and oren_take.seed == 50
+    assert verified(film) == []
+
+    # Merging the same bundle again adds nothing.
+    again = bundles.merge_bundle(film, edited_there)
+    assert (again.takes_added, again.characters_added, again.references_added, again.shots_added) == (0, 0, 0, [])
+    assert counts(film) == after
+
+
+def test_merge_takes_only_leaves_new_shots_and_characters_out(film: Studio, edited_there: Path) -> None:
+    before = counts(film)
+    merged = bundles.merge_bundle(film, edited_there, takes_only=True)
+    assert merged.shots_unmatched == [2] and merged.shots_added == []
+    assert (merged.characters_added, merged.references_added, merged.takes_added) == (0, 0, 1)
+    after = counts(film)
+    assert (after["characters"], after["shots"], after["takes"]) == (1, 2, before["takes"] + 1)
+    assert after["reference_images"] == before["reference_images"]
+
+
 def test_merge_refuses_another_project(film: Studio, other: Studio, tmp_path: Path) -> None:
     project.create_project(other, "Film")
     storyboard.add_shot(other, "Film", prompt="something else", duration=1.0)
@@ -351,3 +411,31 @@ def test_pack_and_unpack_commands(film: Studio, tmp_path: Path, capsys: pytest.C
     assert "--as" in capsys.readouterr().err
     assert main(["unpack", str(bundle), "--merge", "--json", "--data-dir", away]) == 0
     assert json.loads(capsys.readouterr().out)["takes_added"] == 0
+    assert main(["unpack", str(bundle), "--takes-only", "--data-dir", away]) == 1
+    assert "--takes-only: only applies when merging" in capsys.readouterr().err
+
+
+def test_merge_command_reports_what_came_back(
+    film: Studio, edited_there: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from app.cli import main
+
+    assert main(["unpack", str(edited_there), "--merge", "--json", "--data-dir", str(film.data_dir)]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "project": "Film",
+        "project_id": 1,
+        "takes_added": 2,
+        "takes_already_there": 4,
+        "shots_unmatched": [],
+        "characters_added": 1,
+        "references_added": 2,
+        "shots_added": [2],
+        "shots_differing": [3],
+    }
+    assert main(["unpack", str(edited_there), "--merge", "--data-dir", str(film.data_dir)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "merged into 'Film': 0 new take(s)",
+        ("shots [3] differ from the bundle's: kept as they are here"),
+    ]
