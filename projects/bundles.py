@@ -720,7 +720,8 @@ def merge_bundle(
     a merged take keeps its approval only when the shot has none here. Shots added there are inserted after the
     shot they follow there, and characters added there (and reference images added to a character) come too,
     unless ``takes_only``: then those shots are left out and listed. A shot that differs between the two sides
-    (edited on either) keeps this side's version and is listed.
+    (edited on either) keeps this side's version and is listed. A shot deleted here after the bundle's project was
+    copied comes back, listed among the added: a bundle cannot tell it from a shot added there.
     """
     path = Path(bundle_path).expanduser()
     with _open_bundle(studio, path) as bundle:
