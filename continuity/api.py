@@ -338,7 +338,7 @@ class Project:
             if item.overall is not None:
                 scored.setdefault(item.shot_number, []).append(item)
         finished = self.takes(status="done")
-        source_of = {take.id: take.provenance.get("source_take_id") for take in finished}
+        source_of = {take.id: take.source_take_id for take in finished}
         newest: dict[int, int] = {}
         for take in sorted(finished, key=lambda t: (t.finished_at is not None, t.finished_at, t.take_number)):
             newest[take.shot_number] = take.id

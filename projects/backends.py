@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from projects.studio import Studio
 MODELS_FOLDER = "models"
 # What a diffusers model folder needs, and nothing that unpickles: configs, safetensors weights, tokenizer files.
 WEIGHT_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken")
+SOURCE_FILE = ".continuity-source.json"  # in a downloaded folder: the repo and revision it holds
 
 
 def models_dir(studio: Studio) -> Path:
@@ -36,6 +39,19 @@ def weight_names() -> list[str]:
         if refiner and refiner not in names:
             names.append(refiner)
     return names
+
+
+def _fetched_from(record: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _forget(partial: Path, record: Path) -> None:
+    """After a failed download: nothing to resume means no record of what was being fetched either."""
+    if not partial.exists():
+        record.unlink(missing_ok=True)
 
 
 def fetch_weights(studio: Studio, name: str, source: str | Path, *, revision: str | None = None) -> Path:
@@ -70,17 +86,39 @@ def fetch_weights(studio: Studio, name: str, source: str | Path, *, revision: st
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    # A first download goes to a hidden folder renamed into place when complete (a backend never finds half a
-    # model); fetching again updates the folder in place. Either way an interrupted download resumes.
-    into = target if target.is_dir() else target.with_name(f".{name}.partial")
+    # The download goes to a hidden folder that replaces the model folder only when complete, so a backend never
+    # finds half a model, nor files of two models mixed. An interrupted download of the same source resumes; a
+    # folder already holding this source and revision is brought up to date in place.
+    wanted = {"source": source, "revision": revision}
+    partial = target.with_name(f".{name}.partial")
+    partial_source = target.with_name(f".{name}.partial.json")
+    into = target if target.is_dir() and _fetched_from(target / SOURCE_FILE) == wanted else partial
+    if into == partial:
+        if partial.exists() and _fetched_from(partial_source) != wanted:
+            shutil.rmtree(partial)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial_source.write_text(json.dumps(wanted))
     try:
         snapshot_download(source, revision=revision, local_dir=into, allow_patterns=list(WEIGHT_PATTERNS))
+    except ValueError as exc:  # the hub's check of the repo id or revision
+        _forget(partial, partial_source)
+        raise InvalidInput(f"{source!r} is not a Hugging Face repo id the hub accepts: {exc}", "source") from exc
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
+        _forget(partial, partial_source)
         raise StudioError(f"could not download {source}: {exc}") from exc
     if not (into / "model_index.json").is_file():
         raise StudioError(f"{source} downloaded, but it is not a diffusers model folder (no model_index.json)")
-    if into != target:
-        into.rename(target)
+    (into / SOURCE_FILE).write_text(json.dumps(wanted))
+    if into == partial:
+        partial_source.unlink(missing_ok=True)
+        if target.exists():
+            replaced = target.with_name(f".{name}.replaced")
+            shutil.rmtree(replaced, ignore_errors=True)
+            target.rename(replaced)
+            partial.rename(target)
+            shutil.rmtree(replaced, ignore_errors=True)
+        else:
+            partial.rename(target)
     return target
 
 

@@ -69,13 +69,19 @@ EXPORTS_FOLDER = "exports"  # in the data directory: what the studio writes unle
 
 def export_stem(studio: Studio, project_name: str, *, create: bool = True) -> Path:
     """Where an export goes when the user names no path: ``exports/<project>/<project>-<UTC time>`` (add the
-    suffix). The folder is created unless ``create`` is False; the time keeps every export instead of replacing
-    the last."""
+    suffix), with ``-2``, ``-3``... when an export of the same second is there already, so every export is kept.
+    The folder is created unless ``create`` is False."""
     safe = re.sub(r"[^\w\-]+", "-", project_name, flags=re.UNICODE).strip("-") or "film"
     folder = studio.data_dir / EXPORTS_FOLDER / safe
     if create:
         folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{safe}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    base = f"{safe}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    taken = {path.name for path in folder.iterdir()} if folder.is_dir() else set()
+    stem, count = base, 1
+    while any(name == stem or name.startswith((f"{stem}.", f"{stem}-storyboard.")) for name in taken):
+        count += 1
+        stem = f"{base}-{count}"
+    return folder / stem
 
 
 TIMECODE_RATES = (24, 25, 30, 48, 50, 60)  # whole SMPTE rates that EDL and FCP 7 XML can state

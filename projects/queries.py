@@ -236,6 +236,7 @@ def take_info(media: MediaStore, take: Take, shot_number: int) -> TakeInfo:
         error=take.error,
         created_at=take.created_at,
         finished_at=take.finished_at,
+        source_take_id=take.source_take_id,
     )
 
 

@@ -162,6 +162,9 @@ class TakeInfo:
     error: str | None
     created_at: datetime
     finished_at: datetime | None
+    # The take of the previous shot this one started from (a shot that continues from the previous), in this data
+    # directory; the id in ``provenance`` is the one where it was rendered, which may be another data directory.
+    source_take_id: int | None = None
 
     @property
     def duration(self) -> float:
@@ -191,6 +194,7 @@ class TakeInfo:
             "error": self.error,
             "created_at": _when(self.created_at),
             "finished_at": _when(self.finished_at),
+            "source_take_id": self.source_take_id,
         }
 
 

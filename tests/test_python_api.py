@@ -465,6 +465,28 @@ def test_wait_refuses_what_it_cannot_wait_for(
     assert api.wait([take], progress=False)[0].id == take.id  # finished already: returns at once
 
 
+def test_approve_best_follows_the_chain_of_takes_merged_from_another_data_directory(
+    api: continuity.Studio, other_api: continuity.Studio, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    film = new_film(api, shot=photos["coffee"])
+    film.add_shot("The lamp turns", 1.0, continue_from_previous=True)
+    away = other_api.unpack(film.pack(tmp_path / "out.zip", takes="none").path)
+    # Takes of another project first, so that ids there are not the ids here.
+    new_film(other_api, "Harbour", shot=photos["rocket"]).render(takes=3, seed=1, progress=False)
+    (first,) = away.render(1, seed=5, progress=False)
+    away.approve(first)
+    (second,) = away.render(2, seed=6, progress=False)
+    assert second.source_take_id == first.id == second.provenance["source_take_id"]
+
+    merged = film.merge(away.pack(tmp_path / "back.zip", takes="all").path)
+    assert merged.takes_added == 2
+    home_first, home_second = film.takes()
+    assert home_second.source_take_id == home_first.id != home_second.provenance["source_take_id"]
+    film.approve_best()
+    assert [t.approved for t in film.takes()] == [True, True]
+    assert film.status().missing_approval == ()
+
+
 def test_a_take_of_another_project_is_refused(api: continuity.Studio, photos: dict[str, Path]) -> None:
     film = new_film(api, "Lighthouse", shot=photos["coffee"])
     harbour = new_film(api, "Harbour")

@@ -7,6 +7,7 @@ studio's side: which files it asks for, where they land, and that a backend neve
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import huggingface_hub
 import pytest
 from huggingface_hub.utils import filter_repo_objects
 
-from projects.backends import WEIGHT_PATTERNS, available_backends, fetch_weights
+from projects.backends import SOURCE_FILE, WEIGHT_PATTERNS, available_backends, fetch_weights
 from projects.errors import StudioError
 from projects.studio import Studio
 
@@ -68,13 +69,23 @@ def test_download_takes_safetensors_and_configs_only_and_the_backend_finds_them(
     got = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
     assert not any(name.endswith((".bin", ".pt", ".ckpt", ".pkl")) for name in got)
     expected = {str(p.relative_to(sana_wm_folder)) for p in sana_wm_folder.rglob("*") if p.is_file()}
-    assert got == expected  # the tiny folder holds only configs, safetensors and tokenizer files
+    assert got == expected | {SOURCE_FILE}  # the tiny folder holds only configs, safetensors and tokenizer files
+    assert json.loads((folder / SOURCE_FILE).read_text()) == {
+        "source": "Efficient-Large-Model/SANA-WM",
+        "revision": "0123abcd",
+    }
     assert sana_available(studio)
 
-    # Fetching again (a new revision) updates the folder in place.
-    assert fetch_weights(studio, "sana-wm", "Efficient-Large-Model/SANA-WM", revision="4567ef01") == folder
+    # The same source and revision again: brought up to date in place.
+    fetch_weights(studio, "sana-wm", "Efficient-Large-Model/SANA-WM", revision="0123abcd")
     assert hub.calls[1]["local_dir"] == folder
-    assert not folder.with_name(".sana-wm.partial").exists()
+    # Another revision (or repo) downloads beside and replaces the folder whole: no files of two models mixed.
+    (folder / "transformer" / "left-from-the-old-revision.safetensors").write_bytes(b"old")
+    assert fetch_weights(studio, "sana-wm", "Efficient-Large-Model/SANA-WM", revision="4567ef01") == folder
+    assert hub.calls[2]["local_dir"] == folder.with_name(".sana-wm.partial")
+    assert not (folder / "transformer" / "left-from-the-old-revision.safetensors").exists()
+    assert json.loads((folder / SOURCE_FILE).read_text())["revision"] == "4567ef01"
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["sana-wm"]
 
 
 def test_an_interrupted_download_leaves_no_model_a_backend_would_take(
@@ -90,6 +101,14 @@ def test_an_interrupted_download_leaves_no_model_a_backend_would_take(
     fetch_weights(studio, "sana-wm", "Efficient-Large-Model/SANA-WM")
     assert hub.calls[1]["local_dir"] == hub.calls[0]["local_dir"]
     assert sana_available(studio)
+
+
+def test_a_repo_id_the_hub_rejects_is_bad_input(studio: Studio, hf_offline: Path) -> None:
+    from projects.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="not a Hugging Face repo id the hub accepts"):
+        fetch_weights(studio, "sana-wm", "own er/na me")  # the hub's own validation, before any request
+    assert not (studio.data_dir / "models").exists() or list((studio.data_dir / "models").iterdir()) == []
 
 
 def test_a_repo_that_is_not_a_diffusers_model_is_refused(studio: Studio, hub: FakeHub) -> None:
