@@ -76,7 +76,11 @@ def serve(data_dir: str | Path | None, *, host: str, port: int, auth: str | None
     studio = open_studio(data_dir)
     try:
         running = start_server(studio, exposure, port=port, block=True)
-        running.stop()
+        try:
+            running.stop()
+        except KeyboardInterrupt:  # a second Ctrl-C: the take being rendered is queued again at the next start
+            log.warning("stopped without waiting for the take being rendered")
+            return 130
     finally:
         studio.close()
     return 0
@@ -113,17 +117,20 @@ def start_server(studio: Studio, exposure: Exposure, *, port: int, block: bool) 
             "listening on http://%s:%d%s", exposure.host, port, " (with a public share link)" if exposure.share else ""
         )
         worker.start()
-        _, local_url, share_url = demo.queue(default_concurrency_limit=4).launch(
-            server_name=exposure.host,
-            server_port=port,
-            auth=exposure.auth,
-            share=exposure.share,
-            allowed_paths=[str(studio.data_dir / "media"), str(studio.data_dir / "exports")],
-            max_file_size=MAX_UPLOAD,
-            show_error=False,
-            prevent_thread_lock=not block,
-            quiet=not block,
-        )
+        try:
+            _, local_url, share_url = demo.queue(default_concurrency_limit=4).launch(
+                server_name=exposure.host,
+                server_port=port,
+                auth=exposure.auth,
+                share=exposure.share,
+                allowed_paths=[str(studio.data_dir / "media"), str(studio.data_dir / "exports")],
+                max_file_size=MAX_UPLOAD,
+                show_error=False,
+                prevent_thread_lock=not block,
+                quiet=not block,
+            )
+        except OSError as exc:  # the port is taken, or the address is not this machine's
+            raise StudioError(f"cannot serve on {exposure.host}:{port}: {exc}; choose another port") from exc
     except BaseException:
         worker.stop()
         raise
@@ -161,9 +168,13 @@ class BackgroundWorker:
             self._worker.wake()
 
     def stop(self) -> None:
+        """Stop after the take being rendered, if any. The worker lets go of its models and its device only once
+        its thread has ended: a worker closed under a running take would leave it rendering on unloaded models."""
         self._stop.set()
         self.wake()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            if self._thread.is_alive():
+                log.info("waiting for the take being rendered, if any, to finish")
+            self._thread.join()
         if self._worker is not None:
             self._worker.close()

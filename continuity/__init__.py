@@ -17,7 +17,8 @@ Errors are :class:`StudioError` (``InvalidInput``, ``NotFound``, ``Conflict``) w
 raises has changed nothing.
 """
 
-from continuity.api import ExportResult, Project, RenderFailed, Scores, Studio, open, show
+from continuity.api import ExportResult, Project, RenderFailed, Scores, Studio, show
+from continuity.api import open as open  # continuity.open(); kept out of __all__ so a star import spares the built-in
 from projects.errors import Conflict, InvalidInput, NotFound, StudioError
 from projects.export import ExportOptions, TitleCard, Trim
 
@@ -34,6 +35,5 @@ __all__ = [
     "StudioError",
     "TitleCard",
     "Trim",
-    "open",
     "show",
 ]

@@ -571,18 +571,16 @@ class Studio:
         return fetch_weights(self.core, backend, source, revision=revision)
 
     def wait(self, items: Iterable[TakeInfo | render.JobInfo | int], *, progress: bool = True) -> list[TakeInfo]:
-        """Render (or watch another worker render) until each of these is finished: takes (as ``render(...,
-        wait=False)`` returns them), jobs, or job ids. Returns the takes."""
+        """Render (or watch another worker render) until each of these takes is finished: takes as
+        ``render(..., wait=False)`` returns them, take ids, or jobs. Returns the takes."""
         jobs = []
         for item in items:
-            if isinstance(item, TakeInfo):
-                jobs.append(render.job_of_take(self.core, item.id))
-            elif isinstance(item, render.JobInfo):
+            if isinstance(item, render.JobInfo):
                 jobs.append(render.get_job(self.core, item.id))
-            elif isinstance(item, int) and not isinstance(item, bool):
-                jobs.append(render.get_job(self.core, item))
+            elif isinstance(item, TakeInfo) or (isinstance(item, int) and not isinstance(item, bool)):
+                jobs.append(render.job_of_take(self.core, _take_id(item)))
             else:
-                raise InvalidInput(f"must be takes, jobs or job ids, got {item!r}", "items")
+                raise InvalidInput(f"must be takes, take ids or jobs, got {item!r}", "items")
         return self._finish(jobs, wait=True, progress=progress)
 
     def _finish(self, jobs: list[render.JobInfo], *, wait: bool, progress: bool) -> list[TakeInfo]:

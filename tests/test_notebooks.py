@@ -1,8 +1,9 @@
 """The notebooks, run top to bottom in a real Jupyter kernel (nbclient) as a user runs them.
 
 ``quickstart.ipynb`` runs as shipped. ``rented_gpu.ipynb`` runs with its settings cell followed by one that
-points it at this machine (no install, the tiny SANA-WM folder as the weights, no public link), the way papermill
-injects parameters; every other cell is the shipped one, so its render and its bundle are real.
+points it at this machine (this checkout as the clone, the tiny SANA-WM folder as the weights, no public link), the
+way papermill injects parameters; every other cell is the shipped one, so its install (with pip kept off the
+network), its render and its bundle are real.
 """
 
 from __future__ import annotations
@@ -134,8 +135,9 @@ def free_port() -> int:
 
 
 def test_rented_gpu_notebook_renders_a_bundle_and_packs_the_takes_to_merge_home(
-    tmp_path: Path, kernel_env: None, photos: dict[str, Path], sana_wm_folder: Path
+    tmp_path: Path, kernel_env: None, photos: dict[str, Path], sana_wm_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
     home = open_studio(tmp_path / "home")
     try:
         project.create_project(home, "Harbour", width=64, height=64, fps=8)
@@ -150,7 +152,7 @@ def test_rented_gpu_notebook_renders_a_bundle_and_packs_the_takes_to_merge_home(
         settings = "\n".join(
             [
                 f"REPO = {str(ROOT)!r}",
-                "INSTALL = False",
+                "INSTALL = True",  # the clone is this checkout; everything is installed, and pip may not reach out
                 f"BUNDLE = {str(packed.path)!r}",
                 "BACKEND = 'sana-wm'",
                 f"WEIGHTS = {str(sana_wm_folder)!r}",

@@ -460,7 +460,7 @@ def test_wait_refuses_what_it_cannot_wait_for(
     with pytest.raises(continuity.NotFound, match="no render job here"):
         other_api.wait([unpacked], progress=False)
     for wrong in ("1", True, None):
-        with pytest.raises(continuity.InvalidInput, match="takes, jobs or job ids"):
+        with pytest.raises(continuity.InvalidInput, match="takes, take ids or jobs"):
             api.wait([wrong], progress=False)
     assert api.wait([take], progress=False)[0].id == take.id  # finished already: returns at once
 
@@ -663,3 +663,40 @@ def test_serve_refuses_a_public_link_without_credentials_and_serves_on_loopback(
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(server.local_url, timeout=5)
     RenderWorker(api.core).close()  # its worker stopped too
+
+
+def test_serve_on_a_port_that_is_taken_says_so_and_starts_nothing(api: continuity.Studio) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(continuity.StudioError, match=f"cannot serve on 127.0.0.1:{port}"):
+            api.serve(port=port)
+    RenderWorker(api.core).close()  # the page's worker was stopped again: the device is free
+    server = api.serve(port=free_port())  # and the studio can still serve
+    api.stop_serving()
+    assert server.local_url.startswith("http://127.0.0.1:")
+
+
+def test_exports_in_the_same_second_are_all_kept(api: continuity.Studio, photos: dict[str, Path]) -> None:
+    film = new_film(api, shot=photos["coffee"])
+    (take,) = film.render(progress=False)
+    film.approve(take)
+    made = [film.export(progress=False, contact_sheet=True) for _ in range(3)]
+    films = {result.film.path for result in made}
+    sheets = {result.contact_sheet.path for result in made if result.contact_sheet}
+    assert len(films) == 3 and len(sheets) == 3
+    assert all(path.is_file() for path in films | sheets)
+
+
+def test_wait_takes_take_ids(
+    api: continuity.Studio, other_api: continuity.Studio, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    harbour = new_film(other_api, "Harbour", shot=photos["rocket"])
+    harbour.render(takes=2, seed=1, progress=False)
+    api.unpack(harbour.pack(tmp_path / "harbour.zip", takes="all").path)  # takes here without render jobs
+    film = new_film(api, shot=photos["coffee"])
+    queued = film.render(takes=2, seed=5, wait=False, progress=False)
+    assert [t.id for t in queued] != [job.id for job in film.jobs()]
+    done = api.wait([t.id for t in queued], progress=False)
+    assert [(t.id, t.status, t.seed) for t in done] == [(t.id, "done", t.seed) for t in queued]
