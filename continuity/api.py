@@ -17,6 +17,7 @@ from typing import Any
 
 from continuity.display import Table, show_video, video_path
 from continuity.waiting import progress_bar, wait_for_jobs
+from pipelines.loading import PipelineCache
 from projects import bundles, cast, export, maintenance, render, scoring, storyboard, takes
 from projects import project as projects_service
 from projects.backends import available_backends, fetch_weights, weights_folder
@@ -500,6 +501,8 @@ class Studio:
     def __init__(self, data_dir: str | Path | None = None) -> None:
         self.core = open_studio(data_dir)
         self._server: Any = None
+        # Models stay loaded from one render() to the next (a reload of a large model takes minutes).
+        self._cache = PipelineCache(capacity=1)
 
     @property
     def data_dir(self) -> Path:
@@ -516,6 +519,7 @@ class Studio:
 
     def close(self) -> None:
         self.stop_serving()
+        self._cache.unload()
         self.core.close()
 
     # Projects.
@@ -587,7 +591,7 @@ class Studio:
         ids = [job.id for job in jobs]
         if wait:
             wake = self._server.worker.wake if self._server is not None else None
-            done = wait_for_jobs(self.core, ids, progress=progress, wake=wake)
+            done = wait_for_jobs(self.core, ids, progress=progress, wake=wake, cache=self._cache)
         else:
             if self._server is not None:
                 self._server.worker.wake()

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pipelines.loading import PipelineCache
 from projects import render
 from projects.errors import Conflict
 from projects.render import JobInfo
@@ -51,10 +52,12 @@ def wait_for_jobs(
     device: str = "cpu",
     wake: Callable[[], None] | None = None,
     poll_seconds: float = POLL_SECONDS,
+    cache: PipelineCache | None = None,
 ) -> list[JobInfo]:
     """Render (or watch another worker render) until every job in ``job_ids`` is finished; return them, in order.
 
-    Other jobs queued before these may run first: the queue keeps its order.
+    Other jobs queued before these may run first: the queue keeps its order. Models loaded into ``cache`` stay
+    loaded afterwards, for the next wait.
     """
     ids = list(dict.fromkeys(job_ids))
     if not ids:
@@ -72,7 +75,7 @@ def wait_for_jobs(
     thread: threading.Thread | None = None
     bar: Any = None
     try:
-        thread = _start_worker(studio, device, ids, stop, failure)
+        thread = _start_worker(studio, device, ids, stop, failure, cache)
         tried = time.monotonic()
         if thread is None and wake is not None:
             wake()
@@ -93,7 +96,7 @@ def wait_for_jobs(
                 # Nobody renders here: the other worker stopped, or ours ran out of queue while another device's
                 # worker held a job. Render here if the device is free now.
                 tried = time.monotonic()
-                thread = _start_worker(studio, device, ids, stop, failure)
+                thread = _start_worker(studio, device, ids, stop, failure, cache)
             stop.wait(poll_seconds)
     except KeyboardInterrupt:
         cancelled = _cancel_unfinished(studio, ids)
@@ -113,11 +116,16 @@ def wait_for_jobs(
 
 
 def _start_worker(
-    studio: Studio, device: str, ids: list[int], stop: threading.Event, failure: list[BaseException]
+    studio: Studio,
+    device: str,
+    ids: list[int],
+    stop: threading.Event,
+    failure: list[BaseException],
+    cache: PipelineCache | None,
 ) -> threading.Thread | None:
     """A render worker in a thread, or None if another worker already serves ``device`` (it will render)."""
     try:
-        worker = RenderWorker(studio, device=device)
+        worker = RenderWorker(studio, device=device, cache=cache, keep_loaded=cache is not None)
     except WorkerBusy:
         log.info("a render worker already serves %s; waiting for it to render the takes", device)
         return None

@@ -533,6 +533,9 @@ class PipelineCache:
     def __contains__(self, key: tuple[str, LoadSpec]) -> bool:
         return key in self._items
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def unload(self, kind: str | None = None) -> int:
         """Drop every pipeline (or those of ``kind``) and give their memory back; returns how many."""
         with self._lock:

@@ -87,12 +87,20 @@ class RenderWorker:
     """Runs the queue on one device. Use as a context manager, or call :meth:`close`."""
 
     def __init__(
-        self, studio: Studio, *, device: str = "cpu", cache: PipelineCache | None = None, score: bool = True
+        self,
+        studio: Studio,
+        *,
+        device: str = "cpu",
+        cache: PipelineCache | None = None,
+        score: bool = True,
+        keep_loaded: bool = False,
     ) -> None:
         self.studio = studio
         self.device = device
         self.score = score  # consistency scores as each take finishes (see projects.scoring)
         self.cache = cache if cache is not None else PipelineCache(capacity=1)
+        # With a cache of the caller's, ``keep_loaded`` leaves its models loaded at close for the next worker.
+        self.keep_loaded = keep_loaded and cache is not None
         self.name = f"{socket.gethostname()}:{os.getpid()}:{device}"
         self._backends: dict[str, Backend] = {}
         self._lock_file = self._acquire_lock()
@@ -120,10 +128,11 @@ class RenderWorker:
         return handle
 
     def close(self) -> None:
-        for backend in self._backends.values():
-            backend.unload()
+        if not self.keep_loaded:
+            for backend in self._backends.values():
+                backend.unload()
+            self.cache.unload()
         self._backends.clear()
-        self.cache.unload()
         if self._lock_file is not None:
             with suppress(OSError):
                 fcntl.flock(self._lock_file, fcntl.LOCK_UN)

@@ -700,3 +700,17 @@ def test_wait_takes_take_ids(
     assert [t.id for t in queued] != [job.id for job in film.jobs()]
     done = api.wait([t.id for t in queued], progress=False)
     assert [(t.id, t.status, t.seed) for t in done] == [(t.id, "done", t.seed) for t in queued]
+
+
+def test_a_model_stays_loaded_from_one_render_to_the_next(
+    api: continuity.Studio, photos: dict[str, Path], sana_wm_folder: Path
+) -> None:
+    api.fetch_weights("sana-wm", sana_wm_folder)
+    film = api.create_project("Lighthouse", width=64, height=64, fps=FPS)
+    film.add_shot("The lighthouse at dusk", 1.0, keyframe=photos["coffee"], camera="dolly-in")
+    first = film.render(backend="sana-wm", steps=1, seed=1, progress=False)
+    second = film.render(backend="sana-wm", steps=1, seed=2, progress=False)
+    assert [t.status for t in first + second] == ["done", "done"]
+    assert api._cache.loads == 1 and len(api._cache) == 1
+    api.close()
+    assert len(api._cache) == 0  # closing the studio lets the model go
