@@ -559,12 +559,15 @@ def _unpack(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
             "references_added": merged.references_added,
             "shots_added": merged.shots_added,
             "shots_differing": merged.shots_differing,
+            "stayed_deleted": merged.stayed_deleted,
         }
         lines = [f"merged into {merged.project!r}: {merged.takes_added} new take(s)"]
         if merged.shots_added or merged.characters_added:
             lines.append(f"added shots {merged.shots_added} and {merged.characters_added} character(s)")
         if merged.shots_differing:
             lines.append(f"shots {merged.shots_differing} differ from the bundle's: kept as they are here")
+        if merged.stayed_deleted:
+            lines.append(f"left out {merged.stayed_deleted} shot(s), take(s) or picture(s) deleted here meanwhile")
         if merged.shots_unmatched:
             lines.append(f"left out the takes of the bundle's shots {merged.shots_unmatched} (not in this project)")
         return "\n".join(lines), payload

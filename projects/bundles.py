@@ -12,8 +12,9 @@ target data directory as it was.
 
 ``origin`` identifies the project a bundle came from (a hash of its creation time, which unpacking keeps),
 so :func:`merge_bundle` can tell a bundle of the same project from one of another project with the same name.
-Shots are recognised across copies the same way, by their creation time, so a merge finds a shot whose prompt
-or place changed on either side.
+Shots and characters are recognised across copies the same way, by their creation time, so a merge finds a shot
+whose prompt or place changed, or a renamed character. A project unpacked from a bundle is dated by the bundle's
+snapshot (``copied_at``): what was made before it and is missing on one side was deleted there since.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from projects import queries
+from projects.cast import MAX_REFERENCES
 from projects.errors import Conflict, InvalidInput, StudioError
 from projects.storyboard import shift_positions
 from projects.studio import Studio
@@ -105,6 +107,7 @@ class MergeResult:
     references_added: int = 0
     shots_added: list[int] = field(default_factory=list)  # their numbers here, after the merge
     shots_differing: list[int] = field(default_factory=list)  # edited on either side: kept as they are here
+    stayed_deleted: int = 0  # shots, takes, characters and references deleted here since the copy: left out
 
 
 # Writing.
@@ -251,6 +254,7 @@ def _project_document(project: Project, mode: str) -> tuple[dict[str, Any], set[
             "height": project.height,
             "fps": project.fps,
             "created_at": _when(project.created_at),
+            "copied_at": _when(project.copied_at),
         },
         "characters": characters,
         "shots": shots,
@@ -270,6 +274,7 @@ def pack_project(
         raise InvalidInput(f"{target} is a folder; name the bundle file, for example {target / 'project.zip'}")
     if not target.parent.is_dir():
         raise InvalidInput(f"the folder {target.parent} does not exist", "bundle")
+    snapshot = datetime.now(UTC)  # before the read: whatever the bundle lacks was made after this
     with studio.read() as session:
         row = queries.find_project(session, project)
         document, media, counts = _project_document(row, takes)
@@ -290,7 +295,7 @@ def pack_project(
         "project": name,
         "origin": origin,
         "takes": takes,
-        "created_at": _when(datetime.now(UTC)),
+        "created_at": _when(snapshot),
         "counts": {
             "characters": counts.characters,
             "references": counts.references,
@@ -626,6 +631,7 @@ def _restore(studio: Studio, session: Session, bundle: _Bundle, name: str) -> tu
         height=info.get("height", 384),
         fps=info.get("fps", 16),
         created_at=_stamp(info.get("created_at")) or datetime.now(UTC),
+        copied_at=_stamp(bundle.manifest.get("created_at")) or datetime.now(UTC),
     )
     session.add(project)
     session.flush()
@@ -720,8 +726,9 @@ def merge_bundle(
     a merged take keeps its approval only when the shot has none here. Shots added there are inserted after the
     shot they follow there, and characters added there (and reference images added to a character) come too,
     unless ``takes_only``: then those shots are left out and listed. A shot that differs between the two sides
-    (edited on either) keeps this side's version and is listed. A shot deleted here after the bundle's project was
-    copied comes back, listed among the added: a bundle cannot tell it from a shot added there.
+    (edited on either) keeps this side's version and is listed. What both sides held when the copy was unpacked
+    and this side deleted since (shots, takes, characters, references) stays deleted; between projects neither of
+    which is a copy (or a bundle from before copies were dated), nothing can be told deleted, and it comes back.
     """
     path = Path(bundle_path).expanduser()
     with _open_bundle(studio, path) as bundle:
@@ -780,9 +787,30 @@ def _match_shots(home: list[Shot], rows: list[dict[str, Any]]) -> list[Shot | No
     return found
 
 
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
 def _merge(studio: Studio, session: Session, bundle: _Bundle, project: Project, *, takes_only: bool) -> MergeResult:
     document = bundle.document
-    characters = {character.name_key: character for character in project.characters}
+    # When the sides parted: a copy is dated by the snapshot it was unpacked from. Whatever either side held then,
+    # and this side lacks now, this side deleted since. Every shot, character and reference goes into a bundle; a
+    # take may not have (``takes``), so a take is judged only against the bundle's side's own copy time: all it
+    # held from before then came from the original, which is here.
+    there = _aware(_stamp(document["project"].get("copied_at")))
+    parted = max((t for t in (there, _aware(project.copied_at)) if t is not None), default=None)
+
+    def deleted_here(row: dict[str, Any], before: datetime | None = parted) -> bool:
+        """In the bundle, not here, and made before the sides parted: this side deleted it since."""
+        made = _aware(_stamp(row.get("created_at")))
+        return before is not None and made is not None and made <= before
+
+    stayed_deleted = 0
+    # The bundle's characters by their name there, as characters here: the same character by creation time (so
+    # a rename on either side is no new character), else by name.
+    by_created = {_when(character.created_at): character for character in project.characters}
+    by_name = {character.name_key: character for character in project.characters}
+    characters: dict[str, Character] = {}
     shot_rows = _rows(document, "shots")
     matches = _match_shots(sorted(project.shots, key=lambda shot: shot.position), shot_rows)
 
@@ -790,24 +818,44 @@ def _merge(studio: Studio, session: Session, bundle: _Bundle, project: Project, 
     needed: set[str] = set()
     new_characters: list[dict[str, Any]] = []
     new_references: list[tuple[str, dict[str, Any]]] = []
-    if not takes_only:
-        for row in _rows(document, "characters"):
-            key = name_key(row["name"])
-            have = {ref.sha256 for ref in characters[key].references} if key in characters else set()
-            if key not in characters:
-                new_characters.append(row)
-            for ref in row.get("references", []):
-                if ref["sha256"] not in have:
-                    new_references.append((key, ref))
-                    needed.add(ref["sha256"])
-                    have.add(ref["sha256"])
+    for row in _rows(document, "characters"):
+        key = name_key(row["name"])
+        home = by_created.get(row.get("created_at")) or by_name.get(key)
+        if home is not None:
+            characters[key] = home
+        if takes_only:
+            continue
+        if home is None and deleted_here(row):
+            stayed_deleted += 1
+            continue
+        if home is None:
+            new_characters.append(row)
+        have = {ref.sha256 for ref in home.references} if home is not None else set()
+        for ref in row.get("references", []):
+            if ref["sha256"] in have:
+                continue
+            if deleted_here(ref):
+                stayed_deleted += 1
+                continue
+            new_references.append((key, ref))
+            needed.add(ref["sha256"])
+            have.add(ref["sha256"])
+        if len(have) > MAX_REFERENCES:
+            raise InvalidInput(
+                f"merging would give {row['name']} {len(have)} reference images; the limit is {MAX_REFERENCES}"
+            )
     unmatched: list[int] = []
     differing: list[Shot] = []
     plan: list[tuple[int, dict[str, Any]]] = []  # (index of the shot row, take row)
     already = 0
     existing_takes: dict[tuple[int, int], Take] = {}  # (bundle shot number, bundle take number) -> take here
+    left_out: set[int] = set()  # shot rows deleted here: neither they nor their takes come back
     for index, (row, home) in enumerate(zip(shot_rows, matches, strict=True)):
         if home is None:
+            if deleted_here(row):
+                stayed_deleted += 1
+                left_out.add(index)
+                continue
             if takes_only:
                 if row.get("takes"):
                     unmatched.append(row.get("position"))
@@ -824,6 +872,8 @@ def _merge(studio: Studio, session: Session, bundle: _Bundle, project: Project, 
             if key in here:
                 already += 1
                 existing_takes[(row.get("position"), take_row["take_number"])] = here[key]
+            elif deleted_here(take_row, there):
+                stayed_deleted += 1
             else:
                 plan.append((index, take_row))
                 needed.update(_take_media(take_row))
@@ -838,7 +888,7 @@ def _merge(studio: Studio, session: Session, bundle: _Bundle, project: Project, 
             created_at=_stamp(row.get("created_at")) or datetime.now(UTC),
         )
         session.add(character)
-        characters[character.name_key] = character
+        characters[name_key(row["name"])] = character
     session.flush()
     for key, ref in new_references:
         character = characters[key]
@@ -859,7 +909,7 @@ def _merge(studio: Studio, session: Session, bundle: _Bundle, project: Project, 
     added: list[Shot] = []
     previous: Shot | None = None
     for index, row in enumerate(shot_rows):
-        if shots[index] is None and not takes_only:
+        if shots[index] is None and not takes_only and index not in left_out:
             position = previous.position + 1 if previous is not None else 1
             count = queries.shot_count(session, project.id)
             shift_positions(session, project.id, position, count, +1)
@@ -897,6 +947,7 @@ def _merge(studio: Studio, session: Session, bundle: _Bundle, project: Project, 
         references_added=len(new_references),
         shots_added=sorted(shot.position for shot in added),
         shots_differing=sorted(shot.position for shot in differing),
+        stayed_deleted=stayed_deleted,
     )
 
 

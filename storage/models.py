@@ -129,6 +129,9 @@ class Project(Base):
     fps: Mapped[int] = mapped_column(default=16)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # When this project was unpacked from a bundle (None for the original): what both copies held then, and one
+    # lacks now, was deleted on that side since, and a merge leaves it deleted.
+    copied_at: Mapped[datetime | None] = mapped_column(default=None)
 
     characters: Mapped[list[Character]] = relationship(
         back_populates="project", cascade="all, delete-orphan", passive_deletes=True, order_by="Character.id"

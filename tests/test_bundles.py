@@ -199,6 +199,49 @@ def test_merge_takes_only_leaves_new_shots_and_characters_out(film: Studio, edit
     assert after["reference_images"] == before["reference_images"]
 
 
+def test_what_was_deleted_here_since_the_copy_stays_deleted(
+    film: Studio, other: Studio, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    mara = cast.list_characters(film, "Film")[0]
+    extra = cast.add_reference(film, mara.id, photos["rocket"])
+    bundles.unpack_bundle(other, bundles.pack_project(film, "Film", tmp_path / "out.zip", takes="all").path)
+    # Here, after the copy: a shot, a take of another shot and a reference image deleted; the character renamed.
+    _, second = storyboard.list_shots(film, "Film").items
+    storyboard.delete_shot(film, second.id)
+    unwanted = takes.list_takes(film, "Film", shot_number=1).items[1]
+    takes.delete_take(film, unwanted.id)
+    cast.remove_reference(film, extra.id)
+    cast.update_character(film, mara.id, name="Mara Keel")
+    # There: one more take of the first shot.
+    render.queue_renders(other, "Film", shots=[1], seed=77)
+    assert render_all(other) == 1
+    before = counts(film)
+
+    merged = bundles.merge_bundle(film, bundles.pack_project(other, "Film", tmp_path / "back.zip", takes="all").path)
+    assert merged.stayed_deleted == 3  # the shot (with its takes), the take, the reference image
+    assert (merged.takes_added, merged.characters_added, merged.references_added) == (1, 0, 0)
+    assert merged.shots_added == [] and merged.shots_unmatched == []
+    after = counts(film)
+    assert after["shots"] == before["shots"] == 1 and after["takes"] == before["takes"] + 1
+    assert (after["characters"], after["reference_images"]) == (before["characters"], before["reference_images"])
+    assert [c.name for c in cast.list_characters(film, "Film")] == ["Mara Keel"]  # matched, not doubled
+    seeds = [t.seed for t in takes.list_takes(film, "Film", shot_number=1).items]
+    assert unwanted.seed not in seeds and 77 in seeds
+    assert verified(film) == []
+
+
+def test_a_copy_merging_the_original_gets_the_takes_it_was_never_given(
+    film: Studio, other: Studio, tmp_path: Path
+) -> None:
+    """A copy made with approved takes only lacks the others because they never came, not because it deleted them."""
+    bundles.unpack_bundle(other, bundles.pack_project(film, "Film", tmp_path / "out.zip", takes="approved").path)
+    assert counts(other)["takes"] == 1
+    everything = bundles.pack_project(film, "Film", tmp_path / "all.zip", takes="all")
+    merged = bundles.merge_bundle(other, everything.path)
+    assert (merged.takes_added, merged.takes_already_there, merged.stayed_deleted) == (3, 1, 0)
+    assert counts(other)["takes"] == counts(film)["takes"] == 4
+
+
 def test_merge_refuses_another_project(film: Studio, other: Studio, tmp_path: Path) -> None:
     project.create_project(other, "Film")
     storyboard.add_shot(other, "Film", prompt="something else", duration=1.0)
@@ -433,6 +476,7 @@ def test_merge_command_reports_what_came_back(
         "references_added": 2,
         "shots_added": [2],
         "shots_differing": [3],
+        "stayed_deleted": 0,
     }
     assert main(["unpack", str(edited_there), "--merge", "--data-dir", str(film.data_dir)]) == 0
     assert capsys.readouterr().out.splitlines() == [

@@ -521,8 +521,9 @@ def test_tables_users_refer_to_by_id_never_reuse_ids(engine: Engine) -> None:
 def test_an_upgraded_database_does_not_hand_out_a_deleted_rows_id(engine: Engine, data_dir: Path) -> None:
     upgrade(engine, "0001")
     fill_revision_0001(engine)
+    columns_0001 = table_columns(data_dir / DATABASE_FILE, ["projects"])
     upgrade(engine)
-    assert table_rows(data_dir / DATABASE_FILE, ["projects"]) == {"projects": ROWS_0001["projects"]}
+    assert table_rows(data_dir / DATABASE_FILE, ["projects"], columns_0001) == {"projects": ROWS_0001["projects"]}
     with engine.begin() as connection:  # the rebuild seeded SQLite's counter from the highest id it copied
         connection.exec_driver_sql("DELETE FROM projects WHERE id = (SELECT max(id) FROM projects)")
         highest_project = connection.exec_driver_sql("SELECT seq FROM sqlite_sequence WHERE name = 'projects'")
