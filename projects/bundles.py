@@ -489,8 +489,13 @@ def _since_0004(document: dict[str, Any]) -> None:
             take.setdefault("scores", [])
 
 
+def _since_0006(document: dict[str, Any]) -> None:
+    """Revision 0006 dated copies; a bundle from before says nothing of one."""
+    document["project"].setdefault("copied_at", None)
+
+
 # Each step brings the rows of a bundle written before that revision to what it added, in migration order.
-_UPGRADES = (("0003", _since_0003), ("0004", _since_0004))
+_UPGRADES = (("0003", _since_0003), ("0004", _since_0004), ("0006", _since_0006))
 
 
 def upgrade_document(document: dict[str, Any], revision: str) -> list[str]:

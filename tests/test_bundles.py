@@ -417,9 +417,9 @@ def test_bundle_from_an_older_schema_revision_is_upgraded(other: Studio, good: P
     assert take.approved and take.status == "done"
     assert verified(other) == []
 
-    assert bundles.upgrade_document({"shots": []}, "0001") == ["0003", "0004"]
-    assert bundles.upgrade_document({"shots": []}, "0003") == ["0004"]
-    assert bundles.upgrade_document({"shots": []}, head_revision()) == []
+    assert bundles.upgrade_document({"project": {}, "shots": []}, "0001") == ["0003", "0004", "0006"]
+    assert bundles.upgrade_document({"project": {}, "shots": []}, "0004") == ["0006"]
+    assert bundles.upgrade_document({"project": {}, "shots": []}, head_revision()) == []
 
 
 @pytest.mark.parametrize("revision", [None, "", ["0004"], 4])
