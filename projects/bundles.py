@@ -643,13 +643,7 @@ def _restore(studio: Studio, session: Session, bundle: _Bundle, name: str) -> tu
     characters: dict[str, Character] = {}
     references = 0
     for row in doc.get("characters", []):
-        character = Character(
-            project_id=project.id,
-            name=row["name"],
-            name_key=name_key(row["name"]),
-            description=row.get("description", ""),
-            created_at=_stamp(row.get("created_at")) or datetime.now(UTC),
-        )
+        character = _new_character(project, row)
         for ref in row.get("references", []):
             character.references.append(
                 ReferenceImage(
@@ -885,13 +879,7 @@ def _merge(studio: Studio, session: Session, bundle: _Bundle, project: Project, 
     _store_media(studio, session, bundle, needed)
 
     for row in new_characters:
-        character = Character(
-            project_id=project.id,
-            name=row["name"],
-            name_key=name_key(row["name"]),
-            description=row.get("description", ""),
-            created_at=_stamp(row.get("created_at")) or datetime.now(UTC),
-        )
+        character = _new_character(project, row)
         session.add(character)
         characters[name_key(row["name"])] = character
     session.flush()
@@ -953,6 +941,16 @@ def _merge(studio: Studio, session: Session, bundle: _Bundle, project: Project, 
         shots_added=sorted(shot.position for shot in added),
         shots_differing=sorted(shot.position for shot in differing),
         stayed_deleted=stayed_deleted,
+    )
+
+
+def _new_character(project: Project, row: dict[str, Any]) -> Character:
+    return Character(
+        project_id=project.id,
+        name=row["name"],
+        name_key=name_key(row["name"]),
+        description=row.get("description", ""),
+        created_at=_stamp(row.get("created_at")) or datetime.now(UTC),
     )
 
 
