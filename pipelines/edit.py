@@ -43,6 +43,7 @@ from pipelines.video import (
     _start,
     _stop,
     _tail,
+    ffmpeg_quiet,
     find_tools,
     h264_output_arguments,
     raw_input_arguments,
@@ -275,12 +276,8 @@ def concat_list(paths: Sequence[Path | str]) -> str:
 
 def concat_copy_command(ffmpeg: str, list_path: Path | str, out_path: Path | str) -> list[str]:
     """ffmpeg arguments that join the files a concat script names into one MP4 by stream copy (no re-encoding)."""
-    return [
+    return ffmpeg_quiet(
         ffmpeg,
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
         "-y",
         "-f",
         "concat",
@@ -301,7 +298,7 @@ def concat_copy_command(ffmpeg: str, list_path: Path | str, out_path: Path | str
         "-f",
         "mp4",
         str(out_path),
-    ]
+    )
 
 
 @dataclass(frozen=True)
@@ -346,7 +343,7 @@ def decode_batch_command(ffmpeg: str, clips: Sequence[ClipSource], width: int, h
     """
     if not clips:
         raise ValueError("a decoding batch needs at least one clip")
-    arguments = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error"]
+    arguments = ffmpeg_quiet(ffmpeg)
     chains = []
     for index, clip in enumerate(clips):
         if clip.frames < 1:

@@ -83,14 +83,15 @@ def find_tools() -> FFmpegTools:
     return FFmpegTools(bundled, None)
 
 
+def ffmpeg_quiet(ffmpeg: str, *arguments: str) -> list[str]:
+    """An ffmpeg command that reads nothing from the terminal and prints only errors."""
+    return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", *arguments]
+
+
 def raw_input_arguments(ffmpeg: str, pix_fmt: str, width: int, height: int, fps: int) -> list[str]:
     """The start of an ffmpeg command that reads raw ``pix_fmt`` frames of ``width`` x ``height`` on stdin."""
-    return [
+    return ffmpeg_quiet(
         ffmpeg,
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
         "-y",
         "-f",
         "rawvideo",
@@ -100,7 +101,7 @@ def raw_input_arguments(ffmpeg: str, pix_fmt: str, width: int, height: int, fps:
         f"{width}x{height}",
         "-framerate",
         str(fps),
-    ]
+    )
 
 
 def encode_command(ffmpeg: str, width: int, height: int, fps: int, path: Path | str, *, crf: int = 18) -> list[str]:
@@ -167,12 +168,8 @@ def decode_command(ffmpeg: str, path: Path | str, *, from_end: float | None = No
     have the size :func:`probe` reports.
     """
     seek = ["-sseof", f"-{from_end:g}"] if from_end is not None else []
-    return [
+    return ffmpeg_quiet(
         ffmpeg,
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
         "-noautorotate",
         *seek,
         "-i",
@@ -188,7 +185,7 @@ def decode_command(ffmpeg: str, path: Path | str, *, from_end: float | None = No
         "-pix_fmt",
         "rgb24",
         "pipe:1",
-    ]
+    )
 
 
 def probe_command(ffprobe: str, path: Path | str, *, count_frames: bool = False) -> list[str]:
