@@ -26,7 +26,8 @@ from projects.errors import InvalidInput, StudioError
 from projects.maintenance import verify_media
 from projects.storyboard_file import import_storyboard
 from projects.studio import DATA_ENV, Studio, open_studio
-from projects.worker import RenderWorker, WorkerBusy
+from projects.waiting import wait_for_jobs
+from projects.worker import RenderWorker
 
 log = logging.getLogger(__name__)
 
@@ -440,23 +441,10 @@ def _rerender(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
 
 
 def _wait_for(studio: Studio, jobs: list[render.JobInfo]) -> tuple[str, Any, int]:
-    """Render in this process until the given jobs are finished; other queued jobs may run first."""
+    """Render in this process until the given jobs are finished (or watch the worker that serves the device);
+    other queued jobs may run first. Ctrl-C cancels those not finished."""
     ids = [job.id for job in jobs]
-
-    def finished() -> bool:
-        states = {job.id: job.state for job in render.list_jobs(studio, jobs[0].project_id)}
-        return all(states.get(job_id) in ("done", "failed", "cancelled") for job_id in ids)
-
-    try:
-        with RenderWorker(studio) as worker:
-            worker.run(once=True, until=finished)
-    except WorkerBusy:
-        # Another worker serves this device: let it render, and wait for the jobs to finish.
-        log.warning("a render worker is already running; waiting for it to render these takes")
-        waiting = threading.Event()
-        while not finished():
-            waiting.wait(1.0)
-    done = [render.get_job(studio, job_id) for job_id in ids]
+    done = wait_for_jobs(studio, ids)
     takes_made = render.takes_of_jobs(studio, ids)
     failed = [job for job in done if job.state != "done"]
     lines = [

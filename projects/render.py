@@ -347,6 +347,12 @@ def get_job(studio: Studio, job_id: int) -> JobInfo:
         return job_info(session, _job(session, job_id))
 
 
+def get_jobs(studio: Studio, job_ids: Sequence[int]) -> dict[int, JobInfo]:
+    """Several jobs by id, in one read (a job that does not exist is missing from the result)."""
+    with studio.read() as session:
+        return {job.id: job_info(session, job) for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))}
+
+
 def job_of_take(studio: Studio, take_id: int) -> JobInfo:
     """The render job of a take; a take rendered in another data directory (unpacked from a bundle) has none."""
     with studio.read() as session:
