@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,10 +212,12 @@ class Project:
 
     def shot(self, number: int) -> ShotInfo:
         """The shot at 1-based ``number`` in the storyboard."""
-        for shot in self.shots():
-            if shot.number == number:
-                return shot
-        raise NotFound(f"project {self.name!r} has no shot {number!r}")
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            raise InvalidInput(f"must be a shot number (1 is the first shot), got {number!r}", "shot")
+        page = storyboard.list_shots(self._core, self._id, offset=number - 1, limit=1)
+        if not page.items:
+            raise NotFound(f"project {self.name!r} has no shot {number}; it has {page.total}")
+        return page.items[0]
 
     def update_shot(self, number: int, **fields: Any) -> ShotInfo:
         return storyboard.update_shot(self._core, self.shot(number).id, **fields)
@@ -385,74 +387,53 @@ class Project:
         ``options`` (an :class:`~projects.export.ExportOptions`) replaces the keyword options when given.
         Every output path is checked before anything is encoded.
         """
-        settings = {
-            "timeline": timeline,
-            "contact_sheet": contact_sheet,
-            "crossfade": crossfade,
-            "titles": titles,
-            "audio": audio,
-            "allow_missing": allow_missing,
-            "self_contained": self_contained,
-            "options": options,
-            "progress": progress,
-        }
-        # Outputs asked for with True go beside the film: in exports/<project>/ unless ``out`` says where.
+        with self._output_stem(out) as stem:
+            film_path = export.check_output_path(out or f"{stem}.mp4", export.FILM_SUFFIXES, "out")
+            if timeline is True:
+                timeline = f"{stem}.otio"
+            if timeline not in (None, False):
+                timeline = export.check_output_path(timeline, tuple(export.TIMELINE_ADAPTERS), "timeline")
+            elif self_contained:
+                raise InvalidInput("copies the media next to a timeline: give a timeline path too", "self_contained")
+            if contact_sheet is True:
+                contact_sheet = f"{stem}-storyboard.png"
+            if contact_sheet not in (None, False):
+                contact_sheet = export.check_output_path(contact_sheet, export.CONTACT_SHEET_SUFFIXES, "contact_sheet")
+            if options is None:
+                options = export.ExportOptions(
+                    crossfade=crossfade,
+                    titles=titles,
+                    audio=Path(audio) if audio is not None else None,
+                    allow_missing=allow_missing,
+                )
+            with _StageBar(progress) as bar:
+                edit = export.plan_edit(self._core, self._id, options, progress=bar.report)
+                film = export.write_film(edit, film_path, bar.report)
+            made_timeline = None
+            if timeline not in (None, False):
+                made_timeline = export.write_timeline(edit, timeline, self_contained=self_contained)
+            sheet = None
+            if contact_sheet not in (None, False):
+                sheet = export.export_contact_sheet(self._core, self._id, contact_sheet)
+            return ExportResult(film, made_timeline, sheet)
+
+    @contextlib.contextmanager
+    def _output_stem(self, out: str | Path | None) -> Iterator[Path]:
+        """Where outputs asked for with True go: beside ``out``, else in ``exports/<project>/``, a folder made
+        for the request and removed again if the request fails before writing anything there."""
         if out is not None:
-            return self._export(Path(out).with_suffix(""), out, **settings)
+            yield Path(out).with_suffix("")
+            return
         stem = export.export_stem(self._core, self.name, create=False)
         created = not stem.parent.exists()
         stem.parent.mkdir(parents=True, exist_ok=True)
         try:
-            return self._export(stem, None, **settings)
+            yield stem
         except BaseException:
             if created:
                 with contextlib.suppress(OSError):
                     stem.parent.rmdir()  # only if the failed request left it empty
             raise
-
-    def _export(
-        self,
-        stem: Path,
-        out: str | Path | None,
-        *,
-        timeline: str | Path | bool | None,
-        contact_sheet: str | Path | bool | None,
-        crossfade: float,
-        titles: bool,
-        audio: str | Path | None,
-        allow_missing: str | None,
-        self_contained: bool,
-        options: export.ExportOptions | None,
-        progress: bool,
-    ) -> ExportResult:
-        film_path = export.check_output_path(out if out is not None else f"{stem}.mp4", export.FILM_SUFFIXES, "out")
-        if timeline is True:
-            timeline = f"{stem}.otio"
-        if timeline not in (None, False):
-            timeline = export.check_output_path(timeline, tuple(export.TIMELINE_ADAPTERS), "timeline")
-        elif self_contained:
-            raise InvalidInput("copies the media next to a timeline: give a timeline path too", "self_contained")
-        if contact_sheet is True:
-            contact_sheet = f"{stem}-storyboard.png"
-        if contact_sheet not in (None, False):
-            contact_sheet = export.check_output_path(contact_sheet, export.CONTACT_SHEET_SUFFIXES, "contact_sheet")
-        if options is None:
-            options = export.ExportOptions(
-                crossfade=crossfade,
-                titles=titles,
-                audio=Path(audio) if audio is not None else None,
-                allow_missing=allow_missing,
-            )
-        with _StageBar(progress) as bar:
-            edit = export.plan_edit(self._core, self._id, options, progress=bar.report)
-            film = export.write_film(edit, film_path, bar.report)
-        made_timeline = None
-        if timeline not in (None, False):
-            made_timeline = export.write_timeline(edit, timeline, self_contained=self_contained)
-        sheet = None
-        if contact_sheet not in (None, False):
-            sheet = export.export_contact_sheet(self._core, self._id, contact_sheet)
-        return ExportResult(film, made_timeline, sheet)
 
     def pack(self, bundle: str | Path, *, takes: str = "approved") -> bundles.PackResult:
         """Write the project (rows and media; ``takes`` is ``approved``, ``all`` or ``none``) to a zip bundle."""
