@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import probes
 import pytest
 from PIL import Image
 
@@ -75,23 +76,10 @@ def make_film(
 
 def ffprobe(path: Path) -> dict[str, Any]:
     """ffprobe's own account of the file: container duration and every stream, frames counted by decoding."""
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_type,codec_name,pix_fmt,width,height,avg_frame_rate,nb_read_frames,duration:format=duration",
-            "-of",
-            "json",
-            str(path),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    data = json.loads(out)
+    entries = (
+        "stream=codec_type,codec_name,pix_fmt,width,height,avg_frame_rate,nb_read_frames,duration:format=duration"
+    )
+    data = probes.ffprobe(path, entries, count_frames=True)
     video = [s for s in data["streams"] if s["codec_type"] == "video"]
     audio = [s for s in data["streams"] if s["codec_type"] == "audio"]
     return {"duration": float(data["format"]["duration"]), "video": video, "audio": audio}

@@ -8,15 +8,14 @@ network), its render and its bundle are real.
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
 from pathlib import Path
 
 import nbformat
 import opentimelineio as otio
+import probes
 import pytest
 from nbclient import NotebookClient
+from probes import free_port
 
 from projects import bundles, cast, project, render, storyboard, takes
 from projects.studio import open_studio
@@ -54,13 +53,7 @@ def text_of(notebook: nbformat.NotebookNode) -> str:
 
 
 def ffprobe_seconds(path: Path) -> float:
-    result = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=codec_type", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    seen = json.loads(result.stdout)
+    seen = probes.ffprobe(path, "format=duration:stream=codec_type")
     assert [stream["codec_type"] for stream in seen["streams"]] == ["video"]
     return float(seen["format"]["duration"])
 
@@ -126,12 +119,6 @@ def test_quickstart_runs_the_whole_workflow(tmp_path: Path, kernel_env: None, mo
             elsewhere.close()
     finally:
         studio.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_rented_gpu_notebook_renders_a_bundle_and_packs_the_takes_to_merge_home(

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 import urllib.error
@@ -23,8 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import probes
 import pytest
 import tqdm.auto  # noqa: F401 -- imported up front, as the first progress bar would, so timings below hold
+from probes import free_port
 
 import continuity
 import projects.render as render_module
@@ -72,13 +73,7 @@ def new_film(api: continuity.Studio, name: str = "Lighthouse", *, shot: Path | N
 
 def ffprobe(path: Path) -> dict[str, Any]:
     """Stream types and duration as ffprobe reads them, independent of the studio's own video code."""
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type:format=duration", "-of", "json", str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    parsed = json.loads(out)
+    parsed = probes.ffprobe(path, "stream=codec_type:format=duration")
     return {
         "streams": [stream["codec_type"] for stream in parsed["streams"]],
         "duration": float(parsed["format"]["duration"]),
@@ -87,12 +82,6 @@ def ffprobe(path: Path) -> dict[str, Any]:
 
 def job_states(film: continuity.Project) -> list[str]:
     return sorted(job.state for job in film.jobs())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

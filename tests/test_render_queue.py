@@ -10,12 +10,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import subprocess
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import probes
 import pytest
 from PIL import Image
 from sqlalchemy import func, select
@@ -81,25 +81,8 @@ def assert_store_clean(studio: Studio) -> None:
 
 def ffprobe(path: Path) -> dict[str, Any]:
     """What ffprobe itself says (decoding every frame to count them), independent of pipelines.video."""
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames,avg_frame_rate",
-            "-of",
-            "json",
-            str(path),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    stream = json.loads(out)["streams"][0]
+    entries = "stream=codec_name,width,height,nb_read_frames,avg_frame_rate"
+    stream = probes.ffprobe(path, entries, count_frames=True, first_video=True)["streams"][0]
     return {
         "codec": stream["codec_name"],
         "width": int(stream["width"]),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from probes import free_port
 
 from pipelines.video import probe
 from projects import takes
@@ -20,12 +21,6 @@ from projects.studio import open_studio
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 90
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_app(data_dir: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:

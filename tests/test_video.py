@@ -7,11 +7,11 @@ case.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 import numpy as np
+import probes
 import pytest
 from PIL import Image
 
@@ -63,24 +63,8 @@ def clip(photo: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> tuple[n
 
 def ffprobe_json(path: Path) -> dict:
     """The real ffprobe's view, counting frames by decoding them."""
-    done = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name,pix_fmt,width,height,nb_read_frames,avg_frame_rate,duration,color_space",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        check=True,
-    )
-    return json.loads(done.stdout)["streams"][0]
+    entries = "stream=codec_name,pix_fmt,width,height,nb_read_frames,avg_frame_rate,duration,color_space"
+    return probes.ffprobe(path, entries, count_frames=True, first_video=True)["streams"][0]
 
 
 def test_encode_command_is_bit_exact_h264_from_raw_rgb_on_stdin() -> None:
