@@ -508,11 +508,7 @@ def _score(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
         f"overall {shown(r.overall)}" + ("  approved" if r.approved else "")
         for r in results
     ]
-    suggestions = {}
-    for shot_number in sorted({r.shot_number for r in results}):
-        ranked = [r for r in results if r.shot_number == shot_number and r.overall is not None]
-        if ranked:
-            suggestions[str(shot_number)] = max(ranked, key=lambda r: r.overall).take_id
+    suggestions = {str(shot): best.take_id for shot, best in sorted(scoring.best_per_shot(results).items())}
     embedder = results[0].embedder if results else scoring.embedder_for(args.embedder).id
     lines.append(f"scored with {embedder}; suggested takes: {suggestions or 'none'}")
     payload = {"embedder": embedder, "takes": [r.to_json() for r in results], "suggested": suggestions}

@@ -77,12 +77,7 @@ class Scores(Sequence[scoring.TakeScores]):
     @property
     def best(self) -> dict[int, int]:
         """Shot number to the id of its best-scoring take (by the mean of the scores, as the studio suggests)."""
-        chosen: dict[int, scoring.TakeScores] = {}
-        for item in self.items:
-            current = chosen.get(item.shot_number)
-            if item.overall is not None and (current is None or item.overall > (current.overall or -1.0)):
-                chosen[item.shot_number] = item
-        return {shot: item.take_id for shot, item in chosen.items()}
+        return {shot: item.take_id for shot, item in scoring.best_per_shot(self.items).items()}
 
     def table(self) -> Table:
         best = set(self.best.values())
@@ -336,10 +331,7 @@ class Project:
         render again. With ``keep_approved`` a shot's approval is kept, unless it no longer continues from the
         take before it.
         """
-        scored: dict[int, list[scoring.TakeScores]] = {}
-        for item in self.score(embedder=embedder):
-            if item.overall is not None:
-                scored.setdefault(item.shot_number, []).append(item)
+        scores = self.score(embedder=embedder)
         finished = self.takes(status="done")
         source_of = {take.id: take.source_take_id for take in finished}
         newest: dict[int, int] = {}
@@ -348,16 +340,18 @@ class Project:
         made: list[TakeInfo] = []
         current: dict[int, int | None] = {}  # shot number -> the take the next shot would start from
         for shot in self.shots():
-            candidates = scored.get(shot.number, [])
-            if shot.continue_from_previous and shot.number > 1:
-                source = current.get(shot.number - 1)
-                candidates = [c for c in candidates if source_of.get(c.take_id) == source]
             chained = shot.continue_from_previous and shot.number > 1
-            still_follows = not chained or source_of.get(shot.approved_take_id) == current.get(shot.number - 1)
-            if keep_approved and shot.approved_take_id is not None and still_follows:
-                current[shot.number] = shot.approved_take_id
-            elif candidates:
-                best = max(candidates, key=lambda c: c.overall or 0.0)
+            source = current.get(shot.number - 1)
+            starts = [
+                c
+                for c in scores
+                if c.shot_number == shot.number and (not chained or source_of.get(c.take_id) == source)
+            ]
+            best = scoring.best_per_shot(starts).get(shot.number)
+            approved = shot.approved_take_id
+            if keep_approved and approved is not None and (not chained or source_of.get(approved) == source):
+                current[shot.number] = approved
+            elif best is not None:
                 made.append(self.approve(best.take_id))
                 current[shot.number] = best.take_id
             else:

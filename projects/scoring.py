@@ -274,6 +274,16 @@ def rank_takes(
     return sorted(scores, key=key, reverse=True)
 
 
+def best_per_shot(scores: Sequence[TakeScores]) -> dict[int, TakeScores]:
+    """Shot number to its best-scored take (by the mean of its scores) among ``scores``; unscored takes never win."""
+    best: dict[int, TakeScores] = {}
+    for item in scores:
+        current = best.get(item.shot_number)
+        if item.overall is not None and (current is None or item.overall > (current.overall or 0.0)):
+            best[item.shot_number] = item
+    return best
+
+
 def suggest_take(studio: Studio, project: str | int, shot_number: int, *, embedder: str | None = None) -> int | None:
     """The take to approve: the best overall score among the shot's finished takes (None when it has none)."""
     ranked = rank_takes(studio, project, shot_number, embedder=embedder)

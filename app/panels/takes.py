@@ -60,8 +60,8 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         choices = [(f"take {t.take_number}", t.id) for t in done]
         left = next((t for t in done if t.approved), done[-1] if done else None)
         right = done[-2] if len(done) > 1 else None
-        best = max(scored.values(), key=lambda s: s.overall or 0, default=None)
-        hint = f"Best scored: take {best.take_number} ({best.overall:.3f} overall)." if best and best.overall else ""
+        best = scoring.best_per_shot(list(scored.values())).get(shot.number)
+        hint = f"Best scored: take {best.take_number} ({best.overall:.3f} overall)." if best else ""
         heading = f"Shot {shot.number}: {shot.title or shot.prompt[:60]}" + (" (stale)" if shot.stale else "")
         return (
             heading,
