@@ -4,6 +4,7 @@ migrations, and ``import continuity`` works from anywhere once it is installed."
 from __future__ import annotations
 
 import shutil
+import site
 import subprocess
 import sys
 import zipfile
@@ -41,10 +42,14 @@ def test_wheel_carries_the_code_and_migrations_and_installs(tmp_path: Path) -> N
     requires = [line for line in zipfile.ZipFile(wheel).read(metadata).decode().splitlines() if line.startswith("Req")]
     assert "Requires-Dist: torch==2.13.0" in requires and any("gradio" in line for line in requires)
 
-    # Installed into a fresh environment (the dependencies come from this one), used from another folder.
+    # Installed into a fresh environment whose dependencies are this one's, used from another folder. This
+    # interpreter may itself run in a venv, whose packages ``venv --system-site-packages`` would not see (it
+    # sees the base interpreter's): a .pth file names this environment's package folders instead.
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
+    (venv_site,) = (venv / "lib").glob("python*/site-packages")
+    (venv_site / "dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
         check=True,
