@@ -1,13 +1,8 @@
-"""Starting the studio in the browser, safely.
-
-The studio listens on 127.0.0.1 unless told otherwise. Listening on any other address, or making a public
-``--share`` link, exposes every project and the machine's GPU to whoever reaches it, so it needs
-credentials (``--auth USER:PASS`` or ``$CONTINUITY_AUTH``) or the studio refuses to start.
-"""
+"""Starting the studio in the browser, with its render worker, as far as a checked :class:`Exposure` allows
+(:mod:`app.exposure` says who the studio agrees to serve)."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import threading
@@ -15,64 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.exposure import Exposure
 from projects.errors import StudioError
 from projects.studio import Studio, open_studio
 from projects.worker import RenderWorker, WorkerBusy
 
 log = logging.getLogger(__name__)
 
-AUTH_ENV = "CONTINUITY_AUTH"
 MAX_UPLOAD = "64mb"
-LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
-@dataclass(frozen=True)
-class Exposure:
-    host: str
-    share: bool
-    auth: tuple[str, str] | None
-
-    @property
-    def local_only(self) -> bool:
-        return not self.share and is_loopback(self.host)
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOCAL_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def parse_auth(value: str | None) -> tuple[str, str] | None:
-    if value is None or value == "":
-        return None
-    user, sep, password = value.partition(":")
-    if not sep or not user or not password:
-        raise StudioError("--auth must be USER:PASS with a non-empty user name and password")
-    if len(password) < 8:
-        raise StudioError("the --auth password must be at least 8 characters long")
-    return user, password
-
-
-def check_exposure(host: str, *, auth: str | None, share: bool) -> Exposure:
-    """Refuse to listen beyond this machine without credentials; say why and what to do."""
-    credentials = parse_auth(auth if auth is not None else os.environ.get(AUTH_ENV))
-    exposure = Exposure(host=host, share=share, auth=credentials)
-    if not exposure.local_only and credentials is None:
-        where = "a public --share link" if share else f"address {host}"
-        raise StudioError(
-            f"refusing to serve on {where} without credentials: anyone who reaches it could read and delete "
-            f"your projects. Add --auth USER:PASS (or set {AUTH_ENV}=USER:PASS), or listen on 127.0.0.1."
-        )
-    return exposure
-
-
-def serve(data_dir: str | Path | None, *, host: str, port: int, auth: str | None, share: bool) -> int:
-    """Serve until interrupted (the ``serve`` command)."""
-    exposure = check_exposure(host, auth=auth, share=share)
+def serve(data_dir: str | Path | None, exposure: Exposure, *, port: int) -> int:
+    """Serve until interrupted (the ``serve`` command), as far as ``exposure`` (checked) allows."""
     studio = open_studio(data_dir)
     try:
         running = start_server(studio, exposure, port=port, block=True)

@@ -604,7 +604,8 @@ class Studio:
         ``auth="user:password"`` (or ``$CONTINUITY_AUTH``). Returns the running server (``local_url``,
         ``share_url``); :meth:`stop_serving` or :meth:`close` stops it.
         """
-        from app.server import check_exposure, start_server
+        from app.exposure import check_exposure
+        from app.server import start_server
 
         if self._server is not None:
             raise StudioError(f"the studio page is already served at {self._server.local_url}; stop_serving() first")

@@ -48,6 +48,7 @@ from sqlalchemy.orm import selectinload
 from pipelines import edit as editing
 from pipelines.video import VideoError
 from projects import queries
+from projects.defaults import MISSING_CHOICES
 from projects.errors import Conflict, InvalidInput, StudioError
 from projects.records import ProjectInfo
 from projects.studio import Studio
@@ -60,7 +61,6 @@ Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stages ``verify`` (take files), ``encode`` (frames) or ``copy`` (clips).
 An exception raised by the callback stops the export, and nothing is left at the output path."""
 
-MISSING_CHOICES = ("black", "skip")
 FILM_SUFFIXES = (".mp4",)
 TIMELINE_ADAPTERS = {".otio": "otio_json", ".xml": "fcp_xml", ".edl": "cmx_3600", ".kdenlive": "kdenlive"}
 CONTACT_SHEET_SUFFIXES = (".png", ".pdf")

@@ -6,13 +6,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from projects import queries
+from projects.defaults import DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH
 from projects.errors import Conflict
 from projects.records import ProjectInfo, ProjectStatus, ShotStatus, TakeSummary
 from projects.studio import Studio
 from projects.validation import clean_fps, clean_name, clean_side, name_key
 from storage.models import TAKE_STATUSES, Character, Project, Shot, Take
-
-DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_FPS = 640, 384, 16
 
 
 def create_project(

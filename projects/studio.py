@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
+from projects.defaults import DATA_ENV, DEFAULT_DATA_DIR
 from projects.errors import StudioError
 from projects.images import CheckedImage
 from storage import media as media_rows
@@ -20,9 +21,6 @@ from storage.migrate import MigrationError
 from storage.models import MediaObject
 
 log = logging.getLogger(__name__)
-
-DATA_ENV = "CONTINUITY_DATA"
-DEFAULT_DATA_DIR = "continuity-data"
 
 
 def resolve_data_dir(explicit: str | Path | None = None) -> Path:

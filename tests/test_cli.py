@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from probes import free_port
 
 from app.cli import main
 from projects import storyboard, takes
@@ -874,3 +875,32 @@ def test_fetch_weights_links_a_model_folder_and_refuses_what_it_cannot_use(
     assert conflict.code == 1 and conflict.json["error"]["type"] == "Conflict"
     assert sorted(p.name for p in (data_dir / "models").iterdir()) == ["sana-wm"]
     assert (data_dir / "models" / "sana-wm").resolve() == sana_wm_folder.resolve()
+
+
+def test_starting_the_studio_speaks_before_it_loads_anything_heavy(tmp_path: Path) -> None:
+    """``python app.py`` prints its first line before the database, web and model libraries are imported (they
+    take many seconds on a first start): the parser loads none of them, and the line comes first."""
+    probe = (
+        "import sys\n"
+        "import app.cli\n"
+        "heavy = {'sqlalchemy', 'alembic', 'gradio', 'torch', 'diffusers', 'numpy', 'cv2', 'projects.studio'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "app.py", "serve", "--port", str(port), "--data-dir", str(tmp_path / "data")],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        first = server.stderr.readline()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    assert first == f"Continuity: starting the studio on 127.0.0.1:{port}, loading libraries...\n"

@@ -15,7 +15,7 @@ import pytest
 
 import app.server as server
 from app.cli import main
-from app.server import AUTH_ENV, check_exposure, is_loopback, parse_auth
+from app.exposure import AUTH_ENV, Exposure, check_exposure, is_loopback, parse_auth
 from projects.errors import StudioError
 
 GOOD_AUTH = "user:longpassword"
@@ -207,11 +207,11 @@ def test_serve_with_credentials_from_the_environment_gets_past_the_check(
 def test_no_command_serves_on_localhost_only(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
 
-    def fake_serve(data_dir: Any, **options: Any) -> int:
-        seen.update(options, data_dir=data_dir)
+    def fake_serve(data_dir: Any, exposure: Exposure, **options: Any) -> int:
+        seen.update(options, data_dir=data_dir, exposure=exposure)
         return 0
 
     monkeypatch.setattr(server, "serve", fake_serve)
 
     assert main([]) == 0
-    assert seen == {"data_dir": None, "host": "127.0.0.1", "port": 7860, "auth": None, "share": False}
+    assert seen == {"data_dir": None, "exposure": Exposure("127.0.0.1", share=False, auth=None), "port": 7860}
