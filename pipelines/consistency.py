@@ -5,9 +5,14 @@ reference images; every score lies in 0..1, higher is more consistent, and names
 with (scores from different embedders are never compared). They follow the research definitions, with
 whichever embedder is at hand standing in for the model the papers used:
 
-- :func:`identity` -- CLIP-I / DINO-I (DreamBooth's subject fidelity): the cosine between a character's
-  reference images and what the take shows, on faces where there are faces; with a face model
-  (:mod:`pipelines.face_model`), ArcFace face similarity on those faces.
+- :func:`identity` -- is it the person: a face recognizer (:mod:`pipelines.faces`, dlib's ResNet) compares the
+  faces each sampled frame shows with the character's reference faces, calibrated to the recognizer's own
+  same-person threshold and said in words; frames where no face is visible are counted, never blended in.
+  Characters whose references show no face (an animal, a robot, a car) are compared on the whole subject.
+- :func:`look` -- does it look the same: CLIP-I / DINO-I (DreamBooth's subject fidelity), the cosine between a
+  character's reference images and what the take shows (faces and subjects) under a general embedder -- colour,
+  texture, costume and lighting, not the person; with an ArcFace face model (:mod:`pipelines.face_model`, which
+  a user brings), ArcFace face similarity on the faces.
 - :func:`continuity` -- how well the take opens where the previous take ended (keyframe chaining).
 - :func:`stability` -- VBench's subject consistency (DINO features), background consistency (CLIP features)
   and temporal flickering (mean absolute difference of consecutive frames).
@@ -29,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines.embedders import Embedder, face_crops, subject_crop
+from pipelines.faces import DOUBT_SCORE, FaceRecognizer, nearest, same_person, verdict
 
 if TYPE_CHECKING:
     from pipelines.face_model import FaceModel
@@ -40,7 +46,29 @@ SSIM_SIDE = 96
 
 @dataclass(frozen=True)
 class IdentityScore:
-    """How recognisably the take shows its characters (0..1, higher is better).
+    """Whether the take shows its characters' people (0..1, higher is better), per character and per frame.
+
+    ``value`` is the mean over characters of ``per_character``. A character with a face is scored on the sampled
+    frames where a face is visible: each such frame scores :func:`~pipelines.faces.same_person` of the distance
+    between the frame's nearest face and the character's reference faces, and the character scores their mean; a
+    character never seen in the face scores 0 ("no face visible"). A character whose references show no face is
+    scored on the whole subject by the look embedder. ``characters`` holds, for each name, the score in words
+    (``verdict``), the frames with and without a visible face, ``lost_from`` (the second from which the character
+    is no longer recognised in any sampled frame, when it was at first) and every sampled frame's second and score.
+    """
+
+    value: float
+    per_character: dict[str, float]
+    characters: dict[str, dict[str, Any]]
+    frames_scored: int
+    frames_with_faces: int
+    embedder: str
+    face_model: str
+
+
+@dataclass(frozen=True)
+class LookScore:
+    """How much the take looks like its characters' references (0..1, higher is better).
 
     ``value`` is the mean over characters of ``per_character``; each of those is the mean over the sampled frames
     of the best cosine (clipped at 0) between anything the frame shows and the character's references.
@@ -89,15 +117,15 @@ def sample_frames(frames: np.ndarray | Sequence[object] | int, count: int = 8) -
     return sorted({round(i) for i in np.linspace(0, total - 1, count)})
 
 
-def identity(
+def look(
     frames: np.ndarray,
     references_by_character: Mapping[str, Sequence[Image.Image]],
     embedder: Embedder,
     *,
     count: int = 8,
     face_model: FaceModel | None = None,
-) -> IdentityScore:
-    """CLIP-I / DINO-I identity similarity of a take to its characters' reference images, 0..1.
+) -> LookScore:
+    """CLIP-I / DINO-I similarity of a take to its characters' reference images, 0..1: the look of them.
 
     Each character's references are embedded once, as two kinds of crop: the faces in them (padded, see
     :func:`~pipelines.embedders.face_crops`) and each reference's subject crop (its centre). For each of
@@ -117,7 +145,9 @@ def identity(
     compare the general embedder's subject and whole-frame crops as above.
 
     What it means: 1 is the reference itself; with the offline embedder unrelated photographs land around
-    0.2-0.6, so compare takes with each other (same embedder and face model), not with a fixed threshold.
+    0.2-0.6, so compare takes with each other (same embedder and face model), not with a fixed threshold. It
+    follows colour, texture and framing -- costume and lighting consistency -- and does not recognise people: on
+    real photographs it scored another person in the same photo as high as the same person in another one.
     """
     frames = _check_frames(frames)
     if not references_by_character:
@@ -148,7 +178,7 @@ def identity(
                 similarity = (scene @ every_reference.T).max()
             best.append(max(0.0, float(similarity)))
         per_character[name] = _unit_interval(np.mean(best))
-    return IdentityScore(
+    return LookScore(
         value=_unit_interval(np.mean(list(per_character.values()))),
         per_character=per_character,
         frames_scored=len(indices),
@@ -156,6 +186,83 @@ def identity(
         embedder=embedder.id,
         face_model=None if face_model is None else face_model.id,
     )
+
+
+def identity(
+    frames: np.ndarray,
+    references_by_character: Mapping[str, Sequence[Image.Image]],
+    recognizer: FaceRecognizer,
+    look_embedder: Embedder,
+    *,
+    fps: float,
+    count: int = 8,
+) -> IdentityScore:
+    """Whether the take shows each character's person, 0..1, per character and per sampled frame.
+
+    ``count`` frames are sampled evenly (one a second for longer takes, up to 24), so that a long take says from
+    which second a character was lost. See :class:`IdentityScore` for how the numbers are made; the faces are
+    found, aligned and compared by ``recognizer``. Characters whose references show no face are compared on the
+    whole subject by :func:`look` with ``look_embedder``.
+    """
+    frames = _check_frames(frames)
+    if not references_by_character:
+        raise ValueError("identity needs at least one character with reference images")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    for name, references in references_by_character.items():
+        if not references:
+            raise ValueError(f"character {name!r} has no reference images")
+    indices = sample_frames(frames, max(count, min(24, round(len(frames) / fps))))
+    known = {
+        name: [face.descriptor for reference in references for face in recognizer.faces(reference)[:1]]
+        for name, references in references_by_character.items()
+    }
+    people = {name: rows for name, rows in known.items() if rows}
+    seen = [recognizer.faces(frames[index]) for index in indices] if people else [[] for _ in indices]
+    subjects = {name: references_by_character[name] for name in references_by_character if name not in people}
+    whole = look(frames, subjects, look_embedder, count=count) if subjects else None
+    per_character: dict[str, float] = {}
+    characters: dict[str, dict[str, Any]] = {}
+    for name in references_by_character:
+        if name not in people:
+            assert whole is not None
+            per_character[name] = whole.per_character[name]
+            characters[name] = {"score": round(per_character[name], 4), "verdict": "whole subject", "face": False}
+            continue
+        scores = [None if (d := nearest(faces, people[name])) is None else same_person(d) for faces in seen]
+        visible = [score for score in scores if score is not None]
+        per_character[name] = float(np.mean(visible)) if visible else 0.0
+        characters[name] = {
+            "score": round(per_character[name], 4),
+            "verdict": verdict(float(np.mean(visible)) if visible else None),
+            "face": True,
+            "frames_with_face": len(visible),
+            "frames_without_face": len(scores) - len(visible),
+            "lost_from": _lost_from(indices, scores, fps),
+            "frames": [
+                {"second": round(index / fps, 2), "score": None if score is None else round(score, 4)}
+                for index, score in zip(indices, scores, strict=True)
+            ],
+        }
+    return IdentityScore(
+        value=_unit_interval(np.mean(list(per_character.values()))),
+        per_character={name: _unit_interval(value) for name, value in per_character.items()},
+        characters=characters,
+        frames_scored=len(indices),
+        frames_with_faces=sum(1 for faces in seen if faces),
+        embedder=recognizer.id,
+        face_model=recognizer.id,
+    )
+
+
+def _lost_from(indices: Sequence[int], scores: Sequence[float | None], fps: float) -> float | None:
+    """The second from which a character recognised earlier in the take is recognised in no sampled frame (not
+    visible, or another person), or None when that never happens."""
+    recognised = [score is not None and score > DOUBT_SCORE for score in scores]
+    if not any(recognised) or recognised[-1]:
+        return None
+    last = max(i for i, ok in enumerate(recognised) if ok)
+    return round(indices[last + 1] / fps, 2)
 
 
 def continuity(

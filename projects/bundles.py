@@ -494,8 +494,18 @@ def _since_0006(document: dict[str, Any]) -> None:
     document["project"].setdefault("copied_at", None)
 
 
+def _since_0007(document: dict[str, Any]) -> None:
+    """Revision 0007 renamed the look descriptor's score, stored as identity before, to look (identity is now a
+    face model's); identity made with a face model ("embedder+face model") stays identity."""
+    for shot in _rows(document, "shots"):
+        for take in _rows(shot, "takes"):
+            for score in _rows(take, "scores"):
+                if score.get("metric") == "identity" and "+" not in str(score.get("embedder", "")):
+                    score["metric"] = "look"
+
+
 # Each step brings the rows of a bundle written before that revision to what it added, in migration order.
-_UPGRADES = (("0003", _since_0003), ("0004", _since_0004), ("0006", _since_0006))
+_UPGRADES = (("0003", _since_0003), ("0004", _since_0004), ("0006", _since_0006), ("0007", _since_0007))
 
 
 def upgrade_document(document: dict[str, Any], revision: str) -> list[str]:

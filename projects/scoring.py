@@ -1,23 +1,26 @@
-"""Consistency scores: how well each take keeps its characters, continues from the shot before, and holds
-steady -- numbers to sort by, so re-rolling a shot becomes a search with a target instead of luck.
+"""Consistency scores: whether each take keeps its characters' people and look, continues from the shot before,
+and holds steady -- numbers to sort by, so re-rolling a shot becomes a search with a target instead of luck.
 
-Three scores, each in 0..1 (see :mod:`pipelines.consistency` for the exact definitions):
+Four scores, each in 0..1 (see :mod:`pipelines.consistency` for the exact definitions):
 
-- ``identity``: how closely the characters in the shot match their reference images (face crops where faces
-  are found, whole-subject crops otherwise), averaged over sampled frames and over the characters;
+- ``identity``: whether the take shows each character's person: a face recognizer (dlib's ResNet, calibrated to
+  its same-person threshold, 0.5 there) on the faces of sampled frames against the character's reference faces,
+  with a verdict in words per character (same person, unsure, different person, no face visible) and the frames
+  behind it; characters without a face (an animal, a robot) on the whole subject;
+- ``look``: how closely the take looks like the references (colour, texture, shape: costume and lighting), under
+  the general embedder;
 - ``continuity``: how well the take's first frames match the last frame of the take it continues from (the
   previous shot's approved take, else its newest finished one); for a shot that does not continue, the same
   measure against the previous shot's current take says how hard the cut is;
 - ``stability``: frame-to-frame steadiness of subject and background (VBench's subject and background
   consistency and temporal flickering), which catches flicker, drift and, in long shots, visible window joins.
 
-A score records the embedder that made it; scores of different embedders are never compared. The overall
-score a shot's takes are ranked by is the mean of the scores a take has.
-
-When ``$CONTINUITY_FACE_MODEL`` names an ArcFace ``.onnx`` file (:mod:`pipelines.face_model`), identity compares
-faces with it, and is stored under ``"{embedder id}+{face model id}"``: identity with and without a face model
-(or with another one) is never compared. Continuity and stability do not use faces and stay under the plain
-embedder id; :func:`stored_scores` reads a take's identity under the combined id while a face model is set.
+A score records the model that made it; scores of different models are never compared. Look, continuity and
+stability are stored under the general embedder's id; identity under ``"{embedder id}+{face model id}"`` (the
+embedder scores characters without a face). The face model is dlib's, unless ``$CONTINUITY_FACE_MODEL`` names an
+ArcFace ``.onnx`` file (:mod:`pipelines.face_model`), which then compares the faces instead, as a look-style cosine
+(see :func:`pipelines.consistency.look`). The overall score a shot's takes are ranked by is the mean of the scores
+a take has.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from pipelines.backend import BackendError
-from pipelines.consistency import continuity, identity, stability
+from pipelines.consistency import continuity, identity, look, stability
 from pipelines.embedders import Embedder, load_embedder
 from pipelines.face_model import FaceModel, load_face_model
+from pipelines.faces import FaceRecognizer, load_face_recognizer
 from pipelines.video import last_frame, read_frames
 from projects import queries
 from projects.errors import InvalidInput
@@ -70,6 +74,7 @@ class TakeScores:
             "take_number": self.take_number,
             "embedder": self.embedder,
             "identity": _rounded(self.scores.get("identity")),
+            "look": _rounded(self.scores.get("look")),
             "continuity": _rounded(self.scores.get("continuity")),
             "stability": _rounded(self.scores.get("stability")),
             "overall": _rounded(self.overall),
@@ -94,15 +99,16 @@ def embedder_for(name: str | None) -> Embedder:
         raise InvalidInput(str(exc), "embedder") from None
 
 
-def face_model_for() -> FaceModel | None:
-    """The face model ``$CONTINUITY_FACE_MODEL`` names (loaded once, then shared), ``None`` when unset."""
+def face_model_for() -> FaceModel | FaceRecognizer:
+    """The ArcFace model ``$CONTINUITY_FACE_MODEL`` names when it is set, else dlib's face recognizer (each loaded
+    once, then shared)."""
     try:
-        return load_face_model(None)
+        return load_face_model(None) or load_face_recognizer()
     except BackendError as exc:
         raise InvalidInput(str(exc), "face model") from None
 
 
-def identity_embedder_id(embedder_id: str, face_model: FaceModel | None) -> str:
+def identity_embedder_id(embedder_id: str, face_model: FaceModel | FaceRecognizer | None) -> str:
     """The id identity scores are stored under: the embedder's, joined by the face model's when one is used."""
     if face_model is None or embedder_id.endswith(f"+{face_model.id}"):
         return embedder_id
@@ -143,15 +149,21 @@ def score_take(
         anchor_path = (
             studio.media.path_for(keyframes[0].sha256, keyframes[0].media.extension) if chained and keyframes else None
         )
-        shot_number, take_number = shot.position, take.take_number
+        shot_number, take_number, fps = shot.position, take.take_number, take.fps
     if frames is None:
         frames = read_frames(video)
     scores: dict[str, float] = {}
     details: dict[str, Any] = {}
     if references:
-        result = identity(frames, references, model, face_model=face_model)
-        scores["identity"] = _clip01(result.value)
-        details["identity"] = _details(result)
+        if isinstance(face_model, FaceRecognizer):
+            person = identity(frames, references, face_model, model, fps=fps)
+        else:
+            person = look(frames, references, model, face_model=face_model)
+        scores["identity"] = _clip01(person.value)
+        details["identity"] = _details(person)
+        appearance = look(frames, references, model)
+        scores["look"] = _clip01(appearance.value)
+        details["look"] = _details(appearance)
     if previous_video is not None:
         if anchor_path is not None:
             with Image.open(anchor_path) as image:
@@ -323,6 +335,7 @@ def _previous_take(session: Session, shot: Shot, take: Take) -> tuple[Take | Non
 
 
 def _details(result: Any) -> dict[str, Any]:
+    """A score's parts as JSON: numbers rounded, dictionaries (per character, per frame) kept whole."""
     shown = {}
     for key, value in vars(result).items():
         if isinstance(value, (int, float, str, bool)) or value is None:

@@ -46,7 +46,7 @@ MAX_SHOT_SECONDS = 600.0
 TAKE_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 TAKE_INPUT_ROLES = ("keyframe", "last_frame", "reference")
-SCORE_METRICS = ("identity", "continuity", "stability")
+SCORE_METRICS = ("identity", "look", "continuity", "stability")
 
 # Stable constraint names make Alembic migrations (batch mode on SQLite) deterministic.
 NAMING_CONVENTION = {

@@ -417,9 +417,17 @@ def test_bundle_from_an_older_schema_revision_is_upgraded(other: Studio, good: P
     assert take.approved and take.status == "done"
     assert verified(other) == []
 
-    assert bundles.upgrade_document({"project": {}, "shots": []}, "0001") == ["0003", "0004", "0006"]
-    assert bundles.upgrade_document({"project": {}, "shots": []}, "0004") == ["0006"]
+    assert bundles.upgrade_document({"project": {}, "shots": []}, "0001") == ["0003", "0004", "0006", "0007"]
+    assert bundles.upgrade_document({"project": {}, "shots": []}, "0004") == ["0006", "0007"]
     assert bundles.upgrade_document({"project": {}, "shots": []}, head_revision()) == []
+    # A bundle from before 0007 carries the look descriptor's score as identity: it arrives as look.
+    scores = [
+        {"embedder": "offline-colour-texture-v1", "metric": "identity", "value": 0.6},
+        {"embedder": "offline-colour-texture-v1+arcface:w600k", "metric": "identity", "value": 0.8},
+    ]
+    document = {"project": {}, "shots": [{"takes": [{"scores": scores}]}]}
+    assert bundles.upgrade_document(document, "0006") == ["0007"]
+    assert [score["metric"] for score in scores] == ["look", "identity"]
 
 
 @pytest.mark.parametrize("revision", [None, "", ["0004"], 4])

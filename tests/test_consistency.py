@@ -1,7 +1,7 @@
 """pipelines.consistency on takes the real animatic backend renders from real photographs.
 
 The character is the astronaut of scikit-image's photographs (her photo is her reference); a take rendered from
-her photo must score higher for identity than a take rendered from the coffee cup or the rocket; a smooth dolly-in
+her photo must score higher for look than a take rendered from the coffee cup or the rocket; a smooth dolly-in
 must be more stable than the same frames shuffled or blended with noise; and a take that starts on the previous
 take's last frame must continue it better than one that starts on another photograph. All with the offline
 embedder, which needs no weights.
@@ -17,7 +17,7 @@ from PIL import Image
 
 from pipelines.animatic import AnimaticBackend
 from pipelines.backend import GenerationRequest
-from pipelines.consistency import IdentityScore, continuity, identity, sample_frames, stability
+from pipelines.consistency import LookScore, continuity, look, sample_frames, stability
 from pipelines.embedders import OfflineEmbedder
 
 WIDTH, HEIGHT, FPS, FRAMES = 128, 96, 8, 25
@@ -88,28 +88,28 @@ def test_frames_must_be_uint8_video(embedder: OfflineEmbedder) -> None:
         stability(np.zeros((8, 8, 3), np.uint8), embedder)
 
 
-# Identity.
+# Look (the descriptor's view of the characters).
 
 
-def test_identity_prefers_the_take_of_the_character(
+def test_look_prefers_the_take_of_the_character(
     takes: dict[str, np.ndarray], pictures: dict[str, Image.Image], embedder: OfflineEmbedder
 ) -> None:
     cast = {"Astronaut": [pictures["astronaut"]]}
-    own = identity(takes["astronaut"], cast, embedder)
-    assert isinstance(own, IdentityScore)
+    own = look(takes["astronaut"], cast, embedder)
+    assert isinstance(own, LookScore)
     assert own.embedder == embedder.id and own.frames_scored == 8
     assert own.frames_with_faces >= 2  # her face is found until the dolly pushes it out of the top of the frame
     assert 0.0 <= own.value <= 1.0 and own.per_character == {"Astronaut": own.value}
     for other in ("coffee", "rocket"):
-        score = identity(takes[other], cast, embedder)
+        score = look(takes[other], cast, embedder)
         assert score.frames_with_faces == 0
         assert own.value > score.value + 0.15, (other, own.value, score.value)
 
 
-def test_identity_with_two_characters(pictures: dict[str, Image.Image], embedder: OfflineEmbedder) -> None:
+def test_look_with_two_characters(pictures: dict[str, Image.Image], embedder: OfflineEmbedder) -> None:
     cast = {"Astronaut": [pictures["astronaut"]], "Cat": [pictures["chelsea"]]}
-    both = identity(render(two_shot(pictures["astronaut"], pictures["chelsea"])), cast, embedder)
-    neither = identity(render(two_shot(pictures["coffee"], pictures["rocket"])), cast, embedder)
+    both = look(render(two_shot(pictures["astronaut"], pictures["chelsea"])), cast, embedder)
+    neither = look(render(two_shot(pictures["coffee"], pictures["rocket"])), cast, embedder)
     assert set(both.per_character) == {"Astronaut", "Cat"}
     assert both.value == pytest.approx(np.mean(list(both.per_character.values())))
     for name in cast:
@@ -117,11 +117,11 @@ def test_identity_with_two_characters(pictures: dict[str, Image.Image], embedder
     assert both.value > neither.value + 0.1
 
 
-def test_identity_asks_for_references(takes: dict[str, np.ndarray], embedder: OfflineEmbedder) -> None:
+def test_look_asks_for_references(takes: dict[str, np.ndarray], embedder: OfflineEmbedder) -> None:
     with pytest.raises(ValueError, match="'Mara' has no reference images"):
-        identity(takes["astronaut"], {"Mara": []}, embedder)
+        look(takes["astronaut"], {"Mara": []}, embedder)
     with pytest.raises(ValueError, match="at least one character"):
-        identity(takes["astronaut"], {}, embedder)
+        look(takes["astronaut"], {}, embedder)
 
 
 # Stability.

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from pipelines.animatic import AnimaticBackend
 from pipelines.backend import GenerationRequest
-from pipelines.consistency import identity
+from pipelines.consistency import look
 from pipelines.embedders import Embedder, EmbedderError, OfflineEmbedder, face_crops
 from pipelines.face_model import (
     FACE_MODEL_ENV,
@@ -34,6 +34,7 @@ from pipelines.face_model import (
     load_face_model,
     unload_face_models,
 )
+from pipelines.faces import FACE_RECOGNIZER_ID
 from projects import cast, project, storyboard
 from projects.errors import InvalidInput
 from projects.render import RenderSettings, queue_renders
@@ -207,25 +208,25 @@ def test_identity_compares_faces_with_the_face_model(
 ) -> None:
     embedder = OfflineEmbedder()
     astronaut = {"Astronaut": [pictures["astronaut"]]}
-    own = identity(takes["astronaut"], astronaut, embedder, face_model=face_model)
-    plain = identity(takes["astronaut"], astronaut, embedder)
+    own = look(takes["astronaut"], astronaut, embedder, face_model=face_model)
+    plain = look(takes["astronaut"], astronaut, embedder)
     assert (own.embedder, own.face_model, plain.face_model) == (embedder.id, face_model.id, None)
     assert own.frames_with_faces == plain.frames_with_faces >= 2
     assert own.value != plain.value  # her face was compared by the face model
     # A take without faces is compared by the general embedder, exactly as without a face model.
-    other = identity(takes["coffee"], astronaut, embedder, face_model=face_model)
+    other = look(takes["coffee"], astronaut, embedder, face_model=face_model)
     assert other.frames_with_faces == 0 and other.face_model == face_model.id
-    assert other.value == identity(takes["coffee"], astronaut, embedder).value
+    assert other.value == look(takes["coffee"], astronaut, embedder).value
     # Her face against itself is 1.0 whatever the weights; a take showing her face ranks above one without.
     still = np.stack([np.asarray(pictures["astronaut"])] * 4)
-    itself = identity(still, astronaut, embedder, face_model=face_model)
+    itself = look(still, astronaut, embedder, face_model=face_model)
     assert itself.frames_with_faces == 4 and itself.value == pytest.approx(1.0, abs=1e-5)
     assert itself.value >= other.value
     assert own.value > other.value
     # A character whose references show no face (the cat) is compared by whole subjects, face model or not.
     cat = {"Cat": [pictures["chelsea"]]}
-    assert identity(takes["astronaut"], cat, embedder, face_model=face_model).value == pytest.approx(
-        identity(takes["astronaut"], cat, embedder).value
+    assert look(takes["astronaut"], cat, embedder, face_model=face_model).value == pytest.approx(
+        look(takes["astronaut"], cat, embedder).value
     )
 
 
@@ -255,29 +256,36 @@ def test_identity_with_a_face_model_is_stored_apart(
         details = {row.take.shot.position: row.details for row in rows if row.metric == "identity"}
     assert stored == {
         (1, "identity"): combined,
+        (1, "look"): OFFLINE,
         (1, "stability"): OFFLINE,
         (2, "identity"): combined,
+        (2, "look"): OFFLINE,
         (2, "continuity"): OFFLINE,
         (2, "stability"): OFFLINE,
     }
     assert details[1]["face_model"] == face_id and details[1]["embedder"] == OFFLINE
     with_faces = score_project(studio, made.id)
-    assert [set(r.scores) for r in with_faces] == [{"identity", "stability"}, {"identity", "continuity", "stability"}]
+    assert [set(r.scores) for r in with_faces] == [
+        {"identity", "look", "stability"},
+        {"identity", "look", "continuity", "stability"},
+    ]
     assert all(r.embedder == OFFLINE for r in with_faces)
     assert with_faces[0].scores["identity"] > with_faces[1].scores["identity"]
-    # Without the face model, identity is scored again under the plain id; the face model's stays beside it.
+    # Without it, identity is scored again by the default face recognizer, under its own id; the ArcFace model's
+    # stays beside it, and look is the same whichever face model there is.
     monkeypatch.delenv(FACE_MODEL_ENV)
     take_ids = [r.take_id for r in with_faces]
     assert "identity" not in stored_scores(studio, take_ids)[0].scores  # never mixed in from the face model
     plain = score_project(studio, made.id)
     assert all("identity" in r.scores for r in plain)
-    # Shot 2 shows no face, so both measured it the same way (the worker scored the frames it had in memory,
-    # this decoded the stored video: a little apart).
+    assert [r.scores["look"] for r in plain] == pytest.approx([r.scores["look"] for r in with_faces], abs=0.02)
+    # Shot 2 shows no face: the ArcFace model's cosine fell back on whole subjects, the recognizer says so.
     assert details[2]["frames_with_faces"] == 0
-    assert plain[1].scores["identity"] == pytest.approx(with_faces[1].scores["identity"], abs=0.01)
+    assert plain[1].scores["identity"] == 0.0
+    assert plain[1].details["identity"]["characters"]["Mara"]["verdict"] == "no face visible"
     with studio.read() as session:
         identities = {row.embedder for row in session.scalars(select(TakeScore).where(TakeScore.metric == "identity"))}
-    assert identities == {OFFLINE, combined}
+    assert identities == {f"{OFFLINE}+{FACE_RECOGNIZER_ID}", combined}
     # With the face model again, nothing needs scoring; its identity is read back.
     monkeypatch.setenv(FACE_MODEL_ENV, str(model_file))
     with studio.read() as session:

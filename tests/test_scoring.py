@@ -12,6 +12,7 @@ from tiny_embedders import save_tiny
 
 from app.cli import main
 from pipelines.embedders import OfflineEmbedder, unload_embedders
+from pipelines.faces import FACE_RECOGNIZER_ID
 from projects import cast, project, storyboard, takes
 from projects.errors import InvalidInput, NotFound
 from projects.render import RenderSettings, queue_renders
@@ -21,6 +22,7 @@ from projects.worker import RenderWorker
 from storage.models import TakeScore
 
 OFFLINE = OfflineEmbedder.id
+PEOPLE = f"{OFFLINE}+{FACE_RECOGNIZER_ID}"  # identity: the face recognizer, with the embedder for non-humans
 
 
 def render(studio: Studio, project_id: int, shots: list[int], *, score: bool = True, takes_per_shot: int = 1) -> None:
@@ -51,13 +53,16 @@ def test_the_worker_scores_every_finished_take(studio: Studio, film: int) -> Non
     render(studio, film, [1, 2, 3, 4])
     with studio.read() as session:
         rows = session.scalars(select(TakeScore)).all()
-        assert {row.embedder for row in rows} == {OFFLINE}
+        assert {row.embedder for row in rows} == {OFFLINE, PEOPLE}
+        assert {row.metric for row in rows if row.embedder == PEOPLE} == {"identity"}
         metrics = {(row.take.shot.position, row.metric) for row in rows}
-    # Identity where the shot has characters, continuity where there is a shot before, stability always.
+    # Identity and look where the shot has characters, continuity where there is a shot before, stability always.
     assert metrics == {
         (1, "identity"),
+        (1, "look"),
         (1, "stability"),
         (2, "identity"),
+        (2, "look"),
         (2, "continuity"),
         (2, "stability"),
         (3, "continuity"),
@@ -117,7 +122,8 @@ def test_scores_of_different_embedders_are_kept_apart(studio: Studio, film: int,
     assert stored_clip.scores == pytest.approx(clip.scores)
     assert offline.embedder == OFFLINE and set(offline.scores) == set(clip.scores)
     with studio.read() as session:
-        assert {row.embedder for row in session.scalars(select(TakeScore))} == {OFFLINE, clip.embedder}
+        stored = {row.embedder for row in session.scalars(select(TakeScore))}
+    assert stored == {OFFLINE, PEOPLE, clip.embedder, f"{clip.embedder}+{FACE_RECOGNIZER_ID}"}
     unload_embedders()
 
 

@@ -541,3 +541,41 @@ def test_an_upgraded_database_does_not_hand_out_a_deleted_rows_id(engine: Engine
         assert again.id == made.id + 1
     finally:
         studio.close()
+
+
+# The look descriptor's score is no longer called identity (0007)
+
+
+def test_identity_scored_without_a_face_model_becomes_look(engine: Engine) -> None:
+    upgrade(engine, "0001")
+    fill_revision_0001(engine)
+    upgrade(engine, "0006")
+    take_id = ROWS_0001["takes"][0][0]
+    rows = [
+        ("offline-colour-texture-v1", "identity", 0.61),
+        ("clip:model:abc", "identity", 0.72),
+        ("offline-colour-texture-v1+arcface:w600k", "identity", 0.83),
+        ("offline-colour-texture-v1", "stability", 0.94),
+    ]
+    with engine.begin() as connection:
+        for embedder, metric, value in rows:
+            connection.exec_driver_sql(
+                "INSERT INTO take_scores (take_id, embedder, metric, value, details, created_at) "
+                "VALUES (?, ?, ?, ?, '{}', ?)",
+                (take_id, embedder, metric, value, CREATED),
+            )
+    upgrade(engine)
+    with engine.connect() as connection:
+        stored = set(connection.exec_driver_sql("SELECT embedder, metric, value FROM take_scores").fetchall())
+        assert stored == {
+            ("offline-colour-texture-v1", "look", 0.61),
+            ("clip:model:abc", "look", 0.72),
+            ("offline-colour-texture-v1+arcface:w600k", "identity", 0.83),
+            ("offline-colour-texture-v1", "stability", 0.94),
+        }
+        with pytest.raises(IntegrityError):
+            connection.exec_driver_sql(
+                "INSERT INTO take_scores (take_id, embedder, metric, value, details, created_at) "
+                "VALUES (?, 'x', 'beauty', 0.5, '{}', ?)",
+                (take_id, CREATED),
+            )
