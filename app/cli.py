@@ -111,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--refiner", action="store_true", help="run the backend's refiner after stage 1")
     render.add_argument("--priority", type=int, default=0, help="higher runs sooner (default 0)")
     render.add_argument("--wait", action="store_true", help="render now, in this process, and wait for the takes")
+    render.add_argument(
+        "--until",
+        metavar="SCORE>=X",
+        help="render now, take after take, until one clears the bar for every character (e.g. identity>=0.7)",
+    )
+    render.add_argument("--max-takes", type=int, default=4, help="with --until: new takes a shot at most (default 4)")
+    render.add_argument(
+        "--review",
+        action="store_true",
+        help="with --until: leave the clearing take for review, unapproved",
+    )
     render.set_defaults(handler="run_render")
 
     again = commands.add_parser("rerender", parents=[common], help="render a take again, exactly as it was made")

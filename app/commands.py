@@ -14,7 +14,7 @@ import threading
 from dataclasses import asdict
 from typing import Any
 
-from projects import bundles, cast, export, project, render, scoring, storyboard, takes
+from projects import bundles, cast, export, project, render, retakes, scoring, storyboard, takes
 from projects.backends import available_backends, fetch_weights
 from projects.errors import InvalidInput, StudioError
 from projects.maintenance import verify_media
@@ -147,6 +147,10 @@ def run_render(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]
     settings = render.RenderSettings(
         backend=args.backend, steps=args.steps, guidance=args.guidance, refiner=args.refiner
     )
+    if args.until is not None:
+        return _render_until(studio, args, settings)
+    if args.review or args.max_takes != 4:
+        raise InvalidInput("only applies with --until SCORE>=X", "--review" if args.review else "--max-takes")
     jobs = render.queue_renders(
         studio,
         args.project,
@@ -160,6 +164,43 @@ def run_render(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]
         text = f"queued {len(jobs)} take(s); run 'python app.py worker' (or render with --wait) to render them"
         return text, {"jobs": [j.to_json() for j in jobs]}, 0
     return _wait_for(studio, jobs)
+
+
+def _render_until(studio: Studio, args: argparse.Namespace, settings: render.RenderSettings) -> tuple[str, Any, int]:
+    if args.takes != 1:
+        raise InvalidInput("--until renders one take at a time; set the budget with --max-takes", "--takes")
+    report = retakes.render_until(
+        studio,
+        args.project,
+        args.until,
+        max_takes=args.max_takes,
+        shots=_shot_numbers(args),
+        settings=settings,
+        seed=args.seed,
+        approve=not args.review,
+        wait=lambda studio, ids: wait_for_jobs(studio, ids),
+    )
+    lines = []
+    for shot in report.shots:
+        who = ", ".join(f"{name} {c['score']:.2f} ({c['verdict']})" for name, c in shot.characters.items())
+        state = "cleared" if shot.cleared else "not cleared"
+        take = f"take id {shot.take_id}" if shot.take_id is not None else "no finished take"
+        extra = ", approved" if shot.approved else ""
+        lines.append(
+            f"shot {shot.shot_number}: {state} after {shot.takes_rendered} new take(s); {take}{extra}"
+            + (f"; {who}" if who else "")
+            + (f" ({shot.note})" if shot.note else "")
+        )
+    missing = [shot.shot_number for shot in report.not_cleared]
+    lines.append(
+        f"{report.takes_rendered} take(s) rendered; "
+        + (
+            f"shots below {report.bar}: {', '.join(map(str, missing))}"
+            if missing
+            else f"every shot reached {report.bar}"
+        )
+    )
+    return "\n".join(lines), report.to_json(), 1 if missing else 0
 
 
 def run_rerender(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:

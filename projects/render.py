@@ -153,6 +153,19 @@ def queue_renders(
         return [job_info(session, job) for job in jobs]
 
 
+def check_renders(
+    studio: Studio, project: str | int, *, shots: Sequence[int] | None = None, settings: RenderSettings | None = None
+) -> None:
+    """Refuse, as :func:`queue_renders` would, a request for these shots, without queuing anything: for callers
+    that queue the shots later, a few at a time, and must not find a problem half-way."""
+    settings = settings or RenderSettings()
+    describe_backend(studio, settings.backend)
+    with studio.read() as session:
+        row = queries.find_project(session, project)
+        for shot in _chosen_shots(session, row, shots):
+            check_shot(session, row, shot, settings)
+
+
 def describe_backend(studio: Studio, name: str) -> Any:
     """The backend's description; an unknown backend or one that cannot run here is refused, saying why."""
     try:
