@@ -274,8 +274,10 @@ def run_score(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
 
     lines = [
         f"shot {r.shot_number} take {r.take_number} (id {r.take_id})  identity {shown(r.scores.get('identity'))}  "
-        f"continuity {shown(r.scores.get('continuity'))}  stability {shown(r.scores.get('stability'))}  "
-        f"overall {shown(r.overall)}" + ("  approved" if r.approved else "")
+        f"look {shown(r.scores.get('look'))}  continuity {shown(r.scores.get('continuity'))}  "
+        f"stability {shown(r.scores.get('stability'))}  overall {shown(r.overall)}"
+        + ("  approved" if r.approved else "")
+        + (f"  [{r.cast_line()}]" if r.verdicts else "")
         for r in results
     ]
     suggestions = {str(shot): best.take_id for shot, best in sorted(scoring.best_per_shot(results).items())}

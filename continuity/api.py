@@ -18,7 +18,7 @@ from typing import Any
 from continuity.display import Table, show_video, video_path
 from continuity.waiting import progress_bar, wait_for_jobs
 from pipelines.loading import PipelineCache
-from projects import bundles, cast, export, maintenance, render, scoring, storyboard, takes
+from projects import bundles, cast, export, maintenance, render, retakes, scoring, storyboard, takes
 from projects import project as projects_service
 from projects.backends import available_backends, fetch_weights, weights_folder
 from projects.errors import InvalidInput, NotFound, StudioError
@@ -82,13 +82,27 @@ class Scores(Sequence[scoring.TakeScores]):
     def table(self) -> Table:
         best = set(self.best.values())
         return Table(
-            ("shot", "take", "take id", "identity", "continuity", "stability", "overall", "best", "approved"),
+            (
+                "shot",
+                "take",
+                "take id",
+                "identity",
+                "cast",
+                "look",
+                "continuity",
+                "stability",
+                "overall",
+                "best",
+                "approved",
+            ),
             (
                 (
                     s.shot_number,
                     s.take_number,
                     s.take_id,
                     s.scores.get("identity"),
+                    s.cast_line(),
+                    s.scores.get("look"),
                     s.scores.get("continuity"),
                     s.scores.get("stability"),
                     s.overall,
@@ -313,6 +327,39 @@ class Project:
         return show(self.studio.take(self._own_take(take)), width=width)
 
     # Review.
+
+    def render_until(
+        self,
+        until: str = "identity>=0.7",
+        *,
+        max_takes: int = 4,
+        shots: int | Iterable[int] | None = None,
+        backend: str = "animatic",
+        seed: int | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        refiner: bool = False,
+        approve: bool = True,
+        progress: bool = True,
+    ) -> retakes.RetakeReport:
+        """Render each shot (all when ``shots`` is None) take by take until one clears ``until`` for every character
+        in it (``"identity>=0.7"``: the face recognizer's calibrated score), at most ``max_takes`` new takes a shot.
+        The clearing take is approved unless ``approve`` is False. Returns the report: per shot, whether it cleared,
+        the clearing (else the best) take, each character's score and verdict; ``report.not_cleared`` lists the shots
+        that never reached the bar. Chained shots wait for the shot they continue from.
+        """
+        settings = render.RenderSettings(backend=backend, steps=steps, guidance=guidance, refiner=refiner)
+        return retakes.render_until(
+            self._core,
+            self._id,
+            until,
+            max_takes=max_takes,
+            shots=_shot_numbers(shots),
+            settings=settings,
+            seed=seed,
+            approve=approve,
+            wait=lambda core, ids: self.studio._watch(ids, progress=progress),
+        )
 
     def score(self, shot: int | None = None, *, embedder: str | None = None, rescore: bool = False) -> Scores:
         """Consistency scores of the finished takes (computing those not scored yet), with the best per shot."""
@@ -562,11 +609,15 @@ class Studio:
                 raise InvalidInput(f"must be takes, take ids or jobs, got {item!r}", "items")
         return self._finish(jobs, wait=True, progress=progress)
 
+    def _watch(self, ids: list[int], *, progress: bool) -> list[render.JobInfo]:
+        """Render these jobs now (or watch the page's worker render them), with a progress bar."""
+        wake = self._server.worker.wake if self._server is not None else None
+        return wait_for_jobs(self.core, ids, progress=progress, wake=wake, cache=self._cache)
+
     def _finish(self, jobs: list[render.JobInfo], *, wait: bool, progress: bool) -> list[TakeInfo]:
         ids = [job.id for job in jobs]
         if wait:
-            wake = self._server.worker.wake if self._server is not None else None
-            done = wait_for_jobs(self.core, ids, progress=progress, wake=wake, cache=self._cache)
+            done = self._watch(ids, progress=progress)
         else:
             if self._server is not None:
                 self._server.worker.wake()

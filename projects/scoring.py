@@ -67,6 +67,17 @@ class TakeScores:
     def overall(self) -> float | None:
         return float(np.mean(list(self.scores.values()))) if self.scores else None
 
+    @property
+    def verdicts(self) -> dict[str, str]:
+        """Each character's identity in words (same person, unsure, different person, no face visible, whole
+        subject); empty where identity was not measured by the face recognizer."""
+        characters = (self.details.get("identity") or {}).get("characters") or {}
+        return {name: str(part.get("verdict")) for name, part in characters.items()}
+
+    def cast_line(self) -> str:
+        """``Mara: same person; Tom: no face visible``, for a table cell or a line of text."""
+        return "; ".join(f"{name}: {said}" for name, said in self.verdicts.items())
+
     def to_json(self) -> dict[str, Any]:
         return {
             "take_id": self.take_id,

@@ -1,5 +1,6 @@
-"""Takes: the selected shot's takes with video, seed, backend, scores and status; compare two side by side,
-approve one, render more, or render one again exactly."""
+"""Takes: the selected shot's takes with video, seed, backend, scores (with each character's identity in words) and
+status; compare two side by side, approve one, render more, render one again exactly, or retake this shot (or every
+shot) until its cast is kept."""
 
 from __future__ import annotations
 
@@ -8,10 +9,24 @@ from typing import Any
 import gradio as gr
 
 from app.panels.common import Context, bump, user_errors
-from projects import render, scoring, storyboard, takes
+from projects import render, retakes, scoring, storyboard, takes
 from projects.backends import available_backends
+from projects.waiting import wait_for_jobs
 
-COLUMNS = ["take", "id", "status", "seed", "backend", "identity", "continuity", "stability", "overall", "approved"]
+COLUMNS = [
+    "take",
+    "id",
+    "status",
+    "seed",
+    "backend",
+    "identity",
+    "cast",
+    "look",
+    "continuity",
+    "stability",
+    "overall",
+    "approved",
+]
 
 
 def build(ctx: Context) -> dict[str, Any]:
@@ -31,6 +46,22 @@ def build(ctx: Context) -> dict[str, Any]:
         w["backend"] = gr.Dropdown(label="Backend", choices=["animatic"], value="animatic", elem_id="render-backend")
         w["render"] = gr.Button("Render more takes", elem_id="render-takes")
     w["suggestion"] = gr.Markdown("", elem_id="suggested-take")
+    with gr.Row():
+        w["bar"] = gr.Slider(
+            label="Retake until identity is at least",
+            minimum=0.0,
+            maximum=1.0,
+            step=0.05,
+            value=0.7,
+            info="0.5 is the face model's own same-person threshold; every character in the shot must reach it",
+            elem_id="retake-bar",
+        )
+        w["budget"] = gr.Number(label="New takes a shot, at most", value=4, precision=0, minimum=1, maximum=50)
+        w["review"] = gr.Checkbox(label="Leave the clearing take for review (do not approve it)", value=False)
+    with gr.Row():
+        w["retake_shot"] = gr.Button("Retake this shot until consistent", elem_id="retake-shot")
+        w["retake_all"] = gr.Button("Retake every shot until consistent", elem_id="retake-all")
+    w["retake_report"] = gr.Markdown("", elem_id="retake-report")
     return w
 
 
@@ -54,9 +85,13 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         rows = []
         for t in page.items:
             s = scored.get(t.id)
-            values = [s.scores.get(m) if s else None for m in ("identity", "continuity", "stability")]
-            overall = s.overall if s else None
-            rows.append([t.take_number, t.id, t.status, t.seed, t.backend, *_round(values), _r(overall), t.approved])
+            identity, look, continuity, stability = _round(
+                [s.scores.get(m) if s else None for m in ("identity", "look", "continuity", "stability")]
+            )
+            who = s.cast_line() if s else ""
+            overall = _r(s.overall) if s else None
+            scores = [identity, who, look, continuity, stability, overall]
+            rows.append([t.take_number, t.id, t.status, t.seed, t.backend, *scores, t.approved])
         choices = [(f"take {t.take_number}", t.id) for t in done]
         left = next((t for t in done if t.approved), done[-1] if done else None)
         right = done[-2] if len(done) > 1 else None
@@ -132,6 +167,57 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         return bump(changed)
 
     w["again"].click(again, inputs=[w["left_pick"], ctx.changed], outputs=ctx.changed, api_name=False)
+
+    def retake(every_shot: bool) -> Any:
+        @user_errors
+        def run(
+            project_id: int | None,
+            shot_id: int | None,
+            bar: float,
+            budget: float,
+            review: bool,
+            backend: str,
+            changed: int,
+        ) -> tuple[str, int]:
+            if not project_id or (not every_shot and not shot_id):
+                raise gr.Error("Select a shot on the Storyboard tab first.", print_exception=False)
+            shots = None if every_shot else [storyboard.get_shot(ctx.studio, shot_id).number]
+            report = retakes.render_until(
+                ctx.studio,
+                project_id,
+                retakes.Bar("identity", float(bar)),
+                max_takes=int(budget or 1),
+                shots=shots,
+                settings=render.RenderSettings(backend=backend or "animatic"),
+                approve=not review,
+                wait=lambda studio, ids: wait_for_jobs(studio, ids, wake=ctx.wake_worker),
+            )
+            return retake_summary(report), bump(changed)
+
+        return run
+
+    inputs = [ctx.project, ctx.shot, w["bar"], w["budget"], w["review"], w["backend"], ctx.changed]
+    outputs = [w["retake_report"], ctx.changed]
+    w["retake_shot"].click(retake(False), inputs=inputs, outputs=outputs, api_name="retake_shot")
+    w["retake_all"].click(retake(True), inputs=inputs, outputs=outputs, api_name="retake_all")
+
+
+def retake_summary(report: retakes.RetakeReport) -> str:
+    """The retake report as Markdown: one line a shot, the missed ones first."""
+    lines = [f"**{report.takes_rendered} take(s) rendered until {report.bar}.**", ""]
+    for shot in sorted(report.shots, key=lambda s: (s.cleared, s.shot_number)):
+        cast_line = ", ".join(
+            f"{name} {part['score']:.2f} ({part['verdict']})" for name, part in shot.characters.items()
+        )
+        state = "cleared" if shot.cleared else "**below the bar**"
+        take = f"take id {shot.take_id}" if shot.take_id is not None else "no finished take"
+        lines.append(
+            f"- Shot {shot.shot_number}: {state} after {shot.takes_rendered} new take(s); {take}"
+            + (" (approved)" if shot.approved else "")
+            + (f"; {cast_line}" if cast_line else "")
+            + (f"; {shot.note}" if shot.note else "")
+        )
+    return "\n".join(lines)
 
 
 def _r(value: float | None) -> float | None:
