@@ -1,10 +1,10 @@
 """Scoring time per take, as a fraction of the take's render time with the animatic, and per sampled frame.
 
 A 4-second 640x384 animatic take of a character's photo (the character in the shot, the next shot continuing
-from it) is rendered by the worker, then scored exactly as the worker scores a finished take (identity,
-continuity and stability, offline embedder, frames in memory). The take's render time is what the worker
-spends making it: frames plus the encoded video (its recorded timings); the ratio to frame generation alone is
-reported too. Budget (issue: consistency scores): scoring under 0.5x the take's render time. Prints one JSON
+from it) is rendered by the worker, then scored exactly as the worker scores a finished take (identity by
+the face model, look, continuity and stability by the offline embedder, frames in memory). The take's render
+time is what the worker spends making it: frames plus the encoded video (its recorded timings); the ratio to
+frame generation alone is reported too. Budget (issue: consistency scores): scoring under 0.5x the take's render time. Prints one JSON
 object; exits 1 over budget.
 
     python bench/scoring.py [--seconds 4] [--repeat 5]
@@ -91,7 +91,7 @@ def main() -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "embedder": OfflineEmbedder.id,
-        "take": f"{round(args.seconds * 16)} frames at 640x384 (animatic; identity, continuity, stability)",
+        "take": f"{round(args.seconds * 16)} frames at 640x384 (animatic; identity, look, continuity, stability)",
         "scores": {metric: round(value, 4) for metric, value in scored.scores.items()},
         "take_render_median_s": round(render_s, 4),
         "frame_generation_median_s": round(generate_s, 4),

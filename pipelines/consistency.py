@@ -214,7 +214,7 @@ def identity(
             raise ValueError(f"character {name!r} has no reference images")
     indices = sample_frames(frames, max(count, min(24, round(len(frames) / fps))))
     known = {
-        name: [face.descriptor for reference in references for face in recognizer.faces(reference)[:1]]
+        name: [face.descriptor for reference in references for face in recognizer.reference_faces(reference)[:1]]
         for name, references in references_by_character.items()
     }
     people = {name: rows for name, rows in known.items() if rows}

@@ -28,3 +28,14 @@ def test_list_pages_benchmark_reports_json() -> None:
     }
     assert all(r["median_ms"] > 0 for r in report["results"].values())
     assert result.returncode == (0 if report["within_budget"] else 1)
+
+
+def test_identity_benchmark_puts_the_face_model_above_the_look_descriptor() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/identity.py"], cwd=ROOT, capture_output=True, text=True, timeout=300, check=True
+    )
+    report = json.loads(result.stdout)
+    old, new = report["results"]["look descriptor (old identity)"], report["results"]["face model (dlib ResNet)"]
+    assert report["pairs"]["same_person"] > 0 and report["pairs"]["other_person"] > 0
+    assert new["roc_auc"] > 0.95 > old["roc_auc"] and new["rank1"] > old["rank1"]
+    assert new["faces_found"] > old["faces_found"]

@@ -703,3 +703,22 @@ def test_a_model_stays_loaded_from_one_render_to_the_next(
     assert api._cache.loads == 1 and len(api._cache) == 1
     api.close()
     assert len(api._cache) == 0  # closing the studio lets the model go
+
+
+def test_render_until_the_cast_is_kept(api: continuity.Studio) -> None:
+    photos = Path(__file__).parent / "photos"
+    film = api.create_project("Kept", width=320, height=192, fps=8)
+    film.add_character("Barack", references=[photos / "obama-1.jpg"])
+    film.add_shot("Barack at the lectern", 1.0, characters=["Barack"], keyframe=photos / "obama-2.jpg")
+    film.add_shot("Barack, or is it?", 1.0, characters=["Barack"], keyframe=photos / "biden-1.jpg")
+    report = film.render_until("identity>=0.7", max_takes=2, seed=5, progress=False)
+    assert [(s.shot_number, s.cleared, s.takes_rendered) for s in report.shots] == [(1, True, 1), (2, False, 2)]
+    assert [s.shot_number for s in report.not_cleared] == [2]
+    assert report.to_json()["not_cleared"] == [2]
+    approved = [t.shot_number for t in film.takes() if t.approved]
+    assert approved == [1]
+    table = film.score().table()
+    assert "cast" in table.columns and "look" in table.columns
+    with pytest.raises(continuity.InvalidInput, match=r"must look like identity>=0\.7"):
+        film.render_until("identity over 0.7", progress=False)
+    assert len(film.takes()) == 3
