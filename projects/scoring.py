@@ -215,8 +215,9 @@ def score_project(
     rescore: bool = False,
 ) -> list[TakeScores]:
     """Scores of every finished take (of one shot, or the whole project), computing those not yet scored with
-    this embedder (or all of them with ``rescore``). A take whose identity was scored only without the face model
-    now configured, or only with another one or none, is scored again."""
+    this embedder (or all of them with ``rescore``). A take of a shot with characters needs both its look and its
+    identity by the face model now configured: one scored only with another face model, or with none (identity
+    scored before faces were recognised is look now), or scored before look existed, is scored again."""
     model = embedder_for(embedder)
     identity_id = identity_embedder_id(model.id, face_model_for())
     with studio.read() as session:
@@ -225,25 +226,28 @@ def score_project(
         if shot_number is not None:
             query = query.where(Shot.id == queries.shot_at(session, row, shot_number).id)
         take_ids = list(session.scalars(query.order_by(Shot.position, Take.take_number)))
-        scored = set(
-            session.scalars(
-                select(TakeScore.take_id).where(TakeScore.take_id.in_(take_ids), TakeScore.embedder == model.id)
-            )
-        )
-        # A take whose identity was scored only with another face model, or only without one, is scored again.
-        identities = session.execute(
-            select(TakeScore.take_id, TakeScore.embedder).where(
+        marks: dict[int, set[tuple[str, str]]] = {}
+        for take_id, embedder_id, metric in session.execute(
+            select(TakeScore.take_id, TakeScore.embedder, TakeScore.metric).where(
                 TakeScore.take_id.in_(take_ids),
                 (TakeScore.embedder == model.id) | TakeScore.embedder.startswith(f"{model.id}+", autoescape=True),
-                TakeScore.metric == "identity",
             )
-        ).all()
-        current = {take for take, embedder_id in identities if embedder_id == identity_id}
-        scored -= {take for take, _ in identities} - current
+        ):
+            marks.setdefault(take_id, set()).add((embedder_id, metric))
+        scored = {take_id for take_id, found in marks.items() if _complete(found, model.id, identity_id)}
     for take_id in take_ids:
         if rescore or take_id not in scored:
             score_take(studio, take_id, embedder=embedder)
     return stored_scores(studio, take_ids, embedder=model.id)
+
+
+def _complete(found: set[tuple[str, str]], embedder_id: str, identity_id: str) -> bool:
+    """Whether a take's stored (embedder, metric) pairs are all it needs: something under the embedder, and where
+    the shot had characters to compare (a look or an identity says so), both look and the current identity."""
+    if not any(embedder == embedder_id for embedder, _ in found):
+        return False
+    had_characters = any(metric in ("identity", "look") for _, metric in found)
+    return not had_characters or {(embedder_id, "look"), (identity_id, "identity")} <= found
 
 
 def stored_scores(studio: Studio, take_ids: Sequence[int], *, embedder: str | None = None) -> list[TakeScores]:

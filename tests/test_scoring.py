@@ -155,3 +155,25 @@ def test_score_command_prints_every_take(studio: Studio, film: int, capsys: pyte
     assert {t["shot_number"] for t in json.loads(capsys.readouterr().out)["takes"]} == {2}
     assert main(["score", "Harbour", "--shot", "7", "--data-dir", data_dir]) == 1
     assert "no shot 7" in capsys.readouterr().err
+
+
+def test_a_take_scored_before_faces_were_recognised_gets_its_identity_on_demand(studio: Studio, film: int) -> None:
+    render(studio, film, [1])
+    (take_id,) = [t.id for t in takes.list_takes(studio, film).items]
+    first = score_project(studio, film, shot_number=1)[0]
+    # As revision 0007 leaves a take scored before: its identity was the descriptor's, relabelled look.
+    with studio.write() as session:
+        for row in session.scalars(select(TakeScore).where(TakeScore.take_id == take_id)):
+            if row.metric == "identity":
+                session.delete(row)
+    assert "identity" not in stored_scores(studio, [take_id])[0].scores
+    again = score_project(studio, film, shot_number=1)[0]
+    assert again.scores["identity"] == pytest.approx(first.scores["identity"], abs=0.01)  # decoded, not in memory
+    assert again.details["identity"]["characters"]["Mara"]["verdict"] == first.verdicts["Mara"]
+    # And one scored before look existed gets its look.
+    with studio.write() as session:
+        for row in session.scalars(select(TakeScore).where(TakeScore.take_id == take_id, TakeScore.metric == "look")):
+            session.delete(row)
+    assert score_project(studio, film, shot_number=1)[0].scores["look"] == pytest.approx(
+        first.scores["look"], abs=0.02
+    )
