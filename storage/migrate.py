@@ -50,21 +50,26 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to ``revision``; refuse a database written by a newer version of the studio."""
-    current = current_revision(engine)
-    if current is not None and current not in known_revisions():
-        raise MigrationError(
-            f"This database was written by a newer version of Continuity (schema revision {current}); "
-            "upgrade Continuity to open it."
-        )
-    if current is not None and revision == "head" and current == head_revision():
-        return
+    """Bring the database to ``revision``; refuse a database written by a newer version of the studio.
+
+    The revision is read and the migration run in one ``BEGIN IMMEDIATE`` transaction: two studios opening the same
+    fresh or older data directory at once take turns (the second waits for the write lock, then finds the database
+    already upgraded) instead of racing, where the loser of a deferred transaction was told the database is locked.
+    """
     config = alembic_config()
-    with engine.connect() as connection:
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection:
         dbapi = connection.connection.dbapi_connection
-        dbapi.execute("PRAGMA foreign_keys=OFF")
+        dbapi.execute("PRAGMA foreign_keys=OFF")  # outside any transaction, where SQLite honours it
         try:
             with connection.begin():
+                current = MigrationContext.configure(connection).get_current_revision()
+                if current is not None and current not in known_revisions():
+                    raise MigrationError(
+                        f"This database was written by a newer version of Continuity (schema revision {current}); "
+                        "upgrade Continuity to open it."
+                    )
+                if current is not None and revision == "head" and current == head_revision():
+                    return
                 config.attributes["connection"] = connection
                 command.upgrade(config, revision)
                 violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()

@@ -7,6 +7,8 @@ then opens it with this version and checks that every row survived the upgrade t
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -579,3 +581,28 @@ def test_identity_scored_without_a_face_model_becomes_look(engine: Engine) -> No
                 "VALUES (?, 'x', 'beauty', 0.5, '{}', ?)",
                 (take_id, CREATED),
             )
+
+
+# Several studios starting at once
+
+
+@pytest.mark.parametrize("start", ["fresh", "0001"])
+def test_studios_opening_one_data_directory_at_once_take_turns_at_the_migration(
+    start: str, engine: Engine, data_dir: Path
+) -> None:
+    if start == "0001":
+        upgrade(engine, "0001")
+        fill_revision_0001(engine)
+    engine.dispose()
+    root = Path(__file__).resolve().parents[1]
+    code = f"from projects.studio import open_studio\nopen_studio({str(data_dir)!r}).close()\n"
+    starts = [
+        subprocess.Popen([sys.executable, "-c", code], cwd=root, stderr=subprocess.PIPE, text=True) for _ in range(5)
+    ]
+    errors = [process.communicate(timeout=120)[1] for process in starts]
+    assert [process.returncode for process in starts] == [0] * 5, errors
+    check = make_engine(data_dir / DATABASE_FILE)
+    try:
+        assert current_revision(check) == head_revision()
+    finally:
+        check.dispose()
