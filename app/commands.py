@@ -1,8 +1,9 @@
 """What each command of ``python app.py`` does: one function per command, taking the open studio and the parsed
 arguments and returning (text for people, payload for ``--json``[, exit status]).
 
-Kept apart from the parser in :mod:`app.cli`, which imports none of this, so ``python app.py`` answers at once
-and loads the database and model libraries only for the command it runs.
+Kept apart from the parser in :mod:`app.cli`, which imports none of this, so ``python app.py`` answers at once.
+The services that bring in the model, video and image libraries (rendering, scoring, export, bundles, backends) are
+imported by the commands that use them, so a command that only reads the database answers in well under a second.
 """
 
 from __future__ import annotations
@@ -12,16 +13,14 @@ import logging
 import signal
 import threading
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from projects import bundles, cast, export, project, render, retakes, scoring, storyboard, takes
-from projects.backends import available_backends, fetch_weights
+from projects import cast, project, storyboard, takes
 from projects.errors import InvalidInput, StudioError
-from projects.maintenance import verify_media
-from projects.storyboard_file import import_storyboard
 from projects.studio import Studio
-from projects.waiting import wait_for_jobs
-from projects.worker import RenderWorker
+
+if TYPE_CHECKING:
+    from projects.render import JobInfo, RenderSettings
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +52,8 @@ def run_project_delete(studio: Studio, args: argparse.Namespace) -> tuple[str, A
 
 
 def run_import(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    from projects.storyboard_file import import_storyboard
+
     result = import_storyboard(studio, args.file, project=args.project)
     verb = "created" if result.created_project else "added to"
     text = (
@@ -144,6 +145,8 @@ def _shot_numbers(args: argparse.Namespace) -> list[int] | None:
 
 
 def run_render(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
+    from projects import render
+
     settings = render.RenderSettings(
         backend=args.backend, steps=args.steps, guidance=args.guidance, refiner=args.refiner
     )
@@ -166,7 +169,10 @@ def run_render(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]
     return _wait_for(studio, jobs)
 
 
-def _render_until(studio: Studio, args: argparse.Namespace, settings: render.RenderSettings) -> tuple[str, Any, int]:
+def _render_until(studio: Studio, args: argparse.Namespace, settings: RenderSettings) -> tuple[str, Any, int]:
+    from projects import retakes
+    from projects.waiting import wait_for_jobs
+
     if args.takes != 1:
         raise InvalidInput("--until renders one take at a time; set the budget with --max-takes", "--takes")
     report = retakes.render_until(
@@ -204,15 +210,20 @@ def _render_until(studio: Studio, args: argparse.Namespace, settings: render.Ren
 
 
 def run_rerender(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
+    from projects import render
+
     job = render.render_again(studio, args.take_id)
     if not args.wait:
         return f"queued job {job.id} to render take {args.take_id} again", {"jobs": [job.to_json()]}, 0
     return _wait_for(studio, [job])
 
 
-def _wait_for(studio: Studio, jobs: list[render.JobInfo]) -> tuple[str, Any, int]:
+def _wait_for(studio: Studio, jobs: list[JobInfo]) -> tuple[str, Any, int]:
     """Render in this process until the given jobs are finished (or watch the worker that serves the device);
     other queued jobs may run first. Ctrl-C cancels those not finished."""
+    from projects import render
+    from projects.waiting import wait_for_jobs
+
     ids = [job.id for job in jobs]
     done = wait_for_jobs(studio, ids)
     takes_made = render.takes_of_jobs(studio, ids)
@@ -226,6 +237,8 @@ def _wait_for(studio: Studio, jobs: list[render.JobInfo]) -> tuple[str, Any, int
 
 
 def run_worker(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
+    from projects.worker import RenderWorker
+
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -243,6 +256,8 @@ def run_worker(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]
 
 
 def run_queue(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    from projects import render
+
     jobs = render.list_jobs(studio, args.project)
     lines = [
         f"{j.id:>6}  {j.state:<9} shot {j.shot_number} take {j.take_number}  {j.backend}  seed {j.seed}"
@@ -254,17 +269,23 @@ def run_queue(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
 
 
 def run_cancel(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    from projects import render
+
     job = render.cancel_job(studio, args.job_id)
     text = "cancelled" if job.state == "cancelled" else "asked the worker to stop it at its next step"
     return f"job {job.id}: {text}", {"job": job.to_json()}
 
 
 def run_retry(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    from projects import render
+
     job = render.retry_job(studio, args.job_id)
     return f"job {job.id} queued again", {"job": job.to_json()}
 
 
 def run_score(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    from projects import scoring
+
     results = scoring.score_project(
         studio, args.project, shot_number=args.shot, embedder=args.embedder, rescore=args.rescore
     )
@@ -288,6 +309,8 @@ def run_score(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
 
 
 def run_pack(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    from projects import bundles
+
     result = bundles.pack_project(studio, args.project, args.bundle, takes=args.takes)
     payload = {
         "bundle": str(result.path),
@@ -301,6 +324,8 @@ def run_pack(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
 
 
 def run_unpack(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    from projects import bundles
+
     if args.takes_only and not args.merge:
         raise InvalidInput("only applies when merging: add --merge", "--takes-only")
     if args.merge:
@@ -339,17 +364,23 @@ def run_unpack(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
 
 
 def run_backends(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    from projects.backends import available_backends
+
     infos = available_backends(studio)
     lines = [f"{b.name:<10} {'ready' if b.available else 'unavailable':<12} {b.reason}" for b in infos]
     return "\n".join(lines), {"backends": [b.to_json() for b in infos]}
 
 
 def run_fetch_weights(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    from projects.backends import fetch_weights
+
     folder = fetch_weights(studio, args.backend, args.source, revision=args.revision)
     return f"{args.backend}: {folder}", {"backend": args.backend, "folder": str(folder)}
 
 
 def run_verify(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
+    from projects.maintenance import verify_media
+
     report = verify_media(studio)
     lines = [f"{p.problem}: {p.path}" for p in report.problems]
     text = "\n".join([*lines, f"checked {report.checked} file(s), {len(report.problems)} problem(s)"])
@@ -358,6 +389,8 @@ def run_verify(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]
 
 
 def run_export(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    from projects import export
+
     # Every output is checked before the film is encoded, so a bad path fails at once rather than after it.
     film_path = export.check_output_path(args.out, export.FILM_SUFFIXES, "--out")
     if args.timeline is not None:

@@ -888,6 +888,15 @@ def test_starting_the_studio_speaks_before_it_loads_anything_heavy(tmp_path: Pat
     )
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
+    # A command that only reads the database loads no model, video, image-analysis or web library either.
+    reading = (
+        "import sys\n"
+        "import app.commands\n"
+        "heavy = {'gradio', 'torch', 'diffusers', 'transformers', 'numpy', 'cv2', 'dlib', 'opentimelineio'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", reading], cwd=REPO, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
 
     port = free_port()
     server = subprocess.Popen(
