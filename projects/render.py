@@ -20,7 +20,7 @@ from typing import Any
 
 from PIL import Image
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from pipelines.backend import BackendError, GenerationRequest, RefinerSettings, RequestError
 from pipelines.camera import parse_camera
@@ -342,7 +342,7 @@ def list_jobs(
 ) -> list[JobInfo]:
     """Jobs in the order they run (running first, then queued by priority and position, then the finished)."""
     with studio.read() as session:
-        query = select(Job).join(Take).join(Shot)
+        query = select(Job).join(Job.take).join(Take.shot).options(contains_eager(Job.take).contains_eager(Take.shot))
         if project is not None:
             query = query.where(Shot.project_id == queries.find_project(session, project).id)
         if states:
@@ -363,7 +363,8 @@ def get_job(studio: Studio, job_id: int) -> JobInfo:
 def get_jobs(studio: Studio, job_ids: Sequence[int]) -> dict[int, JobInfo]:
     """Several jobs by id, in one read (a job that does not exist is missing from the result)."""
     with studio.read() as session:
-        return {job.id: job_info(session, job) for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))}
+        found = session.scalars(select(Job).where(Job.id.in_(job_ids)).options(_WITH_TAKE_AND_SHOT))
+        return {job.id: job_info(session, job) for job in found}
 
 
 def job_of_take(studio: Studio, take_id: int) -> JobInfo:
@@ -441,6 +442,10 @@ def _job(session: Session, job_id: int) -> Job:
     if job is None:
         raise NotFound(f"there is no job with id {job_id}")
     return job
+
+
+# A job's record needs its take and shot: loaded with the jobs, not one query per job.
+_WITH_TAKE_AND_SHOT = joinedload(Job.take).joinedload(Take.shot)
 
 
 def job_info(session: Session, job: Job) -> JobInfo:
