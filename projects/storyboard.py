@@ -240,6 +240,7 @@ def insert_shot(
         )[0].id
     session.add(shot)
     session.flush()
+    refresh_stale(session, shot)  # the shot after an inserted one continues from it now, not from its old neighbour
     return shot
 
 

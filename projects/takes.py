@@ -201,7 +201,9 @@ def _is_stale(session: Session, shot: Shot) -> bool:
         return False
     current = _current_take(session, shot)
     source = source_take_for(session, shot)
-    return current is not None and source is not None and current.source_take_id != source.id
+    # A take that continued another shot's take is stale too when the shot before has no take now (a new shot
+    # was inserted before it, or the takes it started from were deleted).
+    return current is not None and current.source_take_id != (source.id if source is not None else None)
 
 
 def delete_take(studio: Studio, take_id: int) -> TakeInfo:

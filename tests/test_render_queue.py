@@ -916,6 +916,19 @@ def test_moving_a_chained_shot_marks_it_stale(studio: Studio, photos: dict[str, 
     assert [s.stale for s in project.project_status(studio, name).shots] == [False, True, False]
 
 
+def test_inserting_a_shot_before_a_chained_one_marks_it_stale(studio: Studio, photos: dict[str, Path]) -> None:
+    name = make_project(studio)
+    add_shot(studio, name, keyframe=photos["astronaut"], camera="dolly-in")
+    add_shot(studio, name, camera="pan-left", continue_from_previous=True)
+    render.queue_renders(studio, name, seed=1)
+    run_all(studio)
+    assert [s.stale for s in project.project_status(studio, name).shots] == [False, False]
+    add_shot(studio, name, keyframe=photos["coffee"], position=2)  # the chained shot now follows the coffee cup
+    assert [s.stale for s in project.project_status(studio, name).shots] == [False, False, True]
+    add_shot(studio, name, keyframe=photos["rocket"])  # at the end: nothing after it changes
+    assert [s.stale for s in project.project_status(studio, name).shots] == [False, False, True, False]
+
+
 def test_deleting_the_previous_shot_clears_a_stale_mark(studio: Studio, photos: dict[str, Path]) -> None:
     name, made = chained_pair(studio, photos)
     takes.approve_take(studio, made[0].id)
