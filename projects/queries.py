@@ -99,7 +99,10 @@ def resolve_characters(session: Session, project: Project, names: Iterable[str],
     return chosen
 
 
-def check_paging(offset: int, limit: int, max_limit: int = 500) -> None:
+MAX_PAGE = 500  # the most rows one page of a listing holds
+
+
+def check_paging(offset: int, limit: int, max_limit: int = MAX_PAGE) -> None:
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise InvalidInput(f"must be a whole number of 0 or more, got {offset!r}", "offset")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= max_limit:

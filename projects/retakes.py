@@ -28,7 +28,6 @@ from storage.models import SCORE_METRICS
 
 BAR = re.compile(r"^\s*([a-z]+)\s*>=\s*([0-9]*\.?[0-9]+)\s*$")
 MAX_TAKES = 50
-SHOTS_PAGE = 500
 
 Renderer = Callable[[Studio, Sequence[int]], Any]
 
@@ -127,7 +126,7 @@ def render_until(
     if isinstance(max_takes, bool) or not isinstance(max_takes, int) or not 1 <= max_takes <= MAX_TAKES:
         raise InvalidInput(f"must be between 1 and {MAX_TAKES}, got {max_takes!r}", "max-takes")
     settings = settings or RenderSettings()
-    board = {shot.number: shot for shot in _all_shots(studio, project)}
+    board = {shot.number: shot for shot in storyboard.all_shots(studio, project)}
     numbers = sorted(board) if shots is None else list(dict.fromkeys(shots))
     for number in numbers:
         if number not in board:
@@ -164,15 +163,6 @@ def render_until(
                 outcome.note = outcome.note or f"no take reached {bar} in {max_takes} take(s)"
                 pending.remove(job.shot_number)
     return RetakeReport(bar, max_takes, [outcomes[number] for number in numbers])
-
-
-def _all_shots(studio: Studio, project: str | int) -> list[ShotInfo]:
-    found: list[ShotInfo] = []
-    while True:
-        page = storyboard.list_shots(studio, project, offset=len(found), limit=SHOTS_PAGE)
-        found.extend(page.items)
-        if not page.items or len(found) >= page.total:
-            return found
 
 
 def _finished(done: Sequence[JobInfo], queued: Sequence[JobInfo]) -> list[JobInfo]:

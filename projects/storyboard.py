@@ -196,6 +196,23 @@ def get_shot(studio: Studio, shot_id: int) -> ShotInfo:
         return queries.shot_info(session, studio.media, queries.get_shot(session, shot_id))
 
 
+def all_shots(studio: Studio, project: str | int) -> list[ShotInfo]:
+    """Every shot of the storyboard, in order, however many (read a page at a time)."""
+    found: list[ShotInfo] = []
+    while True:
+        page = list_shots(studio, project, offset=len(found), limit=queries.MAX_PAGE)
+        found.extend(page.items)
+        if not page.items or len(found) >= page.total:
+            return found
+
+
+def shot_number(studio: Studio, project: str | int, number: int) -> ShotInfo:
+    """The shot at 1-based ``number``; NotFound names how many shots there are."""
+    with studio.read() as session:
+        row = queries.find_project(session, project)
+        return queries.shot_info(session, studio.media, queries.shot_at(session, row, number))
+
+
 def list_shots(studio: Studio, project: str | int, *, offset: int = 0, limit: int = 50) -> Page[ShotInfo]:
     """One page of the storyboard, in order."""
     queries.check_paging(offset, limit)

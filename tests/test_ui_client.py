@@ -164,3 +164,42 @@ def test_listening_openly_needs_credentials_and_checks_them(tmp_path: Path) -> N
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_the_shot_form_holds_the_shots_own_keyframe_for_every_shot(
+    app: tuple[str, Path], tmp_path: Path, photos: dict[str, Path]
+) -> None:
+    """Opening a shot shows its own keyframe, so saving it keeps that picture (it used to write the last upload
+    over it); emptying the picture clears it; and shots past the 200th open like any other."""
+    from gradio_client import Client, handle_file
+
+    url, data = app
+    client = Client(url, verbose=False)
+    client.predict(
+        [handle_file(str(f)) for f in storyboard_files(tmp_path / "board", photos)], api_name="/import_storyboard"
+    )
+    studio = open_studio(data)
+    try:
+        from projects import storyboard
+
+        cup = storyboard.shot_number(studio, "Gull Rock", 2).keyframe.sha256
+        for index in range(3, 206):
+            storyboard.add_shot(studio, "Gull Rock", prompt=f"a wave, {index}", duration=1)
+        title, _scene, _seconds, _camera, prompt, _cast, _continued, keyframe, selected = client.predict(
+            2, api_name="/open_shot"
+        )
+        assert (title, selected) == ("Tea", "Shot 2 selected.") and keyframe
+        assert list(Image.open(keyframe).getdata()) == list(
+            Image.open(tmp_path / "board" / "cup.png").convert("RGB").getdata()
+        )
+        client.predict(
+            handle_file(keyframe), "Tea, again", "", 1, "dolly-in", prompt, [], False, api_name="/save_shot"
+        )
+        saved = storyboard.shot_number(studio, "Gull Rock", 2)
+        assert saved.title == "Tea, again" and saved.keyframe.sha256 == cup  # the same picture, not another
+        client.predict(None, "Tea, again", "", 1, "dolly-in", prompt, [], False, api_name="/save_shot")
+        assert storyboard.shot_number(studio, "Gull Rock", 2).keyframe.source == "none"
+        later = client.predict(203, api_name="/open_shot")
+        assert later[4] == "a wave, 203" and later[-1] == "Shot 203 selected." and later[7] is None
+    finally:
+        studio.close()

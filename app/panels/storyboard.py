@@ -10,13 +10,9 @@ from app.panels.common import Context, bump, need_project, user_errors
 from pipelines.camera import PRESETS
 from projects import cast, storyboard
 
-PAGE = 200
-
 
 def shots(ctx: Context, project_id: int | None) -> list[Any]:
-    if not project_id:
-        return []
-    return list(storyboard.list_shots(ctx.studio, project_id, limit=PAGE).items)
+    return storyboard.all_shots(ctx.studio, project_id) if project_id else []
 
 
 def character_names(ctx: Context, project_id: int | None) -> list[str]:
@@ -49,7 +45,13 @@ def build(ctx: Context) -> dict[str, Any]:
     with gr.Row():
         w["characters"] = gr.CheckboxGroup(label="Characters in the shot", choices=[], elem_id="shot-characters")
         w["continue"] = gr.Checkbox(label="Continue from the previous shot's approved take", value=False)
-        w["keyframe"] = gr.Image(label="Keyframe (optional)", type="filepath", sources=["upload"], height=160)
+        w["keyframe"] = gr.Image(
+            label="Keyframe (optional; clear it and save to remove it)",
+            type="filepath",
+            sources=["upload"],
+            height=160,
+            elem_id="shot-keyframe",
+        )
     with gr.Row():
         w["add"] = gr.Button("Add shot", variant="primary", elem_id="add-shot")
         w["save"] = gr.Button("Save changes", elem_id="save-shot")
@@ -79,29 +81,27 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         trigger(refresh, inputs=[ctx.project, ctx.shot], outputs=outputs, api_name=False)
     w["refresh"].click(refresh, inputs=[ctx.project, ctx.shot], outputs=outputs, api_name="storyboard")
 
+    def opened(shot: Any) -> tuple[Any, ...]:
+        """A shot's own values in the form, its keyframe picture included (or an empty picture)."""
+        values = (shot.title, shot.scene, shot.duration, shot.camera, shot.prompt, list(shot.characters))
+        picture = str(shot.keyframe.path) if shot.keyframe.source == "image" and shot.keyframe.path else None
+        return shot.id, *values, shot.continue_from_previous, picture, f"Shot {shot.number} selected."
+
+    shown = [ctx.shot, *form, w["keyframe"], w["selected"]]
+
     def choose(project_id: int | None, event: gr.SelectData) -> tuple[Any, ...]:
         listed = shots(ctx, project_id)
         if event.index is None or event.index >= len(listed):
-            return None, *[gr.update()] * len(form), "No shot selected."
-        shot = listed[event.index]
-        values = (shot.title, shot.scene, shot.duration, shot.camera, shot.prompt, list(shot.characters))
-        return shot.id, *values, shot.continue_from_previous, f"Shot {shot.number} selected."
+            return None, *[gr.update()] * (len(form) + 1), "No shot selected."
+        return opened(listed[event.index])
 
-    w["grid"].select(choose, inputs=ctx.project, outputs=[ctx.shot, *form, w["selected"]], api_name=False)
+    w["grid"].select(choose, inputs=ctx.project, outputs=shown, api_name=False)
 
     @user_errors
     def open_number(project_id: int | None, number: float | None) -> tuple[Any, ...]:
-        pid = need_project(project_id)
-        listed = shots(ctx, pid)
-        shot = next((s for s in listed if s.number == int(number or 0)), None)
-        if shot is None:
-            raise gr.Error(f"There is no shot {number:g}; the storyboard has {len(listed)}.", print_exception=False)
-        values = (shot.title, shot.scene, shot.duration, shot.camera, shot.prompt, list(shot.characters))
-        return shot.id, *values, shot.continue_from_previous, f"Shot {shot.number} selected."
+        return opened(storyboard.shot_number(ctx.studio, need_project(project_id), int(number or 0)))
 
-    w["open"].click(
-        open_number, inputs=[ctx.project, w["number"]], outputs=[ctx.shot, *form, w["selected"]], api_name="open_shot"
-    )
+    w["open"].click(open_number, inputs=[ctx.project, w["number"]], outputs=shown, api_name="open_shot")
 
     def fields(
         title: str, scene: str, duration: float, camera: str, prompt: str, chars: list[str], cont: bool
@@ -120,12 +120,13 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
     def add(project_id: int | None, changed: int, keyframe: str | None, *values: Any) -> tuple[Any, ...]:
         shot = storyboard.add_shot(ctx.studio, need_project(project_id), keyframe=keyframe, **fields(*values))
         gr.Info(f"Added shot {shot.number}.")
-        return shot.id, bump(changed)
+        # The new shot is selected, and the form shows it: its own picture, not one for the next shot to inherit.
+        return *opened(shot), bump(changed)
 
     w["add"].click(
         add,
         inputs=[ctx.project, ctx.changed, w["keyframe"], *form],
-        outputs=[ctx.shot, ctx.changed],
+        outputs=[*shown, ctx.changed],
         api_name="add_shot",
     )
 
@@ -133,13 +134,14 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
     def save(shot_id: int | None, changed: int, keyframe: str | None, *values: Any) -> tuple[Any, ...]:
         if not shot_id:
             raise gr.Error("Select a shot in the grid first.", print_exception=False)
-        changes = fields(*values)
-        if keyframe:
-            changes["keyframe"] = keyframe
-        storyboard.update_shot(ctx.studio, shot_id, **changes)
+        # The form holds the shot's own keyframe since it was opened: saving it back stores the same picture (files
+        # are kept by their content), an emptied picture clears the keyframe, a new upload replaces it.
+        storyboard.update_shot(ctx.studio, shot_id, keyframe=keyframe or None, **fields(*values))
         return bump(changed)
 
-    w["save"].click(save, inputs=[ctx.shot, ctx.changed, w["keyframe"], *form], outputs=ctx.changed, api_name=False)
+    w["save"].click(
+        save, inputs=[ctx.shot, ctx.changed, w["keyframe"], *form], outputs=ctx.changed, api_name="save_shot"
+    )
 
     def mover(step: int) -> Any:
         @user_errors
