@@ -39,6 +39,7 @@ def build_app(studio: Studio, wake_worker: Callable[[], None] | None = None) -> 
             project=gr.State(None),
             shot=gr.State(None),
             changed=gr.State(0),
+            page=demo,
         )
         built = []
         with gr.Tabs():

@@ -159,3 +159,21 @@ def test_a_refused_request_shows_a_readable_message(page: tuple[object, Path]) -
     text = message.first.inner_text()
     assert "must not contain" in text and "Traceback" not in text
     shoot(tab, "9-error-message")
+
+
+def test_a_page_opened_later_lists_the_projects_made_since_the_server_started(page: tuple[object, Path]) -> None:
+    from projects.project import create_project
+    from projects.studio import open_studio
+
+    tab, data = page
+    studio = open_studio(data)  # another front end (the command line, a notebook) adds a project meanwhile
+    try:
+        create_project(studio, "Made Elsewhere")
+    finally:
+        studio.close()
+    tab.reload()
+    tab.wait_for_selector("#create-project", timeout=60_000)
+    tab.wait_for_function(
+        "() => (document.querySelector('#projects')?.innerText || '').includes('Made Elsewhere')", timeout=15_000
+    )
+    no_error(tab)

@@ -30,6 +30,7 @@ class Context:
     project: gr.State
     shot: gr.State
     changed: gr.State  # bumped after any change, so panels that show the same data refresh
+    page: gr.Blocks  # the page itself: what a panel shows from the database is read again each time it loads
 
 
 def user_errors(function: Callable[..., Any]) -> Callable[..., Any]:

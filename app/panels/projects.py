@@ -97,6 +97,8 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         return chosen, None, *view(chosen)
 
     w["open"].input(select, inputs=w["open"], outputs=[ctx.project, ctx.shot, *refreshed], api_name="open_project")
+    # A page opened (or reloaded) after the server started lists the projects as they are now.
+    ctx.page.load(view, inputs=ctx.project, outputs=refreshed, api_name=False)
 
     @user_errors
     def import_files(files: list[str] | None, changed: int) -> tuple[Any, ...]:
