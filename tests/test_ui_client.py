@@ -203,3 +203,29 @@ def test_the_shot_form_holds_the_shots_own_keyframe_for_every_shot(
         assert later[4] == "a wave, 203" and later[-1] == "Shot 203 selected." and later[7] is None
     finally:
         studio.close()
+
+
+def test_a_character_just_added_is_the_one_the_cast_panel_shows(
+    app: tuple[str, Path], photos: dict[str, Path]
+) -> None:
+    """After "Add character" the panel shows the new character, so "add these images" goes to it, not to the one
+    shown before."""
+    from gradio_client import Client, handle_file
+
+    url, data = app
+    client = Client(url, verbose=False)
+    client.predict("Harbour", 128, 80, 8, api_name="/create_project")
+    for name, photo in (("Mara", "astronaut"), ("Tom", "chelsea")):
+        shown = client.predict(
+            name, f"{name} of the harbour", [handle_file(str(photos[photo]))], api_name="/add_character"
+        )
+        _files, picked, gallery, shown_name, description, _reference = shown
+        assert (shown_name, description, len(gallery)) == (name, f"{name} of the harbour", 1)
+    studio = open_studio(data)
+    try:
+        from projects import cast
+
+        tom = next(c for c in cast.list_characters(studio, "Harbour") if c.name == "Tom")
+        assert picked["value"] == tom.id and [name for name, _ in picked["choices"]] == ["Mara", "Tom"]
+    finally:
+        studio.close()

@@ -61,12 +61,13 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
             ctx.studio, need_project(project_id), name, description=description, references=list(files or [])
         )
         gr.Info(f"Added {info.name} with {len(info.references)} reference image(s).")
-        return bump(changed), None
+        # The new character is the one shown now, so the next "add these images" goes to it.
+        return bump(changed), None, *refresh(project_id, info.id)
 
     w["add"].click(
         add,
         inputs=[ctx.project, w["name"], w["description"], w["images"], ctx.changed],
-        outputs=[ctx.changed, w["images"]],
+        outputs=[ctx.changed, w["images"], *outputs],
         api_name="add_character",
     )
 
