@@ -250,6 +250,14 @@ def _complete(found: set[tuple[str, str]], embedder_id: str, identity_id: str) -
     return not had_characters or {(embedder_id, "look"), (identity_id, "identity")} <= found
 
 
+def scored_takes(studio: Studio, take_ids: Sequence[int]) -> set[int]:
+    """Which of these takes have scores stored (by any model): the worker scores a take just after finishing it."""
+    if not take_ids:
+        return set()
+    with studio.read() as session:
+        return set(session.scalars(select(TakeScore.take_id).where(TakeScore.take_id.in_(list(take_ids))).distinct()))
+
+
 def stored_scores(studio: Studio, take_ids: Sequence[int], *, embedder: str | None = None) -> list[TakeScores]:
     """The stored scores of these takes under one embedder (the default one unless named); identity under that
     embedder joined with the configured face model, when one is."""

@@ -7,19 +7,23 @@ from typing import Any
 import gradio as gr
 
 from app.panels.common import Context, bump, need_project, user_errors
-from projects import render
+from projects import render, scoring
 
-COLUMNS = ["job", "state", "shot", "take", "backend", "seed", "progress", "error"]
+COLUMNS = ["job", "state", "shot", "take", "backend", "seed", "progress", "scores", "error"]
 REFRESH_SECONDS = 2.0
 
 
 def rows(ctx: Context, project_id: int | None) -> list[list[Any]]:
     if not project_id:
         return []
+    jobs = render.list_jobs(ctx.studio, project_id)
+    scored = scoring.scored_takes(ctx.studio, [job.take_id for job in jobs if job.state == "done"])
     out = []
-    for job in render.list_jobs(ctx.studio, project_id):
+    for job in jobs:
         progress = f"{job.stage} {job.step}/{job.total}" if job.state == "running" else ""
-        out.append([job.id, job.state, job.shot_number, job.take_number, job.backend, job.seed, progress, job.error])
+        scores = ("scored" if job.take_id in scored else "scoring") if job.state == "done" else ""
+        row = [job.id, job.state, job.shot_number, job.take_number, job.backend, job.seed, progress, scores]
+        out.append([*row, job.error])
     return out
 
 
@@ -44,9 +48,10 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         current = rows(ctx, project_id)
         if current == seen:
             return gr.update(), seen, changed
-        # Something finished or moved: tell the other panels (a finished take appears without reloading).
-        states = {row[0]: row[1] for row in current}
-        before = {row[0]: row[1] for row in seen or []}
+        # Something finished, moved or was scored: tell the other panels (a finished take appears without
+        # reloading, and its scores a moment later, when the worker has scored it).
+        states = {row[0]: (row[1], row[7]) for row in current}
+        before = {row[0]: (row[1], row[7]) for row in seen or []}
         finished = any(states.get(job) != state for job, state in before.items())
         return current, current, bump(changed) if finished else changed
 
