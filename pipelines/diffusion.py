@@ -75,10 +75,12 @@ class DiffusionBackend(Backend):
         self.cache.unload()
 
     def refiner_provenance(self, spec: LoadSpec) -> dict[str, Any]:
-        """The refiner's weights, for the record of a refined take."""
+        """The refiner's weights and the spec it was loaded with on this machine, for the record of a refined take
+        (settled as the backbone's is: the spec asked for may say ``auto``)."""
+        settled = self._settled_for(spec)
         folder = inspect_model_folder(resolve_source(spec.source, spec.revision))
         return {
-            "load_spec": spec.to_json(),
+            "load_spec": settled.to_json(),
             "model_folder": str(folder.path),
             "model_revision": folder.revision(),
             "model_files": folder.file_fingerprints(),

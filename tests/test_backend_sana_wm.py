@@ -213,6 +213,8 @@ def test_refiner_drops_the_anchor_frame_and_loads_once(
         assert result.latents.ndim == 5
         assert result.latents.shape[2] == 3  # (17 - 1) / 8 + 1 latent frames
         assert {"backbone", "refiner"} <= set(result.timings)
+        refiner_spec = result.parameters["provenance"]["refiner"]["load_spec"]
+        assert "auto" not in (refiner_spec["device"], refiner_spec["dtype"], refiner_spec["offload"]), refiner_spec
     assert len(np.unique(first.frames)) > 1
     np.testing.assert_array_equal(first.frames, second.frames)
     # The refiner rides on the cached backbone: one backbone load, one refiner load for both takes.

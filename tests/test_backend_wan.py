@@ -260,6 +260,11 @@ def test_refiner_runs_after_the_backbone(
     assert [step for stage, step, _ in seen if stage == "backbone"] == [1, 2]
     assert [(step, total) for stage, step, total in seen if stage == "refiner"] == [(1, 2), (2, 2)]
     assert not np.array_equal(result.frames, i2v_first.frames), "the refiner changed nothing"
+    # The refiner's record is the spec it was loaded with on this machine, as the backbone's is: no "auto" left.
+    refiner_spec = result.parameters["provenance"]["refiner"]["load_spec"]
+    backbone_spec = result.parameters["provenance"]["load_spec"]
+    assert "auto" not in (refiner_spec["device"], refiner_spec["dtype"], refiner_spec["offload"]), refiner_spec
+    assert (refiner_spec["device"], refiner_spec["dtype"]) == (backbone_spec["device"], backbone_spec["dtype"])
 
 
 def test_refiner_on_vace(vace: WanVACEBackend, images: dict[str, Image.Image]) -> None:
