@@ -131,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", parents=[common], help="render queued takes until stopped")
     worker.add_argument("--once", action="store_true", help="stop when the queue is empty")
-    worker.add_argument("--device", default="cpu", help="cpu or cuda (or cuda:N); one worker per device")
+    worker.add_argument(
+        "--device", default="auto", help="auto (the first GPU, else the CPU), cpu, cuda or cuda:N; one worker a device"
+    )
     worker.set_defaults(handler="run_worker")
 
     queue = commands.add_parser("queue", parents=[common], help="the render queue of a project")

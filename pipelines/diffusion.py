@@ -23,6 +23,7 @@ from pipelines.loading import (
     choose_profile,
     cuda_free_memory,
     inspect_model_folder,
+    is_cuda,
     load_pipeline,
     resolve_source,
 )
@@ -56,7 +57,8 @@ class DiffusionBackend(Backend):
         spec = spec or self.spec
         folder = resolve_source(spec.source, spec.revision)
         model = inspect_model_folder(folder)
-        profile = choose_profile(spec, model, free_vram=cuda_free_memory() if spec.device != "cpu" else None)
+        free_vram = cuda_free_memory(spec.device) if spec.device != "cpu" else None
+        profile = choose_profile(spec, model, free_vram=free_vram)
         if spec is self.spec:
             self.settled, self.profile_reason, self.model = profile.spec, profile.reason, model
         return profile.spec
@@ -201,6 +203,6 @@ def library_versions() -> dict[str, str]:
 def device_name(device: str) -> str:
     import torch
 
-    if device == "cuda" and torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name()}"
+    if is_cuda(device) and torch.cuda.is_available():
+        return f"{device}: {torch.cuda.get_device_name(torch.device(device))}"
     return f"cpu: {platform.processor() or platform.machine()}"

@@ -20,6 +20,7 @@ import gc
 import hashlib
 import json
 import logging
+import re
 import struct
 import threading
 from collections import OrderedDict
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 DTYPES = ("float32", "bfloat16", "float16")
 QUANTIZATIONS = ("none", "nf4", "int8", "torchao-int8")
 OFFLOADS = ("none", "model", "group", "group-stream", "sequential")
-DEVICES = ("auto", "cuda", "cpu")
+DEVICES = ("auto", "cuda", "cuda:N", "cpu")  # cuda is the current GPU; cuda:N picks one
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 _DTYPE_BYTES |= {"F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
@@ -69,7 +71,7 @@ class LoadSpec:
             raise ModelError(f"dtype must be one of {', '.join((*DTYPES, 'auto'))}, got {self.dtype!r}")
         if self.offload not in (*OFFLOADS, "auto"):
             raise ModelError(f"offload must be one of {', '.join((*OFFLOADS, 'auto'))}, got {self.offload!r}")
-        if self.device not in DEVICES:
+        if not isinstance(self.device, str) or not _DEVICE.match(self.device):
             raise ModelError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         quantization = dict(self.quantization)
         for component, scheme in quantization.items():
@@ -282,13 +284,25 @@ class Profile:
     reason: str
 
 
-def cuda_free_memory() -> int | None:
-    """Free bytes on the current CUDA device, or None where there is no CUDA GPU."""
+def is_cuda(device: str) -> bool:
+    """``cuda`` or ``cuda:N``."""
+    return device == "cuda" or device.startswith("cuda:")
+
+
+def cuda_device_count() -> int:
+    """How many CUDA GPUs this process can use (0 without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def cuda_free_memory(device: str = "cuda") -> int | None:
+    """Free bytes on a CUDA device (``cuda`` is the current one, ``cuda:N`` that one), or None without CUDA."""
     import torch
 
     if not torch.cuda.is_available():
         return None
-    free, _total = torch.cuda.mem_get_info()
+    free, _total = torch.cuda.mem_get_info(torch.device(device) if is_cuda(device) else None)
     return int(free)
 
 
@@ -312,11 +326,11 @@ def choose_profile(
     device = spec.device
     if device == "auto":
         device = "cuda" if free_vram is not None else "cpu"
-    if device == "cuda" and free_vram is None:
+    if is_cuda(device) and free_vram is None:
         raise ModelError("the load spec asks for CUDA but this machine has no CUDA GPU; use device 'cpu' or 'auto'")
     dtype = spec.dtype
     if dtype == "auto":
-        dtype = "bfloat16" if device == "cuda" else "float32"
+        dtype = "bfloat16" if is_cuda(device) else "float32"
     offload = spec.offload
     present = [name for name in big_components if name in model.components]
     if device == "cpu":
@@ -358,7 +372,7 @@ def choose_profile(
                 f"the largest component alone needs {biggest * headroom / 2**30:.1f} GiB of {free_gib:.1f} GiB "
                 "free: NF4 with group offload over CUDA streams"
             )
-    settled = replace(spec, device="cuda", dtype=dtype, offload=offload, quantization=_pairs(chosen))
+    settled = replace(spec, device=device, dtype=dtype, offload=offload, quantization=_pairs(chosen))
     return Profile(settled, _say(reasons))
 
 
@@ -432,9 +446,9 @@ def load_pipeline(pipeline_class: type, spec: LoadSpec, **components: Any) -> An
     folder = resolve_source(spec.source, spec.revision)
     model = inspect_model_folder(folder)
     uses_bnb = any(scheme in ("nf4", "int8") for _, scheme in spec.quantization)
-    if uses_bnb and spec.device != "cuda":
+    if uses_bnb and not is_cuda(spec.device):
         raise ModelError("bitsandbytes NF4/int8 quantization needs a CUDA GPU; on the CPU use torchao-int8")
-    if spec.offload in ("model", "group-stream", "sequential") and spec.device != "cuda":
+    if spec.offload in ("model", "group-stream", "sequential") and not is_cuda(spec.device):
         raise ModelError(f"offload '{spec.offload}' needs a CUDA GPU; on the CPU use 'none' or 'group'")
     quant = quantization_config(spec, model)
     from diffusers.utils import logging as diffusers_logging

@@ -151,8 +151,10 @@ def create_backend(
     models_dir: Path | None = None,
     spec: LoadSpec | None = None,
     cache: PipelineCache | None = None,
+    device: str = "auto",
 ) -> Backend:
-    """An instance of backend ``name``, ready to generate (diffusion backends load on their first take)."""
+    """An instance of backend ``name``, ready to generate (diffusion backends load on their first take), on
+    ``device`` (``cpu``, ``cuda``, ``cuda:N``, or ``auto``) unless ``spec`` says otherwise."""
     cls = backend_class(name)
     if not getattr(cls, "needs_weights", False):
         return cls()
@@ -160,10 +162,10 @@ def create_backend(
         found = source or model_source(name, models_dir)
         if found is None:
             raise BackendError(weights_availability(cls, None, models_dir).reason)
-        spec = LoadSpec(source=found)
+        spec = LoadSpec(source=found, device=device)
     extra: dict[str, Any] = {}
     refiner_key = getattr(cls, "refiner_key", None)
     if refiner_key:
         refiner = weights_source(refiner_key, getattr(cls, "refiner_default_source", None), models_dir)
-        extra["refiner_spec"] = LoadSpec(source=refiner) if refiner else None
+        extra["refiner_spec"] = LoadSpec(source=refiner, device=spec.device) if refiner else None
     return cls(spec, cache=cache, **extra)  # type: ignore[call-arg]

@@ -32,7 +32,7 @@ def wait_for_jobs(
     job_ids: Sequence[int],
     *,
     on_update: Callable[[list[JobInfo]], None] | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     wake: Callable[[], None] | None = None,
     poll_seconds: float = POLL_SECONDS,
     cache: PipelineCache | None = None,

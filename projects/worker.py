@@ -24,6 +24,7 @@ import fcntl
 import io
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -48,12 +49,12 @@ from pipelines.backend import (
     GenerationResult,
 )
 from pipelines.diffusion import library_versions
-from pipelines.loading import PipelineCache, free_memory
+from pipelines.loading import PipelineCache, cuda_device_count, free_memory
 from pipelines.registry import create_backend
 from pipelines.video import frames_sha256, last_frame, write_mp4, write_thumbnail
 from pipelines.windows import render_long
 from projects.backends import models_dir
-from projects.errors import StudioError
+from projects.errors import Conflict, InvalidInput, StudioError
 from projects.render import RenderSettings, job_info
 from projects.scoring import score_finished_take
 from projects.studio import Studio
@@ -64,6 +65,7 @@ from storage.models import Job, MediaObject, Shot, Take, TakeInput, utcnow
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2  # a job interrupted twice is failed, not retried forever
+DEVICE_NAME = re.compile(r"^(?:auto|cpu|cuda(?::(\d+))?)$")
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes
 
 
@@ -83,6 +85,28 @@ class Inputs:
     source_take_id: int | None
 
 
+def resolve_device(name: str) -> str:
+    """The device a worker renders on, named as its lock is: ``cpu`` or ``cuda:N``.
+
+    ``auto`` is the first GPU where there is one, else the CPU; ``cuda`` is ``cuda:0``. So two workers that would
+    share a GPU ask for the same lock, whatever they were called with, and ``cuda:1`` can pick the second GPU.
+    """
+    match = DEVICE_NAME.match(name or "")
+    if match is None:
+        raise InvalidInput(f"must be cpu, cuda, cuda:N or auto, got {name!r}", "device")
+    if name == "cpu":
+        return "cpu"
+    count = cuda_device_count()
+    if name == "auto":
+        return "cuda:0" if count else "cpu"
+    index = int(match[1] or 0)
+    if not count:
+        raise Conflict(f"there is no CUDA GPU here for device {name}; render on cpu (or auto)")
+    if index >= count:
+        raise Conflict(f"this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}; there is no {name}")
+    return f"cuda:{index}"
+
+
 class RenderWorker:
     """Runs the queue on one device. Use as a context manager, or call :meth:`close`."""
 
@@ -90,18 +114,18 @@ class RenderWorker:
         self,
         studio: Studio,
         *,
-        device: str = "cpu",
+        device: str = "auto",
         cache: PipelineCache | None = None,
         score: bool = True,
         keep_loaded: bool = False,
     ) -> None:
         self.studio = studio
-        self.device = device
+        self.device = resolve_device(device)
         self.score = score  # consistency scores as each take finishes (see projects.scoring)
         self.cache = cache if cache is not None else PipelineCache(capacity=1)
         # With a cache of the caller's, ``keep_loaded`` leaves its models loaded at close for the next worker.
         self.keep_loaded = keep_loaded and cache is not None
-        self.name = f"{socket.gethostname()}:{os.getpid()}:{device}"
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{self.device}"
         self._backends: dict[str, Backend] = {}
         self._lock_file = self._acquire_lock()
         self._wake = threading.Event()
@@ -162,7 +186,9 @@ class RenderWorker:
             media_rows.remove_unrecorded_files(session, self.studio.media)
         recovered = []
         with self.studio.write() as session:
-            stuck = session.scalars(select(Job).where(Job.state == "running", Job.device == self.device)).all()
+            # Jobs recorded before devices were numbered say "cuda" for the first GPU.
+            names = {self.device, "cuda"} if self.device == "cuda:0" else {self.device}
+            stuck = session.scalars(select(Job).where(Job.state == "running", Job.device.in_(names))).all()
             for job in stuck:
                 take = job.take
                 session.execute(TakeInput.__table__.delete().where(TakeInput.take_id == take.id))
@@ -285,7 +311,9 @@ class RenderWorker:
 
     def _backend(self, name: str) -> Backend:
         if name not in self._backends:
-            self._backends[name] = create_backend(name, models_dir=models_dir(self.studio), cache=self.cache)
+            self._backends[name] = create_backend(
+                name, models_dir=models_dir(self.studio), cache=self.cache, device=self.device
+            )
         return self._backends[name]
 
     # Step 2: the pictures a take starts from.

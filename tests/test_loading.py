@@ -287,7 +287,8 @@ def test_resolve_hub_id_found_in_cache(hf_offline: Path, sana_wm_folder: Path) -
         ({"dtype": "fp16"}, "dtype must be one of"),
         ({"offload": "disk"}, "offload must be one of"),
         ({"device": "mps"}, "device must be one of"),
-        ({"device": "cuda:1"}, "device must be one of"),
+        ({"device": "cuda:x"}, "device must be one of"),
+        ({"device": "cuda1"}, "device must be one of"),
         ({"quantization": (("transformer", "fp8"),)}, "quantization for transformer must be one of"),
         ({"source": ""}, "needs a model source"),
         ({"source": "   "}, "needs a model source"),
@@ -411,6 +412,14 @@ def test_profile_keeps_explicit_settings(sana_big: ModelFolder) -> None:
 def test_profile_cuda_asked_without_gpu(tiny_model: ModelFolder) -> None:
     with pytest.raises(ModelError, match="asks for CUDA but this machine has no CUDA GPU"):
         choose_profile(LoadSpec(source=str(tiny_model.path), device="cuda"), tiny_model, free_vram=None)
+
+
+def test_profile_keeps_the_gpu_it_was_given(sana_big: ModelFolder) -> None:
+    """A worker on the second GPU loads there: the settled spec names it, and it is still a CUDA profile."""
+    profile = choose_profile(LoadSpec(source="/models/big", device="cuda:1"), sana_big, free_vram=80 * GIB)
+    assert (profile.spec.device, profile.spec.dtype) == ("cuda:1", "bfloat16") and profile.spec.settled
+    with pytest.raises(ModelError, match="asks for CUDA"):
+        choose_profile(LoadSpec(source="/models/big", device="cuda:1"), sana_big, free_vram=None)
 
 
 def test_profile_cpu_asked_on_a_gpu_machine(sana_big: ModelFolder) -> None:

@@ -40,8 +40,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+import projects.worker as worker_module
 from pipelines.video import probe
 from projects import project, render, storyboard, takes
+from projects.errors import Conflict, InvalidInput
 from projects.maintenance import verify_media
 from projects.records import TakeInfo
 from projects.render import JobInfo
@@ -373,7 +375,9 @@ def test_a_job_killed_twice_is_failed_with_the_reason_and_the_queue_goes_on(
 # 3. One worker per device, and no stale lock after a kill.
 
 
-def test_one_worker_per_device_and_a_killed_worker_leaves_no_stale_lock(studio: Studio, workers: Workers) -> None:
+def test_one_worker_per_device_and_a_killed_worker_leaves_no_stale_lock(
+    studio: Studio, workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lock = studio.data_dir / "workers" / "cpu.lock"
     worker = workers.start("worker")  # the queue is empty: it waits for jobs, holding the lock
     wait_until(lambda: lock.is_file() and f":{worker.pid}:cpu" in lock.read_text(), "the worker's lock", worker)
@@ -382,8 +386,10 @@ def test_one_worker_per_device_and_a_killed_worker_leaves_no_stale_lock(studio: 
         RenderWorker(studio)
     code, _, err = workers.run("worker", "--once")
     assert code == 1 and "another render worker is already running for device cpu" in err, err
+    monkeypatch.setattr(worker_module, "cuda_device_count", lambda: 2)  # as on a machine with two GPUs
     with RenderWorker(studio, device="cuda:1") as other:  # another device has its own lock
         assert other.recovered == []
+    monkeypatch.undo()
 
     workers.kill9(worker)
     assert f":{worker.pid}:cpu" in lock.read_text()  # the file still names the dead worker: it does not matter
@@ -392,6 +398,38 @@ def test_one_worker_per_device_and_a_killed_worker_leaves_no_stale_lock(studio: 
         assert lock.read_text() == taken.name
     with RenderWorker(studio):  # and closing gives it back
         pass
+
+
+def test_workers_that_would_share_a_gpu_take_one_lock_and_name_their_device(
+    studio: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cuda`` and ``auto`` are the first GPU, so the page's worker (``auto``) and ``worker --device cuda`` beside it
+    no longer hold two locks for one card; ``cuda:1`` is the second card; a GPU that is not there is refused."""
+    with RenderWorker(studio) as here:  # no GPU on this machine: auto is the CPU
+        assert here.device == "cpu"
+    with pytest.raises(Conflict, match="no CUDA GPU here for device cuda"):
+        RenderWorker(studio, device="cuda")
+    with pytest.raises(InvalidInput, match="must be cpu, cuda, cuda:N or auto"):
+        RenderWorker(studio, device="gpu0")
+    monkeypatch.setattr(worker_module, "cuda_device_count", lambda: 2)
+    with RenderWorker(studio, device="cuda") as first:
+        assert first.device == "cuda:0" and (studio.data_dir / "workers" / "cuda-0.lock").is_file()
+        for same in ("auto", "cuda:0"):
+            with pytest.raises(WorkerBusy, match="device cuda:0"):
+                RenderWorker(studio, device=same)
+        with RenderWorker(studio, device="cuda:1") as second:
+            assert second.device == "cuda:1"
+    with pytest.raises(Conflict, match=r"2 CUDA GPU\(s\), cuda:0 to cuda:1; there is no cuda:2"):
+        RenderWorker(studio, device="cuda:2")
+
+
+def test_the_workers_device_reaches_the_backends_load_spec(
+    studio: Studio, monkeypatch: pytest.MonkeyPatch, sana_wm_folder: Path
+) -> None:
+    monkeypatch.setenv("CONTINUITY_MODEL_SANA_WM", str(sana_wm_folder))
+    with RenderWorker(studio, device="cpu") as worker:
+        backend = worker._backend("sana-wm")
+        assert backend.spec.device == "cpu" and backend.settle().device == "cpu"
 
 
 # 4. SIGTERM.
