@@ -880,23 +880,17 @@ def test_fetch_weights_links_a_model_folder_and_refuses_what_it_cannot_use(
 def test_starting_the_studio_speaks_before_it_loads_anything_heavy(tmp_path: Path) -> None:
     """``python app.py`` prints its first line before the database, web and model libraries are imported (they
     take many seconds on a first start): the parser loads none of them, and the line comes first."""
-    probe = (
-        "import sys\n"
-        "import app.cli\n"
-        "heavy = {'sqlalchemy', 'alembic', 'gradio', 'torch', 'diffusers', 'numpy', 'cv2', 'projects.studio'}\n"
-        "print(sorted(heavy & set(sys.modules)))\n"
-    )
-    loaded = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
-    assert loaded.stdout.strip() == "[]"
+    def loaded_by(module: str, heavy: set[str]) -> list[str]:
+        """Which of ``heavy`` importing ``module`` loads, in a fresh interpreter."""
+        found = f"sorted(set({sorted(heavy)!r}) & set(sys.modules))"
+        probe = f"import json, sys\nimport {module}\nprint(json.dumps({found}))"
+        done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+        return json.loads(done.stdout)
+
+    assert loaded_by("app.cli", {"sqlalchemy", "alembic", "gradio", "torch", "diffusers", "numpy", "cv2"}) == []
     # A command that only reads the database loads no model, video, image-analysis or web library either.
-    reading = (
-        "import sys\n"
-        "import app.commands\n"
-        "heavy = {'gradio', 'torch', 'diffusers', 'transformers', 'numpy', 'cv2', 'dlib', 'opentimelineio'}\n"
-        "print(sorted(heavy & set(sys.modules)))\n"
-    )
-    loaded = subprocess.run([sys.executable, "-c", reading], cwd=REPO, capture_output=True, text=True, check=True)
-    assert loaded.stdout.strip() == "[]"
+    libraries = {"gradio", "torch", "diffusers", "transformers", "numpy", "cv2", "dlib", "opentimelineio"}
+    assert loaded_by("app.commands", libraries) == []
 
     port = free_port()
     server = subprocess.Popen(
