@@ -30,10 +30,10 @@ from projects.backends import models_dir
 from projects.errors import Conflict, InvalidInput, NotFound
 from projects.records import TakeInfo
 from projects.studio import Studio
+from projects.validation import MAX_SEED, clean_seed
 from storage.models import Job, Project, Shot, Take, TakeInput, utcnow
 
 MAX_TAKES_PER_SHOT = 100
-MAX_SEED = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,8 @@ def queue_renders(
     settings = settings or RenderSettings()
     if isinstance(takes, bool) or not isinstance(takes, int) or not 1 <= takes <= MAX_TAKES_PER_SHOT:
         raise InvalidInput(f"must be between 1 and {MAX_TAKES_PER_SHOT} takes per shot, got {takes!r}", "takes")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
-        raise InvalidInput(f"must be a whole number from 0 to {MAX_SEED}, got {seed!r}", "seed")
+    if seed is not None:
+        clean_seed(seed)
     if seed is not None and seed + takes - 1 > MAX_SEED:
         raise InvalidInput(
             f"{takes} takes from seed {seed} would go past the largest seed, {MAX_SEED}; start lower", "seed"

@@ -17,12 +17,11 @@ from projects import queries
 from projects.errors import Conflict, InvalidInput
 from projects.records import Page, TakeInfo
 from projects.studio import Studio
-from projects.validation import clean_fps, clean_prompt, clean_side
+from projects.validation import clean_fps, clean_prompt, clean_seed, clean_side
 from storage import media as media_rows
 from storage.models import TAKE_STATUSES, Shot, Take, utcnow
 
 VIDEO_EXTENSIONS = {".mp4": "mp4", ".webm": "webm", ".mov": "mov", ".mkv": "mkv"}
-MAX_SEED = 2**63 - 1
 
 
 def queue_take(
@@ -39,8 +38,7 @@ def queue_take(
     prompt: str | None = None,
 ) -> TakeInfo:
     """A new ``queued`` take of a shot with the next free take number."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise InvalidInput(f"must be a whole number from 0 to {MAX_SEED}, got {seed!r}", "seed")
+    seed = clean_seed(seed)
     if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
         raise InvalidInput(f"must be a whole number of at least 1, got {num_frames!r}", "num_frames")
     if not isinstance(backend, str) or not backend.strip():

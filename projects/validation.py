@@ -71,6 +71,17 @@ def clean_duration(value: Any, field: str = "duration") -> float:
     return number
 
 
+# The largest seed a take may have: 32 bits, which every backend's generator takes as it is (the page, the
+# command line, bundles and storyboards all check against this one value).
+MAX_SEED = 2**31 - 1
+
+
+def clean_seed(value: Any, field: str = "seed") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise InvalidInput(f"must be a whole number from 0 to {MAX_SEED}, got {value!r}", field)
+    return value
+
+
 def clean_fps(value: Any, field: str = "fps") -> int:
     fps = _whole(value, field)
     if not 1 <= fps <= 120:

@@ -885,6 +885,17 @@ def test_seeds_counted_up_from_the_first_stay_in_range(studio: Studio) -> None:
     assert all(0 <= job.seed <= render.MAX_SEED for job in jobs)
 
 
+def test_every_way_to_make_a_take_has_the_same_largest_seed(studio: Studio) -> None:
+    name = make_project(studio)
+    shot = add_shot(studio, name)
+    too_big = render.MAX_SEED + 1
+    with pytest.raises(InvalidInput, match=f"from 0 to {render.MAX_SEED}"):
+        render.queue_renders(studio, name, seed=too_big)
+    with pytest.raises(InvalidInput, match=f"from 0 to {render.MAX_SEED}"):
+        takes.queue_take(studio, shot.id, backend="animatic", seed=too_big, width=64, height=64, fps=8, num_frames=8)
+    assert row_counts(studio) == (0, 0)
+
+
 def chained_pair(studio: Studio, photos: dict[str, Path]) -> tuple[str, list[takes.TakeInfo]]:
     """Shot 1 with two takes; shot 2 continues from it and was rendered from take 2 (the newest)."""
     name = make_project(studio)
