@@ -53,7 +53,7 @@ from projects.errors import Conflict, InvalidInput, StudioError
 from projects.records import ProjectInfo
 from projects.studio import Studio
 from projects.validation import clean_fps, clean_side
-from storage.models import Character, Shot, Take
+from storage.models import Shot, Take
 
 log = logging.getLogger(__name__)
 
@@ -1016,8 +1016,9 @@ class _SheetShot:
 
 
 def export_contact_sheet(studio: Studio, project: str | int, out_path: Path | str) -> ContactSheetResult:
-    """Every shot of the storyboard in a grid: its picture (the approved take's thumbnail, else its keyframe,
-    else a grey box), number, title, duration and camera; one PNG, or one PDF page."""
+    """Every shot of the storyboard in a grid: its picture as the storyboard shows it (the approved take's thumbnail,
+    else the newest finished take's, else its keyframe, else a grey box), number, title, duration and camera; one
+    PNG, or one PDF page."""
     out = check_output_path(out_path, CONTACT_SHEET_SUFFIXES, "contact_sheet")
     with studio.read() as session:
         row = queries.find_project(session, project)
@@ -1035,29 +1036,14 @@ def export_contact_sheet(studio: Studio, project: str | int, out_path: Path | st
 
 
 def _sheet_shots(session: Any, studio: Studio, project_id: int) -> list[_SheetShot]:
+    """The shots with the picture the storyboard shows for each (one rule, :func:`queries.shot_infos`)."""
     shots = session.scalars(
-        select(Shot)
-        .where(Shot.project_id == project_id)
-        .order_by(Shot.position)
-        .options(selectinload(Shot.keyframe_character).selectinload(Character.references))
+        select(Shot).where(Shot.project_id == project_id).order_by(Shot.position).options(*queries.SHOT_LOADING)
     ).all()
-    thumbnails = {
-        take.shot_id: take.thumbnail
-        for take in session.scalars(
-            select(Take)
-            .join(Shot, Shot.id == Take.shot_id)
-            .where(Shot.project_id == project_id, Take.approved)
-            .options(selectinload(Take.thumbnail))
-        )
-    }
-    result = []
-    for shot in shots:
-        media = thumbnails.get(shot.id) or shot.keyframe
-        if media is None and shot.keyframe_character is not None and shot.keyframe_character.references:
-            media = shot.keyframe_character.references[0].media
-        picture = studio.media.path_for(media.sha256, media.extension) if media is not None else None
-        result.append(_SheetShot(shot.position, shot.title, shot.prompt, shot.duration, shot.camera, picture))
-    return result
+    return [
+        _SheetShot(info.number, info.title, info.prompt, info.duration, info.camera, info.picture)
+        for info in queries.shot_infos(session, studio.media, shots)
+    ]
 
 
 def contact_sheet_layout(shots: int, width: int, height: int) -> tuple[int, int, int, int]:

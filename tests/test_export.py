@@ -634,6 +634,22 @@ def test_the_contact_sheet_shows_every_shot_in_a_grid(studio: Studio, tmp_path: 
     assert (float(box_points[1]), float(box_points[2])) == pytest.approx((png.width * scale, png.height * scale))
 
 
+def test_the_contact_sheet_shows_each_shot_as_the_storyboard_does(studio: Studio, tmp_path: Path) -> None:
+    """One rule for a shot's picture: the approved take's thumbnail, else the newest take's, else the keyframe
+    (the sheet showed a grey box for a shot whose only take was not approved yet)."""
+    make_film(studio, "Sheet", (1.0, 1.0), approve=(1,))
+    sheet = export.export_contact_sheet(studio, "Sheet", tmp_path / "sheet.png")
+    with Image.open(sheet.path) as opened:
+        pixels = np.asarray(opened.convert("RGB"))
+    _columns, _rows, cell, picture = export.contact_sheet_layout(2, WIDTH, HEIGHT)
+    for index, shot in enumerate(storyboard.list_shots(studio, "Sheet").items):
+        assert shot.picture is not None
+        x = export.SHEET_GAP + index * (cell + export.SHEET_GAP)
+        y = export.SHEET_HEADER + export.SHEET_GAP
+        expected = np.asarray(export._sheet_picture(shot.picture, cell, picture))
+        assert np.array_equal(pixels[y : y + picture, x : x + cell], expected), shot.number
+
+
 def test_a_contact_sheet_of_an_empty_project_is_refused(studio: Studio, tmp_path: Path) -> None:
     project.create_project(studio, "Empty", width=WIDTH, height=HEIGHT, fps=FPS)
     out = tmp_path / "out"
