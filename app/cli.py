@@ -96,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     approve = commands.add_parser("approve", parents=[common], help="approve a take for its shot")
     approve.add_argument("take_id", type=int)
     approve.set_defaults(handler="run_approve")
+    best = commands.add_parser(
+        "approve-best",
+        parents=[common],
+        help="approve the best-scoring take of each shot, along the chain of continued shots",
+    )
+    best.add_argument("project")
+    best.add_argument("--embedder", help="score with this embedder (default: $CONTINUITY_EMBEDDER, else offline)")
+    best.add_argument("--replace", action="store_true", help="replace approvals made before, too")
+    best.set_defaults(handler="run_approve_best")
 
     render = commands.add_parser("render", parents=[common], help="queue takes (and with --wait, render them)")
     render.add_argument("project")

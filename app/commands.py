@@ -128,6 +128,16 @@ def run_approve(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
     return f"approved take {info.take_number} of shot {info.shot_number}", {"take": info.to_json()}
 
 
+def run_approve_best(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    from projects import scoring
+
+    made = scoring.approve_best(studio, args.project, embedder=args.embedder, keep_approved=not args.replace)
+    lines = [f"approved take {t.take_number} of shot {t.shot_number} (id {t.id})" for t in made]
+    return "\n".join(lines) or "nothing to approve: every shot keeps its approval", {
+        "approved": [t.to_json() for t in made]
+    }
+
+
 def _shot_numbers(args: argparse.Namespace) -> list[int] | None:
     if args.shot is not None:
         return [args.shot]

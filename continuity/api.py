@@ -376,34 +376,9 @@ class Project:
         A shot that continues from the previous one only considers takes that started from the previous shot's
         take as it now stands (its approval, perhaps made a moment before); a shot with none such is left for you to
         render again. With ``keep_approved`` a shot's approval is kept, unless it no longer continues from the
-        take before it.
+        take before it. The same service as ``python app.py approve --best`` and the Takes tab's button.
         """
-        scores = self.score(embedder=embedder)
-        finished = self.takes(status="done")
-        source_of = {take.id: take.source_take_id for take in finished}
-        newest: dict[int, int] = {}
-        for take in sorted(finished, key=lambda t: (t.finished_at is not None, t.finished_at, t.take_number)):
-            newest[take.shot_number] = take.id
-        made: list[TakeInfo] = []
-        current: dict[int, int | None] = {}  # shot number -> the take the next shot would start from
-        for shot in self.shots():
-            chained = shot.continue_from_previous and shot.number > 1
-            source = current.get(shot.number - 1)
-            starts = [
-                c
-                for c in scores
-                if c.shot_number == shot.number and (not chained or source_of.get(c.take_id) == source)
-            ]
-            best = scoring.best_per_shot(starts).get(shot.number)
-            approved = shot.approved_take_id
-            if keep_approved and approved is not None and (not chained or source_of.get(approved) == source):
-                current[shot.number] = approved
-            elif best is not None:
-                made.append(self.approve(best.take_id))
-                current[shot.number] = best.take_id
-            else:
-                current[shot.number] = shot.approved_take_id or newest.get(shot.number)
-        return made
+        return scoring.approve_best(self._core, self._id, embedder=embedder, keep_approved=keep_approved)
 
     # Export and bundles.
 

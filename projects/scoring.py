@@ -44,8 +44,9 @@ from pipelines.faces import FaceRecognizer, load_face_recognizer
 from pipelines.video import last_frame, read_frames
 from projects import queries
 from projects.errors import InvalidInput
+from projects.records import TakeInfo
 from projects.studio import Studio
-from projects.takes import source_take_for
+from projects.takes import approve_take, source_take_for
 from storage.models import SCORE_METRICS, Shot, Take, TakeScore
 
 log = logging.getLogger(__name__)
@@ -317,6 +318,40 @@ def best_per_shot(scores: Sequence[TakeScores]) -> dict[int, TakeScores]:
         if item.overall is not None and (current is None or item.overall > (current.overall or 0.0)):
             best[item.shot_number] = item
     return best
+
+
+def approve_best(
+    studio: Studio, project: str | int, *, embedder: str | None = None, keep_approved: bool = True
+) -> list[TakeInfo]:
+    """Approve the best-scoring take of each shot, in storyboard order; returns the takes approved now.
+
+    A shot that continues from the previous one only considers takes that started from the take it would start
+    from now (:func:`projects.takes.source_take_for`, read after the approvals made for the shots before it); a
+    shot with none such is left for the user to render again. With ``keep_approved`` a shot's approval is kept,
+    unless it no longer continues from the take before it.
+    """
+    scored: dict[int, list[TakeScores]] = {}
+    for item in score_project(studio, project, embedder=embedder):
+        scored.setdefault(item.shot_number, []).append(item)
+    made: list[TakeInfo] = []
+    with studio.read() as session:
+        row = queries.find_project(session, project)
+        shot_ids = list(session.scalars(select(Shot.id).where(Shot.project_id == row.id).order_by(Shot.position)))
+    for shot_id in shot_ids:
+        with studio.read() as session:
+            shot = queries.get_shot(session, shot_id)
+            number, chained = shot.position, shot.continue_from_previous and shot.position > 1
+            source = source_take_for(session, shot) if chained else None
+            source_id = source.id if source is not None else None
+            source_of = {take.id: take.source_take_id for take in shot.takes}
+            approved = next((take.id for take in shot.takes if take.approved), None)
+        if keep_approved and approved is not None and (not chained or source_of.get(approved) == source_id):
+            continue
+        starts = [item for item in scored.get(number, []) if not chained or source_of.get(item.take_id) == source_id]
+        best = best_per_shot(starts).get(number)
+        if best is not None and best.take_id != approved:
+            made.append(approve_take(studio, best.take_id))
+    return made
 
 
 def suggest_take(studio: Studio, project: str | int, shot_number: int, *, embedder: str | None = None) -> int | None:

@@ -880,6 +880,7 @@ def test_fetch_weights_links_a_model_folder_and_refuses_what_it_cannot_use(
 def test_starting_the_studio_speaks_before_it_loads_anything_heavy(tmp_path: Path) -> None:
     """``python app.py`` prints its first line before the database, web and model libraries are imported (they
     take many seconds on a first start): the parser loads none of them, and the line comes first."""
+
     def loaded_by(module: str, heavy: set[str]) -> list[str]:
         """Which of ``heavy`` importing ``module`` loads, in a fresh interpreter."""
         found = f"sorted(set({sorted(heavy)!r}) & set(sys.modules))"

@@ -16,7 +16,7 @@ from pipelines.faces import FACE_RECOGNIZER_ID
 from projects import cast, project, storyboard, takes
 from projects.errors import InvalidInput, NotFound
 from projects.render import RenderSettings, queue_renders
-from projects.scoring import rank_takes, score_project, score_take, stored_scores, suggest_take
+from projects.scoring import best_per_shot, rank_takes, score_project, score_take, stored_scores, suggest_take
 from projects.studio import Studio
 from projects.worker import RenderWorker
 from storage.models import TakeScore
@@ -177,3 +177,22 @@ def test_a_take_scored_before_faces_were_recognised_gets_its_identity_on_demand(
     assert score_project(studio, film, shot_number=1)[0].scores["look"] == pytest.approx(
         first.scores["look"], abs=0.02
     )
+
+
+def test_approve_best_from_the_command_line_follows_the_chain(
+    studio: Studio, film: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    render(studio, film, [1, 2], takes_per_shot=2)
+    render(studio, film, [3])  # shot 3 starts from shot 2's newest take, whichever scores best there
+    data = ["--data-dir", str(studio.data_dir), "--json"]
+    assert main(["approve-best", "Harbour", *data]) == 0
+    approved = {t["shot_number"]: t for t in json.loads(capsys.readouterr().out)["approved"]}
+    best = {shot: item.take_id for shot, item in best_per_shot(score_project(studio, film)).items()}
+    assert approved[1]["id"] == best[1]
+    assert approved[2]["id"] == best[2]
+    # Shot 3's only take continued shot 2's newest take: approved only if that is the one approved in shot 2.
+    (chained,) = takes.list_takes(studio, film, shot_number=3).items
+    assert (3 in approved) == (chained.source_take_id == best[2])
+    # Nothing left to do: every shot keeps its approval.
+    assert main(["approve-best", "Harbour", "--data-dir", str(studio.data_dir)]) == 0
+    assert "every shot keeps its approval" in capsys.readouterr().out

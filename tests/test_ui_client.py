@@ -138,6 +138,15 @@ def test_create_import_render_wait_approve(app: tuple[str, Path], tmp_path: Path
     assert (info.width, info.height) == (128, 80) and abs(info.duration - 2.5) <= 1 / 8
     assert "2.5 s" in summary
 
+    # The best take of every shot: shot 1 keeps its approval, shot 2 gets its best-scored one.
+    said = client.predict(api_name="/approve_best")
+    assert said.startswith("Approved shot 2 take ") and "shot 1" not in said, said
+    studio = open_studio(data)
+    try:
+        assert sum(t.approved for t in takes.list_takes(studio, "Gull Rock", shot_number=2).items) == 1
+    finally:
+        studio.close()
+
 
 def test_listening_openly_needs_credentials_and_checks_them(tmp_path: Path) -> None:
     refused = subprocess.run(

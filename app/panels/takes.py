@@ -59,6 +59,7 @@ def build(ctx: Context) -> dict[str, Any]:
         w["budget"] = gr.Number(label="New takes a shot, at most", value=4, precision=0, minimum=1, maximum=50)
         w["review"] = gr.Checkbox(label="Leave the clearing take for review (do not approve it)", value=False)
     with gr.Row():
+        w["approve_best"] = gr.Button("Approve the best take of every shot", elem_id="approve-best")
         w["retake_shot"] = gr.Button("Retake this shot until consistent", elem_id="retake-shot")
         w["retake_all"] = gr.Button("Retake every shot until consistent", elem_id="retake-all")
     w["retake_report"] = gr.Markdown("", elem_id="retake-report")
@@ -195,6 +196,21 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
             return retake_summary(report), bump(changed)
 
         return run
+
+    @user_errors
+    def approve_best(project_id: int | None, changed: int) -> tuple[str, int]:
+        if not project_id:
+            raise gr.Error("Open a project first.", print_exception=False)
+        made = scoring.approve_best(ctx.studio, project_id)
+        listed = ", ".join(f"shot {t.shot_number} take {t.take_number}" for t in made)
+        return (f"Approved {listed}." if made else "Every shot keeps its approval."), bump(changed)
+
+    w["approve_best"].click(
+        approve_best,
+        inputs=[ctx.project, ctx.changed],
+        outputs=[w["retake_report"], ctx.changed],
+        api_name="approve_best",
+    )
 
     inputs = [ctx.project, ctx.shot, w["bar"], w["budget"], w["review"], w["backend"], ctx.changed]
     outputs = [w["retake_report"], ctx.changed]
