@@ -17,7 +17,6 @@ from typing import Any
 
 from continuity.display import Table, show_video, video_path
 from continuity.waiting import progress_bar, wait_for_jobs
-from pipelines.loading import PipelineCache
 from projects import bundles, cast, export, maintenance, render, retakes, scoring, storyboard, takes
 from projects import project as projects_service
 from projects.backends import available_backends, fetch_weights, weights_folder
@@ -26,6 +25,7 @@ from projects.records import CharacterInfo, ProjectInfo, ProjectStatus, ShotInfo
 from projects.storyboard_file import import_storyboard
 from projects.studio import Studio as CoreStudio
 from projects.studio import open_studio
+from projects.worker import ModelCache
 
 log = logging.getLogger(__name__)
 
@@ -499,7 +499,7 @@ class Studio:
         self.core = open_studio(data_dir)
         self._server: Any = None
         # Models stay loaded from one render() to the next (a reload of a large model takes minutes).
-        self._cache = PipelineCache(capacity=1)
+        self._cache = ModelCache(capacity=1)
 
     @property
     def data_dir(self) -> Path:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pipelines.loading import PipelineCache
 from projects import waiting
 from projects.render import JobInfo
 from projects.studio import Studio
+from projects.worker import ModelCache
 
 
 def progress_bar(total: int, desc: str, unit: str, enabled: bool) -> Any:
@@ -33,7 +33,7 @@ def wait_for_jobs(
     *,
     progress: bool = True,
     wake: Callable[[], None] | None = None,
-    cache: PipelineCache | None = None,
+    cache: ModelCache | None = None,
 ) -> list[JobInfo]:
     """:func:`projects.waiting.wait_for_jobs` with a bar: takes finished, and the one rendering at its step."""
     bar = progress_bar(len(set(job_ids)), "rendering", "take", progress)

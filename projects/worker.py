@@ -64,6 +64,10 @@ from storage.models import Job, MediaObject, Shot, Take, TakeInput, utcnow
 
 log = logging.getLogger(__name__)
 
+# The models a worker keeps loaded between takes; a front end that renders again and again (the Python API) keeps
+# one of its own, so its models outlive each call's worker.
+ModelCache = PipelineCache
+
 MAX_ATTEMPTS = 2  # a job interrupted twice is failed, not retried forever
 DEVICE_NAME = re.compile(r"^(?:auto|cpu|cuda(?::(\d+))?)$")
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes

@@ -18,8 +18,11 @@ FORBIDDEN = {
     "pipelines": {"app", "continuity", "projects", "storage", "sqlalchemy", "alembic", "gradio"},
     "projects": {"app", "continuity", "gradio"},
     "app": {"continuity", "sqlalchemy", "alembic", "diffusers", "transformers"},
-    "continuity": {"sqlalchemy", "alembic", "diffusers", "transformers", "gradio"},
+    # The Python API reaches models and data through projects/ alone; it starts the page (app.server) as the
+    # command line does, and nothing else of app/.
+    "continuity": {"pipelines", "storage", "torch", "sqlalchemy", "alembic", "diffusers", "transformers", "gradio"},
 }
+APP_MODULES_THE_API_STARTS = {"app.exposure", "app.server"}
 
 
 def imported(path: Path) -> set[str]:
@@ -43,3 +46,14 @@ def test_layer_imports_only_downward(layer: str) -> None:
 def test_the_check_sees_imports() -> None:
     sample = ROOT / "projects" / "studio.py"
     assert {"sqlalchemy", "projects", "storage"} <= imported(sample)
+
+
+def test_the_python_api_uses_nothing_of_the_page_but_starting_it() -> None:
+    used = set()
+    for path in (ROOT / "continuity").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("app"):
+                used.add(node.module)
+            elif isinstance(node, ast.Import):
+                used |= {alias.name for alias in node.names if alias.name.startswith("app")}
+    assert used <= APP_MODULES_THE_API_STARTS, used
