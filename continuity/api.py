@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from continuity.display import Table, show_video, video_path
-from continuity.waiting import progress_bar, wait_for_jobs
+from continuity.progress import progress_bar, wait_for_jobs
 from projects import bundles, cast, export, maintenance, render, retakes, scoring, storyboard, takes
 from projects import project as projects_service
 from projects.backends import available_backends, fetch_weights, weights_folder
