@@ -1,6 +1,6 @@
 """Animatic throughput at 640x384: frames per second on one core, for every camera preset.
 
-Budget (issue: backends): real time or better, i.e. at least the shot's own fps (16) on one core. The
+Budget (docs/ARCHITECTURE.md): real time or better, i.e. at least the shot's own fps (16) on one core. The
 ratio reported is rendered fps over 16. Prints one JSON object; exits 1 when any preset is below real time.
 
     python bench/animatic_fps.py [--frames 161] [--width 640] [--height 384]

@@ -2,7 +2,7 @@
 
 Both run the tiny SANA-WM model (random weights, CPU) with the same inputs, interleaved, after a warm-up, so
 only the studio's own work differs: request checks, the camera path, progress callbacks, uint8 frames, timings
-and provenance. Budget (DESIGN.md): a ratio of at most 1.05. Prints one JSON object; exits 1 over budget.
+and provenance. Budget (docs/ARCHITECTURE.md): a ratio of at most 1.05. Prints one JSON object; exits 1 over budget.
 
     python bench/backend_overhead.py [--repeat 9] [--steps 8] [--frames 17] [--size 128]
 """

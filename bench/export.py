@@ -1,7 +1,7 @@
 """Exporting a film against ffmpeg doing the same job by itself, on the same rendered clips.
 
-Budgets (DESIGN.md), as ratios measured in one run, the two sides interleaved so that the machine's noise falls
-on both:
+Budgets (docs/ARCHITECTURE.md), as ratios measured in one run, the two sides interleaved so that the machine's
+noise falls on both:
 
 - an edit with no transitions (the stream-copy path) at most 1.3x ffmpeg's concat demuxer with ``-c copy``;
 - an edit with crossfades at most 1.5x the equivalent ffmpeg filter graph (a chain of ``xfade`` filters) with the

@@ -10,7 +10,7 @@ process so one profile's memory cannot leak into the next:
 - ``nf4-model``: NF4 with model CPU offload;
 - ``nf4-group-stream``: NF4 with block-level group offload over CUDA streams.
 
-Budget (DESIGN.md): the best NF4+offload peak is at most 0.35x the bf16 peak. Writes one JSON report to
+Budget (docs/ARCHITECTURE.md): the best NF4+offload peak is at most 0.35x the bf16 peak. Writes one JSON report to
 ``bench/results/`` named by date and GPU, and prints it.
 
     python bench/gpu_sana_wm.py [--height 480] [--width 832] [--frames 81] [--steps 8] [--folder DIR]

@@ -1,6 +1,6 @@
 """Listing a page of shots and of takes in a large project: 1,000 shots and 10,000 takes.
 
-Budget (DESIGN.md): under 50 ms per page, through the same service functions the UI and command line use.
+Budget (docs/ARCHITECTURE.md): under 50 ms per page, through the same service functions the UI and command line use.
 Prints one JSON object; exits 1 when a median is over budget.
 
     python bench/list_pages.py [--shots 1000] [--takes-per-shot 10] [--repeat 20]

@@ -4,7 +4,7 @@ A 4-second 640x384 animatic take of a character's photo (the character in the sh
 from it) is rendered by the worker, then scored exactly as the worker scores a finished take (identity by
 the face model, look, continuity and stability by the offline embedder, frames in memory). The take's render
 time is what the worker spends making it: frames plus the encoded video (its recorded timings); the ratio to
-frame generation alone is reported too. Budget (issue: consistency scores): scoring under 0.5x the take's render
+frame generation alone is reported too. Budget (docs/ARCHITECTURE.md): scoring under 0.5x the take's render
 time. Prints one JSON object; exits 1 over budget.
 
     python bench/scoring.py [--seconds 4] [--repeat 5]

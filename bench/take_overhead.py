@@ -6,7 +6,7 @@ The same take (tiny SANA-WM, random weights, CPU, one thread) is made two ways, 
 - studio: the take queued and rendered by the worker -- request resolution, progress writes, the mp4 and
   thumbnail, the media store, provenance and the database rows.
 
-Budgets (issue: render queue): the studio's median at most 1.05x the direct median, and 20 takes with one load
+Budgets (docs/ARCHITECTURE.md): the studio's median at most 1.05x the direct median, and 20 takes with one load
 spec load the pipeline once. Prints one JSON object; exits 1 over budget.
 
     python bench/take_overhead.py [--takes 20] [--steps 8] [--size 128] [--seconds 2]

@@ -1,4 +1,4 @@
-"""Imports go one way: app/ and continuity/ -> projects/ -> storage/ and pipelines/ (see the design notes).
+"""Imports go one way: app/ and continuity/ -> projects/ -> storage/ and pipelines/ (docs/ARCHITECTURE.md).
 
 Read from the source with ``ast``, so an import inside a function counts as much as one at the top.
 """

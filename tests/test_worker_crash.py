@@ -1,9 +1,10 @@
 """Crash safety of the render worker, with real worker processes killed at awkward moments.
 
-DESIGN.md: "A crash or kill at any moment loses no committed take and leaves no half-written file visible." Each
-test sets a project up through the services in this process, runs ``python app.py worker`` as a child process on
-the same data directory, kills it (SIGKILL, as the OOM killer or ``kill -9`` does; or SIGTERM, as a service
-manager does) and then reads the database through the services and the media store from disk.
+docs/ARCHITECTURE.md (the life of a take): a crash or kill at any moment loses no committed take and leaves no
+half-written file visible. Each test sets a project up through the services in this process, runs
+``python app.py worker`` as a child process on the same data directory, kills it (SIGKILL, as the OOM killer or
+``kill -9`` does; or SIGTERM, as a service manager does) and then reads the database through the services and the
+media store from disk.
 
 What a kill leaves, as found here:
 
