@@ -19,7 +19,7 @@ from continuity.display import Table, show_video, video_path
 from continuity.progress import progress_bar, wait_for_jobs
 from projects import bundles, cast, export, maintenance, render, retakes, scoring, storyboard, takes
 from projects import project as projects_service
-from projects.backends import available_backends, fetch_weights, weights_folder
+from projects.backends import available_backends, fetch_weights, models_dir
 from projects.errors import InvalidInput, NotFound, StudioError
 from projects.records import CharacterInfo, ProjectInfo, ProjectStatus, ShotInfo, TakeInfo
 from projects.storyboard_file import import_storyboard
@@ -564,7 +564,7 @@ class Studio:
     @property
     def models_dir(self) -> Path:
         """Where backends look for their weights: ``<models>/sana-wm``, ``<models>/wan-i2v``..."""
-        return weights_folder(self.core)
+        return models_dir(self.core)
 
     def fetch_weights(self, backend: str, source: str | Path, *, revision: str | None = None) -> Path:
         """Put a backend's weights where it looks: link a model folder on this machine, or download a Hugging Face

@@ -77,6 +77,13 @@ def model_source(name: str, models_dir: Path | None, env: Mapping[str, str] | No
     return weights_source(name, getattr(backend_class(name), "default_source", None), models_dir, env)
 
 
+def models_folder(default: Path | None, env: Mapping[str, str] | None = None) -> Path | None:
+    """The folder of ``<name>`` model folders: ``$CONTINUITY_MODELS`` when set, else ``default`` (the data
+    directory's ``models/``). The one rule for it: the studio's services ask here too."""
+    env = os.environ if env is None else env
+    return Path(env[MODELS_ENV]) if env.get(MODELS_ENV) else default
+
+
 def weights_source(
     key: str, default: str | None, models_dir: Path | None, env: Mapping[str, str] | None = None
 ) -> str | None:
@@ -84,7 +91,7 @@ def weights_source(
     env = os.environ if env is None else env
     if env.get(env_name(key)):
         return env[env_name(key)]
-    base = Path(env[MODELS_ENV]) if env.get(MODELS_ENV) else models_dir
+    base = models_folder(models_dir, env)
     if base is not None and (base / key).is_dir():
         return str(base / key)
     if default is not None and _in_hub_cache(default):

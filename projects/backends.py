@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from pipelines.registry import MODELS_ENV, BackendInfo, backend_class, backend_names, create_backend, list_backends
+from pipelines.registry import BackendInfo, backend_class, backend_names, create_backend, list_backends, models_folder
 from projects.errors import Conflict, InvalidInput, StudioError
 from projects.studio import Studio
 
@@ -19,13 +18,11 @@ SOURCE_FILE = ".continuity-source.json"  # in a downloaded folder: the repo and 
 
 
 def models_dir(studio: Studio) -> Path:
-    """``models/`` in the data directory, unless ``CONTINUITY_MODELS`` says otherwise (see pipelines.registry)."""
-    return studio.data_dir / MODELS_FOLDER
-
-
-def weights_folder(studio: Studio) -> Path:
-    """The folder whose ``<backend>`` subfolders the backends look in: ``$CONTINUITY_MODELS``, else ``models/``."""
-    return Path(os.environ[MODELS_ENV]) if os.environ.get(MODELS_ENV) else models_dir(studio)
+    """The folder whose ``<backend>`` subfolders the backends look in: ``$CONTINUITY_MODELS``, else ``models/`` in
+    the data directory (the rule is :func:`pipelines.registry.models_folder`'s)."""
+    found = models_folder(studio.data_dir / MODELS_FOLDER)
+    assert found is not None
+    return found
 
 
 def weight_names() -> list[str]:
@@ -64,7 +61,7 @@ def fetch_weights(studio: Studio, name: str, source: str | Path, *, revision: st
     names = weight_names()
     if name not in names:
         raise InvalidInput(f"must be one of {', '.join(names)}, got {name!r}", "backend")
-    target = weights_folder(studio) / name
+    target = models_dir(studio) / name
     local = Path(source).expanduser()
     if local.is_dir():
         if not (local / "model_index.json").is_file():

@@ -16,7 +16,7 @@ import huggingface_hub
 import pytest
 from huggingface_hub.utils import filter_repo_objects
 
-from projects.backends import SOURCE_FILE, WEIGHT_PATTERNS, available_backends, fetch_weights
+from projects.backends import SOURCE_FILE, WEIGHT_PATTERNS, available_backends, fetch_weights, models_dir
 from projects.errors import StudioError
 from projects.studio import Studio
 
@@ -130,3 +130,19 @@ def test_a_local_folder_is_linked_not_copied(studio: Studio, sana_wm_folder: Pat
     assert folder.is_symlink() and folder.resolve() == own.resolve()
     assert fetch_weights(studio, "sana-wm", own) == folder  # the same link again is fine
     assert sana_available(studio)
+
+
+def test_one_models_folder_for_fetching_finding_and_showing(
+    studio: Studio, sana_wm_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``$CONTINUITY_MODELS`` moves the models folder for everything at once: where weights are fetched to, where
+    the backends find them, and the folder the Settings tab names."""
+    monkeypatch.delenv("CONTINUITY_MODEL_SANA_WM", raising=False)
+    monkeypatch.delenv("CONTINUITY_MODELS", raising=False)
+    assert models_dir(studio) == studio.data_dir / "models"
+    elsewhere = tmp_path / "shared-models"
+    monkeypatch.setenv("CONTINUITY_MODELS", str(elsewhere))
+    assert models_dir(studio) == elsewhere
+    assert fetch_weights(studio, "sana-wm", sana_wm_folder) == elsewhere / "sana-wm"
+    assert sana_available(studio)
+    assert not (studio.data_dir / "models").exists()
