@@ -80,6 +80,12 @@ class RefinerSettings:
     strength: float = 0.3
 
 
+def frames_for(duration: float, fps: int) -> int:
+    """The frames of a shot lasting ``duration`` seconds at ``fps``: ``round(duration * fps)``, at least 2 (a first
+    frame and a move). The one rule: the queue, the backends and the export's placeholders all count so."""
+    return max(2, round(duration * fps))
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     prompt: str
@@ -100,8 +106,8 @@ class GenerationRequest:
 
     @classmethod
     def for_duration(cls, duration: float, fps: int, **fields: Any) -> GenerationRequest:
-        """A request lasting ``duration`` seconds: ``round(duration * fps)`` frames, at least 2."""
-        return cls(fps=fps, num_frames=max(2, round(duration * fps)), **fields)
+        """A request lasting ``duration`` seconds (:func:`frames_for`)."""
+        return cls(fps=fps, num_frames=frames_for(duration, fps), **fields)
 
     @property
     def duration(self) -> float:

@@ -46,6 +46,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from pipelines import edit as editing
+from pipelines.backend import frames_for
 from pipelines.video import VideoError
 from projects import queries
 from projects.defaults import MISSING_CHOICES
@@ -353,9 +354,7 @@ def plan_edit(
                 skipped.append(shot.number)
                 continue
             placeholders.append(shot.number)
-            items.append(
-                EditItem("black", max(1, round(shot.duration * fps)), shot_number=shot.number, text=shot.title)
-            )
+            items.append(EditItem("black", frames_for(shot.duration, fps), shot_number=shot.number, text=shot.title))
             continue
         items.append(_take_item(shot, shot.take, options.trims.get(shot.number), fps))
     items.extend(_card_item(card, fps) for card in cards.get(None, ()))

@@ -22,7 +22,7 @@ from PIL import Image
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
-from pipelines.backend import BackendError, GenerationRequest, RefinerSettings, RequestError
+from pipelines.backend import BackendError, GenerationRequest, RefinerSettings, RequestError, frames_for
 from pipelines.camera import parse_camera
 from pipelines.registry import backend_class, describe
 from projects import queries
@@ -107,8 +107,8 @@ class JobInfo:
 
 
 def shot_frames(duration: float, fps: int) -> int:
-    """Frames in a shot: its duration at the project's fps, at least 2 (a first frame and a move)."""
-    return max(2, round(duration * fps))
+    """Frames in a shot: its duration at the project's fps (:func:`pipelines.backend.frames_for`)."""
+    return frames_for(duration, fps)
 
 
 def queue_renders(
