@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,27 +23,41 @@ START_TIMEOUT = 90
 
 
 def start_app(data_dir: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+    """``python app.py serve`` on a free port, once that very process says it is serving there.
+
+    A port found free can be taken by another test's server before this one binds it (the suite runs on several
+    workers): waiting for this process's own "Running on" line, rather than for anything to answer on the port,
+    never hands a test another test's studio; a start that lost the port tries another.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTINUITY_")}
     env["GRADIO_ANALYTICS_ENABLED"] = "False"
-    process = subprocess.Popen(
-        [sys.executable, "app.py", "serve", "--port", str(port), "--data-dir", str(data_dir), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the app exited: {process.stderr.read().decode()[-2000:]}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(3):
+        port = free_port()
+        said = data_dir.parent / f"app-{port}-{attempt}.out"
+        with said.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "app.py", "serve", "--port", str(port), "--data-dir", str(data_dir), *args],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.PIPE,
+            )
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if f"Running on local URL:  {url[:-1]}" in said.read_text(errors="replace"):
                 return process, url
-        time.sleep(0.25)
-    process.kill()
-    raise AssertionError("the app did not start in time")
+            if process.poll() is not None:
+                break
+            time.sleep(0.25)
+        else:
+            process.kill()
+            raise AssertionError("the app did not start in time")
+        error = process.stderr.read().decode(errors="replace") if process.stderr else ""
+        if "cannot serve on" not in error:
+            raise AssertionError(f"the app exited: {error[-2000:]}")
+    raise AssertionError("no free port for the app after 3 tries")
 
 
 @pytest.fixture
