@@ -192,7 +192,7 @@ def identity(
     frames: np.ndarray,
     references_by_character: Mapping[str, Sequence[Image.Image]],
     recognizer: FaceRecognizer,
-    look_embedder: Embedder,
+    looks: LookScore,
     *,
     fps: float,
     count: int = 8,
@@ -202,7 +202,7 @@ def identity(
     ``count`` frames are sampled evenly (one a second for longer takes, up to 24), so that a long take says from
     which second a character was lost. See :class:`IdentityScore` for how the numbers are made; the faces are
     found, aligned and compared by ``recognizer``. Characters whose references show no face are compared on the
-    whole subject by :func:`look` with ``look_embedder``.
+    whole subject: their score is the one ``looks`` (the take's :func:`look`, measured once for both) gives them.
     """
     frames = _check_frames(frames)
     if not references_by_character:
@@ -219,22 +219,22 @@ def identity(
     }
     people = {name: rows for name, rows in known.items() if rows}
     seen = [recognizer.faces(frames[index]) for index in indices] if people else [[] for _ in indices]
-    subjects = {name: references_by_character[name] for name in references_by_character if name not in people}
-    whole = look(frames, subjects, look_embedder, count=count) if subjects else None
     per_character: dict[str, float] = {}
     characters: dict[str, dict[str, Any]] = {}
     for name in references_by_character:
         if name not in people:
-            assert whole is not None
-            per_character[name] = whole.per_character[name]
+            if name not in looks.per_character:
+                raise ValueError(f"the look score has no part for {name!r}, whose references show no face")
+            per_character[name] = looks.per_character[name]
             characters[name] = {"score": round(per_character[name], 4), "verdict": "whole subject", "face": False}
             continue
         scores = [None if (d := nearest(faces, people[name])) is None else same_person(d) for faces in seen]
         visible = [score for score in scores if score is not None]
-        per_character[name] = float(np.mean(visible)) if visible else 0.0
+        mean = float(np.mean(visible)) if visible else None
+        per_character[name] = mean or 0.0
         characters[name] = {
             "score": round(per_character[name], 4),
-            "verdict": verdict(float(np.mean(visible)) if visible else None),
+            "verdict": verdict(mean),
             "face": True,
             "frames_with_face": len(visible),
             "frames_without_face": len(scores) - len(visible),

@@ -167,15 +167,15 @@ def score_take(
     scores: dict[str, float] = {}
     details: dict[str, Any] = {}
     if references:
+        appearance = look(frames, references, model)
+        scores["look"] = _clip01(appearance.value)
+        details["look"] = _details(appearance)
         if isinstance(face_model, FaceRecognizer):
-            person = identity(frames, references, face_model, model, fps=fps)
+            person = identity(frames, references, face_model, appearance, fps=fps)
         else:
             person = look(frames, references, model, face_model=face_model)
         scores["identity"] = _clip01(person.value)
         details["identity"] = _details(person)
-        appearance = look(frames, references, model)
-        scores["look"] = _clip01(appearance.value)
-        details["look"] = _details(appearance)
     if previous_video is not None:
         if anchor_path is not None:
             with Image.open(anchor_path) as image:

@@ -17,7 +17,7 @@ from skimage import data
 
 from pipelines.animatic import AnimaticBackend
 from pipelines.backend import GenerationRequest
-from pipelines.consistency import identity, look
+from pipelines.consistency import IdentityScore, identity, look
 from pipelines.embedders import OfflineEmbedder
 from pipelines.faces import (
     DIFFERENT,
@@ -65,6 +65,11 @@ def render(keyframe: Image.Image, *, camera: str = "static", frames: int = 17, s
     return AnimaticBackend().generate(request).frames
 
 
+def judged(frames: np.ndarray, cast: dict[str, list[Image.Image]], recognizer: FaceRecognizer) -> IdentityScore:
+    """Identity as the studio scores it: the take's look measured once, and lent to characters without a face."""
+    return identity(frames, cast, recognizer, look(frames, cast, OfflineEmbedder()), fps=FPS)
+
+
 def test_every_face_is_found_and_the_same_person_scores_far_above_another(
     recognizer: FaceRecognizer, portraits: dict[str, Image.Image]
 ) -> None:
@@ -101,9 +106,9 @@ def test_a_take_of_the_character_is_the_same_person_and_another_is_flagged(
 ) -> None:
     references = {"Barack": [portraits["obama-1"]]}
     look_embedder = OfflineEmbedder()
-    own = identity(render(portraits["obama-2"]), references, recognizer, look_embedder, fps=FPS)
-    wrong = identity(render(portraits["biden-1"]), references, recognizer, look_embedder, fps=FPS)
-    nobody = identity(render(Image.fromarray(data.coffee())), references, recognizer, look_embedder, fps=FPS)
+    own = judged(render(portraits["obama-2"]), references, recognizer)
+    wrong = judged(render(portraits["biden-1"]), references, recognizer)
+    nobody = judged(render(Image.fromarray(data.coffee())), references, recognizer)
     assert own.characters["Barack"]["verdict"] == SAME and own.value > 0.9
     assert wrong.characters["Barack"]["verdict"] == DIFFERENT and wrong.value < 0.1
     assert own.embedder == recognizer.id and own.frames_with_faces == own.frames_scored
@@ -123,7 +128,7 @@ def test_a_long_take_says_from_which_second_the_character_was_lost(
     kept = render(portraits["obama-2"], frames=33)
     gone = render(portraits["hopper-1"], frames=33)
     take = np.concatenate([kept[:17], gone[:16]])  # Obama for 2 seconds, then Grace Hopper
-    result = identity(take, {"Barack": [portraits["obama-1"]]}, recognizer, OfflineEmbedder(), fps=FPS)
+    result = judged(take, {"Barack": [portraits["obama-1"]]}, recognizer)
     barack = result.characters["Barack"]
     seconds = [frame["second"] for frame in barack["frames"]]
     assert seconds == sorted(seconds) and seconds[0] == 0.0 and seconds[-1] == 4.0
@@ -131,7 +136,7 @@ def test_a_long_take_says_from_which_second_the_character_was_lost(
     assert barack["lost_from"] == first_lost
     assert all(verdict(f["score"]) == SAME for f in barack["frames"] if f["second"] < first_lost)
     assert all(verdict(f["score"]) == DIFFERENT for f in barack["frames"] if f["second"] >= first_lost)
-    steady = identity(kept, {"Barack": [portraits["obama-1"]]}, recognizer, OfflineEmbedder(), fps=FPS)
+    steady = judged(kept, {"Barack": [portraits["obama-1"]]}, recognizer)
     assert steady.characters["Barack"]["lost_from"] is None
 
 
@@ -140,8 +145,11 @@ def test_a_character_without_a_face_is_scored_on_the_whole_subject(
 ) -> None:
     cat = Image.fromarray(data.chelsea())
     cast = {"Barack": [portraits["obama-1"]], "Cat": [cat]}
-    result = identity(render(cat), cast, recognizer, OfflineEmbedder(), fps=FPS)
+    result = judged(render(cat), cast, recognizer)
     assert result.characters["Cat"]["verdict"] == "whole subject" and not result.characters["Cat"]["face"]
     assert result.per_character["Cat"] == pytest.approx(look(render(cat), {"Cat": [cat]}, OfflineEmbedder()).value)
     assert result.characters["Barack"]["verdict"] == NO_FACE
     assert result.value == pytest.approx(result.per_character["Cat"] / 2)
+    only_barack = look(render(cat), {"Barack": [portraits["obama-1"]]}, OfflineEmbedder())
+    with pytest.raises(ValueError, match="no part for 'Cat'"):
+        identity(render(cat), cast, recognizer, only_barack, fps=FPS)
