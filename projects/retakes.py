@@ -233,7 +233,5 @@ def measure(scored: scoring.TakeScores | None, metric: str) -> tuple[float | Non
 
 def _settle(studio: Studio, outcome: ShotOutcome, approve: bool) -> None:
     if approve and outcome.take_id is not None:
-        info = takes.get_take(studio, outcome.take_id)
-        if not info.approved:
-            takes.approve_take(studio, outcome.take_id)
+        takes.approve_take(studio, outcome.take_id)  # a take approved already stays so, nothing rewritten
         outcome.approved = True

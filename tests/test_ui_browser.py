@@ -115,6 +115,11 @@ def test_a_new_user_makes_a_film(page: tuple[object, Path], photos: dict[str, Pa
     fill(tab, "shot-number", "1")
     tab.locator("#open-shot").click()
     tab.locator("#selected-shot").get_by_text("Shot 1 selected").wait_for(timeout=15_000)
+    tab.locator("#storyboard-grid .thumbnail-item").nth(1).click()  # a picture in the grid opens its shot
+    tab.locator("#selected-shot").get_by_text("Shot 2 selected").wait_for(timeout=15_000)
+    tab.locator("#storyboard-grid .thumbnail-item").nth(0).click()
+    tab.locator("#selected-shot").get_by_text("Shot 1 selected").wait_for(timeout=15_000)
+    no_error(tab)
     open_tab(tab, "Takes")
     tab.locator("#takes-table").get_by_text("done").last.wait_for(timeout=15_000)
     tab.locator("#video-left video").wait_for(timeout=15_000)

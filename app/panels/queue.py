@@ -10,6 +10,7 @@ from app.panels.common import Context, bump, need_project, user_errors
 from projects import render, scoring
 
 COLUMNS = ["job", "state", "shot", "take", "backend", "seed", "progress", "scores", "error"]
+SCORES = COLUMNS.index("scores")
 REFRESH_SECONDS = 2.0
 
 
@@ -50,8 +51,8 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
             return gr.update(), seen, changed
         # Something finished, moved or was scored: tell the other panels (a finished take appears without
         # reloading, and its scores a moment later, when the worker has scored it).
-        states = {row[0]: (row[1], row[7]) for row in current}
-        before = {row[0]: (row[1], row[7]) for row in seen or []}
+        states = {row[0]: (row[1], row[SCORES]) for row in current}
+        before = {row[0]: (row[1], row[SCORES]) for row in seen or []}
         finished = any(states.get(job) != state for job, state in before.items())
         return current, current, bump(changed) if finished else changed
 

@@ -89,11 +89,12 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
 
     shown = [ctx.shot, *form, w["keyframe"], w["selected"]]
 
+    @user_errors
     def choose(project_id: int | None, event: gr.SelectData) -> tuple[Any, ...]:
-        listed = shots(ctx, project_id)
-        if event.index is None or event.index >= len(listed):
+        # The grid shows the shots in storyboard order: the picture clicked is the shot of that number.
+        if not project_id or not isinstance(event.index, int):
             return None, *[gr.update()] * (len(form) + 1), "No shot selected."
-        return opened(listed[event.index])
+        return opened(storyboard.shot_number(ctx.studio, project_id, event.index + 1))
 
     w["grid"].select(choose, inputs=ctx.project, outputs=shown, api_name=False)
 
