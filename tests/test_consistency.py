@@ -34,12 +34,21 @@ def pictures(photos: dict[str, Path]) -> dict[str, Image.Image]:
     return {name: Image.open(path).convert("RGB") for name, path in photos.items()}
 
 
-def render(keyframe: Image.Image, *, camera: str = "dolly-in", seed: int = 0, frames: int = FRAMES) -> np.ndarray:
+def render(
+    keyframe: Image.Image,
+    *,
+    camera: str = "dolly-in",
+    seed: int = 0,
+    frames: int = FRAMES,
+    size: tuple[int, int] = (WIDTH, HEIGHT),
+    fps: int = FPS,
+) -> np.ndarray:
+    """A take of ``keyframe`` by the real animatic backend."""
     request = GenerationRequest(
         prompt="a shot",
-        width=WIDTH,
-        height=HEIGHT,
-        fps=FPS,
+        width=size[0],
+        height=size[1],
+        fps=fps,
         num_frames=frames,
         keyframe=keyframe,
         camera=camera,

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from skimage import data
+from test_consistency import render as animatic_take
 
-from pipelines.animatic import AnimaticBackend
-from pipelines.backend import GenerationRequest
 from pipelines.consistency import IdentityScore, identity, look
 from pipelines.embedders import OfflineEmbedder
 from pipelines.faces import (
@@ -51,18 +50,9 @@ def who(name: str) -> str:
     return PEOPLE.get(name, "Collins")
 
 
-def render(keyframe: Image.Image, *, camera: str = "static", frames: int = 17, seed: int = 0) -> np.ndarray:
-    request = GenerationRequest(
-        prompt="a shot",
-        width=WIDTH,
-        height=HEIGHT,
-        fps=FPS,
-        num_frames=frames,
-        keyframe=keyframe,
-        camera=camera,
-        seed=seed,
-    )
-    return AnimaticBackend().generate(request).frames
+def render(keyframe: Image.Image, *, frames: int = 17) -> np.ndarray:
+    """A still take of ``keyframe`` at a size where a portrait's face is as large as in a medium shot."""
+    return animatic_take(keyframe, camera="static", frames=frames, size=(WIDTH, HEIGHT), fps=FPS)
 
 
 def judged(frames: np.ndarray, cast: dict[str, list[Image.Image]], recognizer: FaceRecognizer) -> IdentityScore:
