@@ -44,7 +44,6 @@ from projects.storyboard import shift_positions
 from projects.studio import Studio
 from projects.takes import refresh_project_stale
 from projects.validation import name_key
-from storage import media as media_rows
 from storage.migrate import head_revision, known_revisions, revision_order
 from storage.models import (
     Character,
@@ -546,19 +545,16 @@ def _stamp(value: Any) -> datetime | None:
 
 def _store_media(studio: Studio, session: Session, bundle: _Bundle, needed: set[str]) -> int:
     created = 0
-    stored_list = session.info.setdefault("stored_media", [])
     for sha256 in sorted(needed):
         item = bundle.media.get(sha256)
         if item is None:
             if session.get(MediaObject, sha256) is not None:
                 continue
             raise InvalidInput(f"project.json uses media {sha256}, which the bundle does not hold")
-        stored = studio.media.put_file(item.path, item.extension)
-        stored_list.append(stored)
+        stored = studio.store_file(session, item.path, item.extension)
         if stored.sha256 != sha256:  # pragma: no cover - hashed when extracted
             raise InvalidInput(f"media {sha256} changed while it was being stored")
         created += stored.created
-        media_rows.register(session, stored)
     return created
 
 

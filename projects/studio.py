@@ -22,6 +22,8 @@ from storage.models import MediaObject
 
 log = logging.getLogger(__name__)
 
+_STORED = "continuity.stored_media"  # session.info key: the files this write transaction stored
+
 
 def resolve_data_dir(explicit: str | Path | None = None) -> Path:
     """``--data-dir`` if given, else ``$CONTINUITY_DATA``, else ``./continuity-data``."""
@@ -48,7 +50,7 @@ class Studio:
         try:
             with self.db.write() as session:
                 session.connection()  # BEGIN IMMEDIATE now: files are stored only while holding the write lock
-                session.info["stored_media"] = stored
+                session.info[_STORED] = stored
                 yield session
                 session.flush()
                 orphans = media_rows.collect_orphans(session) if media_rows.may_have_orphans(session) else []
@@ -73,10 +75,28 @@ class Studio:
     def read(self) -> Iterator[Session]:
         return self.db.read()
 
+    def store_file(self, session: Session, source: Path, extension: str) -> StoredFile:
+        """Copy a file into the media store and record it in this write transaction.
+
+        The one way a service stores a file: if the transaction then fails, the file is removed again (unless
+        another row already held the same bytes). ``session`` must come from :meth:`write`.
+        """
+        return self._track(session, self.media.put_file(source, extension))
+
+    def store_bytes(self, session: Session, data: bytes, extension: str) -> StoredFile:
+        """:meth:`store_file` for bytes in memory (a frame taken from a video, a generated picture)."""
+        return self._track(session, self.media.put_bytes(data, extension))
+
     def store_image(self, session: Session, image: CheckedImage) -> StoredFile:
         """Copy a checked image into the media store and record it in this transaction."""
-        stored = self.media.put_file(image.path, image.extension)
-        session.info.setdefault("stored_media", []).append(stored)
+        return self.store_file(session, image.path, image.extension)
+
+    def _track(self, session: Session, stored: StoredFile) -> StoredFile:
+        tracked = session.info.get(_STORED)
+        if tracked is None:
+            self._forget_uncommitted([stored])
+            raise RuntimeError("files are stored only inside Studio.write(), which removes them if it fails")
+        tracked.append(stored)
         media_rows.register(session, stored)
         return stored
 
