@@ -20,7 +20,7 @@ from projects.errors import InvalidInput, StudioError
 from projects.studio import Studio
 
 if TYPE_CHECKING:
-    from projects.render import JobInfo, RenderSettings
+    from projects.render_queue import JobInfo, RenderSettings
 
 log = logging.getLogger(__name__)
 
@@ -155,16 +155,16 @@ def _shot_numbers(args: argparse.Namespace) -> list[int] | None:
 
 
 def run_render(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
-    from projects import render
+    from projects import render_queue
 
-    settings = render.RenderSettings(
+    settings = render_queue.RenderSettings(
         backend=args.backend, steps=args.steps, guidance=args.guidance, refiner=args.refiner
     )
     if args.until is not None:
         return _render_until(studio, args, settings)
     if args.review or args.max_takes != 4:
         raise InvalidInput("only applies with --until SCORE>=X", "--review" if args.review else "--max-takes")
-    jobs = render.queue_renders(
+    jobs = render_queue.queue_renders(
         studio,
         args.project,
         shots=_shot_numbers(args),
@@ -220,9 +220,9 @@ def _render_until(studio: Studio, args: argparse.Namespace, settings: RenderSett
 
 
 def run_rerender(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
-    from projects import render
+    from projects import render_queue
 
-    job = render.render_again(studio, args.take_id)
+    job = render_queue.render_again(studio, args.take_id)
     if not args.wait:
         return f"queued job {job.id} to render take {args.take_id} again", {"jobs": [job.to_json()]}, 0
     return _wait_for(studio, [job])
@@ -231,12 +231,12 @@ def run_rerender(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, in
 def _wait_for(studio: Studio, jobs: list[JobInfo]) -> tuple[str, Any, int]:
     """Render in this process until the given jobs are finished (or watch the worker that serves the device);
     other queued jobs may run first. Ctrl-C cancels those not finished."""
-    from projects import render
+    from projects import render_queue
     from projects.waiting import wait_for_jobs
 
     ids = [job.id for job in jobs]
     done = wait_for_jobs(studio, ids)
-    takes_made = render.takes_of_jobs(studio, ids)
+    takes_made = render_queue.takes_of_jobs(studio, ids)
     failed = [job for job in done if job.state != "done"]
     lines = [
         f"shot {job.shot_number} take {job.take_number}: {job.state}" + (f" ({job.error})" if job.error else "")
@@ -266,9 +266,9 @@ def run_worker(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]
 
 
 def run_queue(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
-    from projects import render
+    from projects import render_queue
 
-    jobs = render.list_jobs(studio, args.project)
+    jobs = render_queue.list_jobs(studio, args.project)
     lines = [
         f"{j.id:>6}  {j.state:<9} shot {j.shot_number} take {j.take_number}  {j.backend}  seed {j.seed}"
         + (f"  {j.stage} {j.step}/{j.total}" if j.state == "running" else "")
@@ -279,17 +279,17 @@ def run_queue(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
 
 
 def run_cancel(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
-    from projects import render
+    from projects import render_queue
 
-    job = render.cancel_job(studio, args.job_id)
+    job = render_queue.cancel_job(studio, args.job_id)
     text = "cancelled" if job.state == "cancelled" else "asked the worker to stop it at its next step"
     return f"job {job.id}: {text}", {"job": job.to_json()}
 
 
 def run_retry(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
-    from projects import render
+    from projects import render_queue
 
-    job = render.retry_job(studio, args.job_id)
+    job = render_queue.retry_job(studio, args.job_id)
     return f"job {job.id} queued again", {"job": job.to_json()}
 
 

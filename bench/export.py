@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.edit import concat_list
 from pipelines.video import PRESET, THREADS, find_tools
-from projects import export, project, render, storyboard, takes
+from projects import export, project, render_queue, storyboard, takes
 from projects.studio import Studio, open_studio
 from projects.worker import RenderWorker
 
@@ -49,7 +49,7 @@ def rendered_project(studio: Studio, clips: int, seconds: float, width: int, hei
         storyboard.add_shot(
             studio, "Bench", prompt=f"shot {index + 1}", duration=seconds, camera=cameras[index % len(cameras)]
         )
-    render.queue_renders(studio, "Bench")
+    render_queue.queue_renders(studio, "Bench")
     RenderWorker(studio, score=False).run(once=True)
     made = sorted(takes.list_takes(studio, "Bench", limit=500).items, key=lambda take: take.shot_number)
     for take in made:

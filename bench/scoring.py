@@ -40,7 +40,7 @@ def main() -> int:
     from pipelines.embedders import OfflineEmbedder
     from pipelines.video import read_frames
     from projects import cast, project, storyboard, takes
-    from projects.render import RenderSettings, queue_renders
+    from projects.render_queue import RenderSettings, queue_renders
     from projects.scoring import score_take
     from projects.studio import open_studio
     from projects.worker import RenderWorker

@@ -35,7 +35,7 @@ def main() -> int:
     from test_ui_client import start_app
 
     from projects import project, storyboard
-    from projects.render import RenderSettings, queue_renders
+    from projects.render_queue import RenderSettings, queue_renders
     from projects.studio import open_studio
     from projects.worker import RenderWorker
 

@@ -47,7 +47,7 @@ def main() -> int:
     from pipelines.backend import GenerationRequest
     from pipelines.video import write_mp4
     from projects import project, storyboard
-    from projects.render import RenderSettings, queue_renders
+    from projects.render_queue import RenderSettings, queue_renders
     from projects.studio import open_studio
     from projects.worker import RenderWorker
 

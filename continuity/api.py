@@ -17,7 +17,7 @@ from typing import Any
 
 from continuity.display import Table, show_video, video_path
 from continuity.progress import progress_bar, wait_for_jobs
-from projects import bundles, cast, export, maintenance, render, retakes, scoring, storyboard, takes
+from projects import bundles, cast, export, maintenance, render_queue, retakes, scoring, storyboard, takes
 from projects import project as projects_service
 from projects.backends import available_backends, fetch_weights, models_dir
 from projects.errors import InvalidInput, NotFound, StudioError
@@ -287,8 +287,8 @@ class Project:
         Raises :class:`RenderFailed` when a take failed (the others are rendered and kept). Interrupting the wait
         cancels the takes not rendered yet.
         """
-        settings = render.RenderSettings(backend=backend, steps=steps, guidance=guidance, refiner=refiner)
-        jobs = render.queue_renders(
+        settings = render_queue.RenderSettings(backend=backend, steps=steps, guidance=guidance, refiner=refiner)
+        jobs = render_queue.queue_renders(
             self._core,
             self._id,
             shots=_shot_numbers(shots),
@@ -301,7 +301,7 @@ class Project:
 
     def render_again(self, take: TakeInfo | int, *, wait: bool = True, progress: bool = True) -> list[TakeInfo]:
         """A new take with the same backend, settings, seed and input pictures as ``take``."""
-        job = render.render_again(self._core, self._own_take(take))
+        job = render_queue.render_again(self._core, self._own_take(take))
         return self.studio._finish([job], wait=wait, progress=progress)
 
     def takes(self, shot: int | None = None, *, status: str | None = None) -> list[TakeInfo]:
@@ -315,12 +315,12 @@ class Project:
             if not page.items or len(found) >= page.total:
                 return found
 
-    def jobs(self) -> list[render.JobInfo]:
+    def jobs(self) -> list[render_queue.JobInfo]:
         """The project's render jobs: running, then queued in the order they will run, then finished."""
-        return render.list_jobs(self._core, self._id)
+        return render_queue.list_jobs(self._core, self._id)
 
-    def cancel(self, job: render.JobInfo | int) -> render.JobInfo:
-        return render.cancel_job(self._core, job.id if isinstance(job, render.JobInfo) else job)
+    def cancel(self, job: render_queue.JobInfo | int) -> render_queue.JobInfo:
+        return render_queue.cancel_job(self._core, job.id if isinstance(job, render_queue.JobInfo) else job)
 
     def show(self, take: TakeInfo | int, *, width: int | None = None) -> Any:
         """A player for a take's video, for a notebook cell."""
@@ -348,7 +348,7 @@ class Project:
         the clearing (else the best) take, each character's score and verdict; ``report.not_cleared`` lists the shots
         that never reached the bar. Chained shots wait for the shot they continue from.
         """
-        settings = render.RenderSettings(backend=backend, steps=steps, guidance=guidance, refiner=refiner)
+        settings = render_queue.RenderSettings(backend=backend, steps=steps, guidance=guidance, refiner=refiner)
         return retakes.render_until(
             self._core,
             self._id,
@@ -571,33 +571,33 @@ class Studio:
         repo (configs, safetensors and tokenizer files only). Returns the folder."""
         return fetch_weights(self.core, backend, source, revision=revision)
 
-    def wait(self, items: Iterable[TakeInfo | render.JobInfo | int], *, progress: bool = True) -> list[TakeInfo]:
+    def wait(self, items: Iterable[TakeInfo | render_queue.JobInfo | int], *, progress: bool = True) -> list[TakeInfo]:
         """Render (or watch another worker render) until each of these takes is finished: takes as
         ``render(..., wait=False)`` returns them, take ids, or jobs. Returns the takes."""
         jobs = []
         for item in items:
-            if isinstance(item, render.JobInfo):
-                jobs.append(render.get_job(self.core, item.id))
+            if isinstance(item, render_queue.JobInfo):
+                jobs.append(render_queue.get_job(self.core, item.id))
             elif isinstance(item, TakeInfo) or (isinstance(item, int) and not isinstance(item, bool)):
-                jobs.append(render.job_of_take(self.core, _take_id(item)))
+                jobs.append(render_queue.job_of_take(self.core, _take_id(item)))
             else:
                 raise InvalidInput(f"must be takes, take ids or jobs, got {item!r}", "items")
         return self._finish(jobs, wait=True, progress=progress)
 
-    def _watch(self, ids: list[int], *, progress: bool) -> list[render.JobInfo]:
+    def _watch(self, ids: list[int], *, progress: bool) -> list[render_queue.JobInfo]:
         """Render these jobs now (or watch the page's worker render them), with a progress bar."""
         wake = self._server.worker.wake if self._server is not None else None
         return wait_for_jobs(self.core, ids, progress=progress, wake=wake, cache=self._cache)
 
-    def _finish(self, jobs: list[render.JobInfo], *, wait: bool, progress: bool) -> list[TakeInfo]:
+    def _finish(self, jobs: list[render_queue.JobInfo], *, wait: bool, progress: bool) -> list[TakeInfo]:
         ids = [job.id for job in jobs]
         if wait:
             done = self._watch(ids, progress=progress)
         else:
             if self._server is not None:
                 self._server.worker.wake()
-            return render.takes_of_jobs(self.core, ids)
-        made = render.takes_of_jobs(self.core, ids)
+            return render_queue.takes_of_jobs(self.core, ids)
+        made = render_queue.takes_of_jobs(self.core, ids)
         failed = [job for job in done if job.state == "failed"]
         if failed:
             lines = "; ".join(f"shot {j.shot_number} take {j.take_number}: {j.error}" for j in failed)

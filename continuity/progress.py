@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from projects import waiting
-from projects.render import JobInfo
+from projects.render_queue import JobInfo
 from projects.studio import Studio
 from projects.worker import ModelCache
 

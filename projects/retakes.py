@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from projects import render, scoring, storyboard, takes
+from projects import render_queue, scoring, storyboard, takes
 from projects.errors import InvalidInput
 from projects.records import ShotInfo
-from projects.render import JobInfo, RenderSettings
+from projects.render_queue import JobInfo, RenderSettings
 from projects.studio import Studio
 from storage.models import SCORE_METRICS
 
@@ -132,7 +132,7 @@ def render_until(
         if number not in board:
             raise InvalidInput(f"the project has no shot {number}", "shots")
     # Everything that can be refused is refused before the first take renders.
-    render.check_renders(studio, project, shots=numbers, settings=settings)
+    render_queue.check_renders(studio, project, shots=numbers, settings=settings)
     outcomes = {number: ShotOutcome(number) for number in numbers}
     pending = list(numbers)
     for number in list(pending):
@@ -141,13 +141,13 @@ def render_until(
     round_index = 0
     while pending:
         ready = [n for n in pending if not (board[n].continue_from_previous and n - 1 in pending)]
-        jobs = render.queue_renders(
+        jobs = render_queue.queue_renders(
             studio,
             project,
             shots=ready,
             takes=1,
             settings=settings,
-            seed=None if seed is None else (seed + round_index) % (render.MAX_SEED + 1),
+            seed=None if seed is None else (seed + round_index) % (render_queue.MAX_SEED + 1),
         )
         round_index += 1
         finished = _finished(wait(studio, [job.id for job in jobs]), jobs)

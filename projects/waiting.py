@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from pipelines.loading import PipelineCache
-from projects import render
+from projects import render_queue
 from projects.errors import Conflict
-from projects.render import JobInfo
+from projects.render_queue import JobInfo
 from projects.studio import Studio
 from projects.worker import RenderWorker, WorkerBusy
 
@@ -78,8 +78,8 @@ def wait_for_jobs(
 
 
 def _current(studio: Studio, ids: list[int]) -> list[JobInfo]:
-    found = render.get_jobs(studio, ids)
-    return [found[job_id] if job_id in found else render.get_job(studio, job_id) for job_id in ids]
+    found = render_queue.get_jobs(studio, ids)
+    return [found[job_id] if job_id in found else render_queue.get_job(studio, job_id) for job_id in ids]
 
 
 def _start_worker(
@@ -118,7 +118,7 @@ def _cancel_unfinished(studio: Studio, ids: list[int]) -> int:
     for job in _current(studio, ids):
         if job.state in ("queued", "running") and not job.cancel_requested:
             try:
-                render.cancel_job(studio, job.id)
+                render_queue.cancel_job(studio, job.id)
             except Conflict:  # it finished meanwhile: nothing to cancel
                 continue
             cancelled += 1

@@ -7,12 +7,14 @@ second time, with the reason.
 
 A job's life, in the order its side effects happen:
 
-1. claim (one transaction): job and take become ``running``;
-2. resolve its pictures -- a chained shot's keyframe is the last frame of the previous shot's approved take
-   (or its newest finished one), taken now, not when it was queued -- and record them as the take's inputs;
+1. claim (one transaction, :func:`projects.lifecycle.claim`): job and take become ``running``;
+2. resolve its pictures (:mod:`projects.take_inputs`) -- a chained shot's keyframe is the last frame of the
+   previous shot's approved take (or its newest finished one), taken now, not when it was queued -- and record
+   them as the take's inputs;
 3. render (no transaction open), writing progress to the job row and reading its cancel flag;
 4. encode the video and thumbnail into temporary files beside the media store;
-5. finish (one transaction): the files are renamed into the store, then the rows say ``done``.
+5. finish (one transaction): the files are renamed into the store, the provenance written
+   (:mod:`projects.provenance`), and the rows say ``done`` (:func:`projects.lifecycle.finish`).
 
 Any failure fails only that job (an out-of-memory error also unloads the models) and the worker goes on.
 """
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import io
 import logging
 import os
 import re
@@ -32,35 +33,24 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-from sqlalchemy import select
-
-from pipelines.backend import (
-    Backend,
-    BackendError,
-    CancelToken,
-    GenerationCancelled,
-    GenerationRequest,
-    GenerationResult,
-)
-from pipelines.diffusion import library_versions
+from pipelines.backend import Backend, BackendError, CancelToken, GenerationCancelled, GenerationResult
 from pipelines.loading import PipelineCache, cuda_device_count, free_memory
 from pipelines.registry import create_backend
-from pipelines.video import frames_sha256, last_frame, write_mp4, write_thumbnail
+from pipelines.video import write_mp4, write_thumbnail
 from pipelines.windows import render_long
+from projects import lifecycle, take_inputs
 from projects.backends import models_dir
 from projects.errors import Conflict, InvalidInput, StudioError
-from projects.render import RenderSettings, job_info
+from projects.provenance import generation_parameters, take_provenance
+from projects.render_queue import job_info
 from projects.scoring import score_finished_take
 from projects.studio import Studio
-from projects.takes import refresh_stale, source_take_for
+from projects.take_inputs import JobFailed
 from storage import media as media_rows
-from storage.models import Job, MediaObject, Shot, Take, TakeInput, utcnow
+from storage.models import Job
 
 log = logging.getLogger(__name__)
 
@@ -68,25 +58,12 @@ log = logging.getLogger(__name__)
 # one of its own, so its models outlive each call's worker.
 ModelCache = PipelineCache
 
-MAX_ATTEMPTS = 2  # a job interrupted twice is failed, not retried forever
 DEVICE_NAME = re.compile(r"^(?:auto|cpu|cuda(?::(\d+))?)$")
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes
 
 
 class WorkerBusy(StudioError):
     """Another worker already serves this device."""
-
-
-class JobFailed(Exception):
-    """A job could not be rendered; the message is shown to the user as the take's error."""
-
-
-@dataclass(frozen=True)
-class Inputs:
-    keyframe: tuple[str, str] | None  # (sha256, extension)
-    last_frame: tuple[str, str] | None
-    references: tuple[tuple[str, str, int | None], ...]  # (sha256, extension, character id)
-    source_take_id: int | None
 
 
 def resolve_device(name: str) -> str:
@@ -188,31 +165,9 @@ class RenderWorker:
             # A worker killed between renaming a take's video into the store and committing its row leaves a
             # complete file that no row names; once it is old enough not to be anyone's write in progress, it goes.
             media_rows.remove_unrecorded_files(session, self.studio.media)
-        recovered = []
         with self.studio.write() as session:
             # Jobs recorded before devices were numbered say "cuda" for the first GPU.
-            names = {self.device, "cuda"} if self.device == "cuda:0" else {self.device}
-            stuck = session.scalars(select(Job).where(Job.state == "running", Job.device.in_(names))).all()
-            for job in stuck:
-                take = job.take
-                session.execute(TakeInput.__table__.delete().where(TakeInput.take_id == take.id))
-                if job.cancel_requested:
-                    reason = "cancelled (the worker stopped before it could finish cancelling)"
-                    job.state, job.error, job.finished_at = "cancelled", reason, utcnow()
-                    take.status, take.error, take.finished_at = "cancelled", reason, utcnow()
-                elif job.attempts < MAX_ATTEMPTS:
-                    job.state, job.cancel_requested = "queued", False
-                    job.progress_stage, job.progress_step, job.progress_total = "", 0, 0
-                    job.error = "the worker stopped while rendering this take; it was queued again"
-                    take.status, take.started_at = "queued", None
-                else:
-                    reason = (
-                        f"the worker stopped {job.attempts} times while rendering this take (killed, or out of "
-                        "memory); retry it to try again"
-                    )
-                    job.state, job.error, job.finished_at = "failed", reason, utcnow()
-                    take.status, take.error, take.finished_at = "failed", reason, utcnow()
-                recovered.append(job.id)
+            recovered = lifecycle.recover(session, {self.device, "cuda"} if self.device == "cuda:0" else {self.device})
         if recovered:
             log.warning("found %d interrupted job(s) on %s: %s", len(recovered), self.device, recovered)
         return recovered
@@ -259,27 +214,21 @@ class RenderWorker:
 
     def _claim(self) -> int | None:
         with self.studio.write() as session:
-            job = session.scalars(
-                select(Job).where(Job.state == "queued").order_by(Job.priority.desc(), Job.position).limit(1)
-            ).first()
-            if job is None:
-                return None
-            now = utcnow()
-            job.state, job.attempts, job.started_at, job.heartbeat_at = "running", job.attempts + 1, now, now
-            job.worker, job.device, job.error, job.finished_at = self.name, self.device, None, None
-            job.progress_stage, job.progress_step, job.progress_total = "starting", 0, 0
-            job.take.status, job.take.started_at, job.take.error = "running", now, None
-            return job.id
+            job = lifecycle.claim(session, worker=self.name, device=self.device)
+            return job.id if job is not None else None
 
     def _render(self, job_id: int) -> None:
         cancel = CancelToken()
         finished: tuple[int, Any] | None = None
         scratch = Path(tempfile.mkdtemp(prefix=self._scratch_prefix(), dir=self.studio.media.temp_dir))
         try:
-            request, backend_name, take_id = self._prepare(job_id)
-            backend = self._backend(backend_name)
-            result = render_long(backend, request, progress=self._progress(job_id, cancel), cancel=cancel)
-            self._finish(job_id, take_id, request, backend_name, result, scratch)
+            with self.studio.write() as session:
+                take = session.get(Job, job_id).take
+                request, backend_name, take_id = take_inputs.prepare(self.studio, session, take), take.backend, take.id
+            result = render_long(
+                self._backend(backend_name), request, progress=self._progress(job_id, cancel), cancel=cancel
+            )
+            self._finish(job_id, backend_name, result, scratch)
             finished = (take_id, result.frames)
         except GenerationCancelled as exc:
             self._end(job_id, "cancelled", str(exc))
@@ -320,126 +269,6 @@ class RenderWorker:
             )
         return self._backends[name]
 
-    # Step 2: the pictures a take starts from.
-
-    def _prepare(self, job_id: int) -> tuple[GenerationRequest, str, int]:
-        with self.studio.write() as session:
-            job = session.get(Job, job_id)
-            take = job.take
-            shot = take.shot
-            settings = RenderSettings.from_params(take.params.get("settings", {}))
-            pinned = take.params.get("pinned_inputs")
-            inputs = self._pinned(session, pinned) if pinned else self._resolve(session, shot, take)
-            take.source_take_id = inputs.source_take_id
-            session.execute(TakeInput.__table__.delete().where(TakeInput.take_id == take.id))
-            if inputs.keyframe:
-                session.add(TakeInput(take_id=take.id, role="keyframe", position=0, sha256=inputs.keyframe[0]))
-            if inputs.last_frame:
-                session.add(TakeInput(take_id=take.id, role="last_frame", position=0, sha256=inputs.last_frame[0]))
-            for position, (sha256, _ext, character_id) in enumerate(inputs.references):
-                session.add(
-                    TakeInput(
-                        take_id=take.id, role="reference", position=position, sha256=sha256, character_id=character_id
-                    )
-                )
-            take.params = {**take.params, "requested_frames": take.params.get("requested_frames", take.num_frames)}
-            request = GenerationRequest(
-                prompt=take.prompt,
-                width=take.width,
-                height=take.height,
-                fps=take.fps,
-                num_frames=take.params["requested_frames"],
-                seed=take.seed,
-                keyframe=self._image(inputs.keyframe),
-                last_frame=self._image(inputs.last_frame),
-                references=tuple(self._image((sha, ext)) for sha, ext, _ in inputs.references),
-                negative_prompt=settings.negative_prompt,
-                camera=take.params.get("camera", shot.camera),
-                steps=settings.steps,
-                guidance=settings.guidance,
-                refiner=settings.refiner_settings(),
-                caption=take.params.get("title", "") if settings.caption else "",
-            )
-            return request, take.backend, take.id
-
-    def _resolve(self, session: Any, shot: Shot, take: Take) -> Inputs:
-        keyframe: tuple[str, str] | None = None
-        source_take_id = None
-        if shot.continue_from_previous and shot.position > 1:
-            source = source_take_for(session, shot)
-            if source is not None:
-                keyframe = self._last_frame_of(session, source)
-                source_take_id = source.id
-            elif shot.keyframe_sha256 is None and shot.keyframe_character_id is None:
-                raise JobFailed(
-                    f"shot {shot.position} continues from shot {shot.position - 1}, which has no finished take yet; "
-                    f"render shot {shot.position - 1} first"
-                )
-        if keyframe is None and shot.keyframe is not None:
-            keyframe = (shot.keyframe.sha256, shot.keyframe.extension)
-        if keyframe is None and shot.keyframe_character is not None and shot.keyframe_character.references:
-            ref = shot.keyframe_character.references[0]
-            keyframe = (ref.sha256, ref.media.extension)
-        references: list[tuple[str, str, int | None]] = []
-        capacity = self._capabilities(take.backend).reference_images
-        for character in shot.characters:
-            if len(references) >= capacity:
-                break
-            if character.references:
-                ref = character.references[0]
-                references.append((ref.sha256, ref.media.extension, character.id))
-        return Inputs(keyframe, None, tuple(references), source_take_id)
-
-    def _pinned(self, session: Any, pinned: dict[str, Any]) -> Inputs:
-        """The exact pictures of the take being rendered again."""
-        by_role: dict[str, list[dict[str, Any]]] = {}
-        for item in pinned.get("inputs", []):
-            by_role.setdefault(item["role"], []).append(item)
-
-        def media(sha256: str) -> tuple[str, str]:
-            row = session.get(MediaObject, sha256)
-            if row is None:
-                raise JobFailed(f"an input picture of the original take ({sha256[:12]}) is no longer stored")
-            return row.sha256, row.extension
-
-        keyframe = media(by_role["keyframe"][0]["sha256"]) if by_role.get("keyframe") else None
-        last = media(by_role["last_frame"][0]["sha256"]) if by_role.get("last_frame") else None
-        refs = tuple(
-            (*media(item["sha256"]), item.get("character_id"))
-            for item in sorted(by_role.get("reference", []), key=lambda item: item["position"])
-        )
-        return Inputs(keyframe, last, refs, pinned.get("source_take_id"))
-
-    def _last_frame_of(self, session: Any, source: Take) -> tuple[str, str]:
-        video = source.video
-        if video is None:
-            raise JobFailed(f"take {source.id} has no video to continue from")
-        path = self.studio.media.path_for(video.sha256, video.extension)
-        problem = self.studio.media.check(video.sha256, video.extension)
-        if problem:
-            raise JobFailed(f"the video of take {source.id}, which this shot continues from, is {problem}")
-        frame = last_frame(path)
-        buffer = io.BytesIO()
-        frame.save(buffer, format="PNG")
-        stored = self.studio.media.put_bytes(buffer.getvalue(), "png")
-        session.info.setdefault("stored_media", []).append(stored)
-        media_rows.register(session, stored)
-        return stored.sha256, stored.extension
-
-    def _image(self, media: tuple[str, str] | None) -> Image.Image | None:
-        if media is None:
-            return None
-        sha256, extension = media
-        with Image.open(self.studio.media.path_for(sha256, extension)) as image:
-            loaded = image.convert("RGB")
-        loaded.info["sha256"] = sha256
-        return loaded
-
-    def _capabilities(self, backend: str) -> Any:
-        from pipelines.registry import backend_class
-
-        return backend_class(backend).capabilities
-
     # Step 3: progress and cancel.
 
     def _progress(self, job_id: int, cancel: CancelToken) -> Callable[[str, int, int], None]:
@@ -451,25 +280,14 @@ class RenderWorker:
                 return
             last["at"], last["stage"] = now, stage
             with self.studio.write() as session:
-                job = session.get(Job, job_id)
-                job.progress_stage, job.progress_step, job.progress_total = stage, step, total
-                job.heartbeat_at = utcnow()
-                if job.cancel_requested:
+                if lifecycle.report_progress(session, job_id, stage, step, total):
                     cancel.cancel()
 
         return report
 
     # Steps 4 and 5: the files, then the rows.
 
-    def _finish(
-        self,
-        job_id: int,
-        take_id: int,
-        request: GenerationRequest,
-        backend_name: str,
-        result: GenerationResult,
-        scratch: Path,
-    ) -> None:
+    def _finish(self, job_id: int, backend_name: str, result: GenerationResult, scratch: Path) -> None:
         frames = result.frames
         video_path = scratch / "take.mp4"
         thumb_path = scratch / "thumbnail.png"
@@ -477,70 +295,26 @@ class RenderWorker:
         info = write_mp4(frames, result.fps, video_path)
         write_thumbnail(frames[len(frames) // 2], thumb_path)
         encode_seconds = time.perf_counter() - encode_start
-        parameters = dict(result.parameters)
-        backend_provenance = parameters.pop("provenance", {})
         with self.studio.write() as session:
             job = session.get(Job, job_id)
-            take = session.get(Take, take_id)
             if job.cancel_requested:
                 raise GenerationCancelled("cancelled while the video was being written")
-            video = self.studio.media.put_file(video_path, "mp4")
-            thumb = self.studio.media.put_file(thumb_path, "png")
-            session.info.setdefault("stored_media", []).extend([video, thumb])
-            media_rows.register(session, video)
-            media_rows.register(session, thumb)
-            take.video_sha256, take.thumbnail_sha256 = video.sha256, thumb.sha256
-            take.status, take.finished_at, take.error = "done", utcnow(), None
-            take.num_frames = int(frames.shape[0])
-            take.params = {**take.params, "generation": _json_safe(parameters), "notes": list(result.notes)}
+            video = self.studio.store_file(session, video_path, "mp4")
+            thumbnail = self.studio.store_file(session, thumb_path, "png")
+            take = job.take
+            take.params = {**take.params, "generation": generation_parameters(result), "notes": list(result.notes)}
             take.timings = {**{k: round(v, 4) for k, v in result.timings.items()}, "encode": round(encode_seconds, 4)}
-            take.provenance = {
-                "backend": backend_name,
-                **_json_safe(backend_provenance),
-                "seed": take.seed,
-                "inputs": {
-                    i.role + (f"[{i.position}]" if i.role == "reference" else ""): i.sha256 for i in take.inputs
-                },
-                "source_take_id": take.source_take_id,
-                "frames_sha256": frames_sha256(frames),
-                "video": {"sha256": video.sha256, "codec": info.codec, "pix_fmt": info.pix_fmt},
-                "peak_memory": result.peak_memory,
-                "worker": self.name,
-                "device": backend_provenance.get("device", self.device),
-                "libraries": backend_provenance.get("libraries") or library_versions(),
-                "studio_version": _studio_version(),
-            }
-            job.state, job.finished_at = "done", utcnow()
-            job.progress_stage, job.progress_step, job.progress_total = "done", 1, 1
-            refresh_stale(session, take.shot)
-        log.info("job %s: take %s done (%d frames)", job_id, take_id, frames.shape[0])
+            take.provenance = take_provenance(
+                take, result, backend=backend_name, video=video, info=info, worker=self.name, device=self.device
+            )
+            lifecycle.finish(session, job, video=video, thumbnail=thumbnail, num_frames=int(frames.shape[0]))
+        log.info("job %s done (%d frames)", job_id, frames.shape[0])
 
     def _end(self, job_id: int, state: str, reason: str) -> None:
         with self.studio.write() as session:
-            job = session.get(Job, job_id)
-            if job is None:
-                return
-            job.state, job.error, job.finished_at = state, reason, utcnow()
-            job.take.status, job.take.error, job.take.finished_at = state, reason, utcnow()
+            lifecycle.end(session, job_id, state, reason)
         log.info("job %s %s: %s", job_id, state, reason)
 
     def job(self, job_id: int) -> Any:
         with self.studio.read() as session:
             return job_info(session, session.get(Job, job_id))
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
-def _studio_version() -> str:
-    try:
-        return metadata.version("continuity")
-    except metadata.PackageNotFoundError:
-        return "0.1.0"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from projects import bundles, cast, project, render, storyboard, takes
+from projects import bundles, cast, project, render_queue, storyboard, takes
 from projects.errors import Conflict, InvalidInput
 from projects.studio import Studio, open_studio
 from projects.worker import RenderWorker
@@ -53,7 +53,7 @@ def film(studio: Studio, photos: dict[str, Path]) -> Studio:
     cast.add_character(studio, "Film", "Mara", references=[photos["astronaut"]])
     storyboard.add_shot(studio, "Film", prompt="Mara climbs the stairs", duration=1.0, keyframe_character="Mara")
     storyboard.add_shot(studio, "Film", prompt="the lamp turns", duration=1.0)
-    render.queue_renders(studio, "Film", takes=2, seed=10)
+    render_queue.queue_renders(studio, "Film", takes=2, seed=10)
     assert render_all(studio) == 4
     first = takes.list_takes(studio, "Film")
     takes.approve_take(studio, first.items[0].id)
@@ -120,7 +120,7 @@ def test_round_trip_and_merge(film: Studio, other: Studio, tmp_path: Path) -> No
     project.delete_project(other, "Film copy")
 
     # Render one more take there, pack, merge back.
-    render.queue_renders(other, "Film", shots=[2], seed=99)
+    render_queue.queue_renders(other, "Film", shots=[2], seed=99)
     assert render_all(other) == 1
     back = bundles.pack_project(other, "Film", tmp_path / "back.zip", takes="all")
     assert back.counts.takes == 5
@@ -151,7 +151,7 @@ def edited_there(film: Studio, other: Studio, photos: dict[str, Path], tmp_path:
     )
     lamp = storyboard.list_shots(other, "Film").items[2]
     storyboard.update_shot(other, lamp.id, prompt="the lamp turns, slowly")
-    render.queue_renders(other, "Film", shots=[2, 3], seed=50)
+    render_queue.queue_renders(other, "Film", shots=[2, 3], seed=50)
     assert render_all(other) == 2
     return bundles.pack_project(other, "Film", tmp_path / "back.zip", takes="all").path
 
@@ -213,7 +213,7 @@ def test_what_was_deleted_here_since_the_copy_stays_deleted(
     cast.remove_reference(film, extra.id)
     cast.update_character(film, mara.id, name="Mara Keel")
     # There: one more take of the first shot.
-    render.queue_renders(other, "Film", shots=[1], seed=77)
+    render_queue.queue_renders(other, "Film", shots=[1], seed=77)
     assert render_all(other) == 1
     before = counts(film)
 

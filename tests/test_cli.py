@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 from probes import free_port
+from takes_made import finished_takes, queued_takes
 
 from app.cli import main
-from projects import storyboard, takes
 from projects.studio import DATA_ENV, DEFAULT_DATA_DIR, open_studio
 from storage.db import DATABASE_FILE
 
@@ -135,17 +135,11 @@ def imported(cli: Cli, board: Path) -> dict[str, Any]:
     return result.json
 
 
-def finished_take(data_dir: Path, tmp_path: Path, shot_number: int, *, num_frames: int = 48, fps: int = 24) -> int:
-    """A ``done`` take of shot ``shot_number`` of Lighthouse, made through the services; returns its id."""
+def finished_take(data_dir: Path, shot_number: int) -> int:
+    """A take of shot ``shot_number`` of Lighthouse, rendered by a worker; returns its id."""
     studio = open_studio(data_dir)
     try:
-        shot = storyboard.list_shots(studio, "Lighthouse").items[shot_number - 1]
-        take = takes.queue_take(
-            studio, shot.id, backend="test", seed=7, width=512, height=320, fps=fps, num_frames=num_frames
-        )
-        video = tmp_path / f"take-{take.id}.mp4"
-        video.write_bytes(b"\x00\x00\x00\x18ftypmp42 not a real video, take " + str(take.id).encode())
-        takes.finish_take(studio, take.id, video)
+        [take] = finished_takes(studio, "Lighthouse", shot_number)
     finally:
         studio.close()
     return take.id
@@ -154,11 +148,10 @@ def finished_take(data_dir: Path, tmp_path: Path, shot_number: int, *, num_frame
 def queued_take(data_dir: Path, shot_number: int) -> int:
     studio = open_studio(data_dir)
     try:
-        shot = storyboard.list_shots(studio, "Lighthouse").items[shot_number - 1]
-        take = takes.queue_take(studio, shot.id, backend="test", seed=1, width=512, height=320, fps=24, num_frames=24)
+        [take_id] = queued_takes(studio, "Lighthouse", shot_number)
     finally:
         studio.close()
-    return take.id
+    return take_id
 
 
 # Projects.
@@ -449,7 +442,7 @@ def test_character_add_with_a_broken_image_adds_nothing(cli: Cli, tmp_path: Path
 
 
 def test_status_before_and_after_approving(cli: Cli, imported: dict[str, Any], data_dir: Path, tmp_path: Path) -> None:
-    take_id = finished_take(data_dir, tmp_path, shot_number=2, num_frames=48, fps=24)
+    take_id = finished_take(data_dir, shot_number=2)
 
     before = cli("status", "Lighthouse")
 
@@ -472,7 +465,7 @@ def test_status_before_and_after_approving(cli: Cli, imported: dict[str, Any], d
     assert [(t["id"], t["take_number"], t["status"], t["approved"], t["seed"]) for t in second] == [
         (take_id, 1, "done", False, 7)
     ]
-    assert second[0]["video"].endswith(".mp4") and second[0]["backend"] == "test"
+    assert second[0]["video"].endswith(".mp4") and second[0]["backend"] == "animatic"
     assert (status["shots"], status["shots_approved"]) == (5, 0)
     assert status["shots_missing_approval"] == [1, 2, 3, 4, 5]
     assert status["takes"] == {"queued": 0, "running": 0, "done": 1, "failed": 0, "cancelled": 0}
@@ -491,7 +484,7 @@ def test_status_before_and_after_approving(cli: Cli, imported: dict[str, Any], d
     after = cli("status", "Lighthouse").json
     assert (after["shots"], after["shots_approved"]) == (5, 1)
     assert after["shots_missing_approval"] == [1, 3, 4, 5]
-    assert after["approved_seconds"] == pytest.approx(2.0)
+    assert after["approved_seconds"] == pytest.approx(3.0)
     assert after["storyboard_seconds"] == pytest.approx(STORYBOARD_SECONDS)
 
     shot = cli("shots", "Lighthouse", "--offset", 1, "--limit", 1).json["shots"][0]
@@ -509,9 +502,9 @@ def test_status_text_output(cli: Cli, imported: dict[str, Any]) -> None:
 def test_approving_another_take_replaces_the_approval(
     cli: Cli, imported: dict[str, Any], data_dir: Path, tmp_path: Path
 ) -> None:
-    first = finished_take(data_dir, tmp_path, shot_number=1)
-    second = finished_take(data_dir, tmp_path, shot_number=1)
-    other_shot = finished_take(data_dir, tmp_path, shot_number=3)
+    first = finished_take(data_dir, shot_number=1)
+    second = finished_take(data_dir, shot_number=1)
+    other_shot = finished_take(data_dir, shot_number=4)
     assert cli("approve", first).code == 0
     assert cli("approve", other_shot).code == 0
 
@@ -526,11 +519,11 @@ def test_approving_another_take_replaces_the_approval(
     ]
     assert all(t["shot_number"] == 1 for t in listing["takes"])
     all_takes = cli("takes", "Lighthouse").json["takes"]
-    assert [(t["shot_number"], t["approved"]) for t in all_takes] == [(1, False), (1, True), (3, True)]
+    assert [(t["shot_number"], t["approved"]) for t in all_takes] == [(1, False), (1, True), (4, True)]
 
 
 def test_takes_filters_by_status(cli: Cli, imported: dict[str, Any], data_dir: Path, tmp_path: Path) -> None:
-    done = finished_take(data_dir, tmp_path, shot_number=1)
+    done = finished_take(data_dir, shot_number=1)
     queued = queued_take(data_dir, shot_number=1)
 
     assert [t["id"] for t in cli("takes", "Lighthouse", "--status", "queued").json["takes"]] == [queued]

@@ -29,7 +29,7 @@ from PIL import Image
 from app.cli import main as cli_main
 from pipelines import edit as editing
 from pipelines.video import VideoError, read_frames
-from projects import export, project, render, storyboard, takes
+from projects import export, project, render_queue, storyboard, takes
 from projects.errors import Conflict, InvalidInput, StudioError
 from projects.export import ExportOptions, TitleCard, Trim
 from projects.studio import Studio, open_studio
@@ -64,7 +64,7 @@ def make_film(
             duration=seconds,
             camera="dolly-in" if index % 2 else "pan-left",
         )
-    render.queue_renders(studio, name)
+    render_queue.queue_renders(studio, name)
     RenderWorker(studio, score=False).run(once=True)
     made = sorted(takes.list_takes(studio, name).items, key=lambda take: take.shot_number)
     assert [take.status for take in made] == ["done"] * len(durations)

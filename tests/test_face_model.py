@@ -37,7 +37,7 @@ from pipelines.face_model import (
 from pipelines.faces import FACE_RECOGNIZER_ID
 from projects import cast, project, storyboard
 from projects.errors import InvalidInput
-from projects.render import RenderSettings, queue_renders
+from projects.render_queue import RenderSettings, queue_renders
 from projects.scoring import score_project, score_take, stored_scores
 from projects.studio import Studio
 from projects.worker import RenderWorker

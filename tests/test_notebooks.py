@@ -17,7 +17,7 @@ import pytest
 from nbclient import NotebookClient
 from probes import free_port
 
-from projects import bundles, cast, project, render, storyboard, takes
+from projects import bundles, cast, project, render_queue, storyboard, takes
 from projects.studio import open_studio
 from storage.media import file_sha256
 
@@ -167,6 +167,6 @@ def test_rented_gpu_notebook_renders_a_bundle_and_packs_the_takes_to_merge_home(
         assert [(t.backend, t.status, t.num_frames) for t in made] == [("sana-wm", "done", 9)] * 2
         assert all(file_sha256(t.video_path) == t.video_sha256 for t in made)
         assert all(t.params["generation"]["steps"] == 2 for t in made)
-        assert render.list_jobs(home, "Harbour") == []  # the takes came home; their jobs stayed there
+        assert render_queue.list_jobs(home, "Harbour") == []  # the takes came home; their jobs stayed there
     finally:
         home.close()

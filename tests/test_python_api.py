@@ -28,7 +28,7 @@ import tqdm.auto  # noqa: F401 -- imported up front, as the first progress bar w
 from probes import free_port
 
 import continuity
-import projects.render as render_module
+import projects.render_queue as render_module
 from continuity.display import Table
 from pipelines.animatic import AnimaticBackend
 from pipelines.backend import BackendError

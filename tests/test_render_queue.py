@@ -24,9 +24,9 @@ import projects.worker as worker_module
 from app.cli import main as cli_main
 from pipelines.video import last_frame, read_frames
 from pipelines.windows import render_long as real_render_long
-from projects import cast, project, render, storyboard, takes
+from projects import cast, project, render_queue, storyboard, takes
 from projects.errors import Conflict, InvalidInput, NotFound
-from projects.render import RenderSettings
+from projects.render_queue import RenderSettings
 from projects.studio import Studio
 from projects.worker import RenderWorker, WorkerBusy
 from storage.models import Job, MediaObject, Take
@@ -139,10 +139,10 @@ def test_queue_one_shot_a_list_and_all_shots_numbering_seeds_and_positions(
     add_shot(studio, name, prompt="the lamp room at dusk")  # text only: the animatic draws a title card
     add_shot(studio, name, keyframe=photos["coffee"], camera="pan-left")
 
-    one = render.queue_renders(studio, name, shots=[2])
+    one = render_queue.queue_renders(studio, name, shots=[2])
     assert [(j.shot_number, j.take_number, j.state) for j in one] == [(2, 1, "queued")]
 
-    listed = render.queue_renders(studio, name, shots=[3, 1], takes=2, seed=100)
+    listed = render_queue.queue_renders(studio, name, shots=[3, 1], takes=2, seed=100)
     assert [(j.shot_number, j.take_number, j.seed) for j in listed] == [
         (3, 1, 100),
         (3, 2, 101),
@@ -150,21 +150,21 @@ def test_queue_one_shot_a_list_and_all_shots_numbering_seeds_and_positions(
         (1, 2, 101),
     ]
 
-    everything = render.queue_renders(studio, name, takes=3)
+    everything = render_queue.queue_renders(studio, name, takes=3)
     assert [j.shot_number for j in everything] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
     # Take numbers continue where each shot's earlier takes left off.
     assert [j.take_number for j in everything] == [3, 4, 5, 2, 3, 4, 3, 4, 5]
     # Seeds were drawn at random and recorded: distinct across takes, in range, stored on the takes too.
     random_seeds = [j.seed for j in everything]
     assert len(set(random_seeds)) == len(random_seeds)
-    assert all(0 <= seed <= render.MAX_SEED for seed in random_seeds)
+    assert all(0 <= seed <= render_queue.MAX_SEED for seed in random_seeds)
     for job in everything:
         assert takes.get_take(studio, job.take_id).seed == job.seed
 
     all_jobs = one + listed + everything
     positions = [j.position for j in all_jobs]
     assert positions == sorted(positions) and len(set(positions)) == len(positions)
-    assert [j.id for j in render.list_jobs(studio, name)] == [j.id for j in all_jobs]
+    assert [j.id for j in render_queue.list_jobs(studio, name)] == [j.id for j in all_jobs]
     page = takes.list_takes(studio, name, limit=100)
     assert page.total == 14
     assert {t.status for t in page.items} == {"queued"} and {t.backend for t in page.items} == {"animatic"}
@@ -175,9 +175,9 @@ def test_a_later_high_priority_job_runs_first(studio: Studio) -> None:
     name = make_project(studio)
     for index in range(3):
         add_shot(studio, name, prompt=f"shot number {index + 1}")
-    low = render.queue_renders(studio, name, shots=[1, 2])
-    urgent = render.queue_renders(studio, name, shots=[3], priority=5)
-    queued = render.list_jobs(studio, name, states=["queued"])
+    low = render_queue.queue_renders(studio, name, shots=[1, 2])
+    urgent = render_queue.queue_renders(studio, name, shots=[3], priority=5)
+    queued = render_queue.list_jobs(studio, name, states=["queued"])
     assert [j.id for j in queued] == [urgent[0].id, low[0].id, low[1].id]
     with RenderWorker(studio) as worker:
         order = [worker.run_next(), worker.run_next(), worker.run_next(), worker.run_next()]
@@ -190,7 +190,7 @@ def test_listing_the_queue_reads_the_jobs_with_their_takes_and_shots_at_once(stu
     name = make_project(studio)
     for index in range(10):
         add_shot(studio, name, prompt=f"shot number {index + 1}", keyframe=None, continue_from_previous=index > 0)
-    queued = render.queue_renders(studio, name, takes=12, settings=RenderSettings(backend="animatic"))
+    queued = render_queue.queue_renders(studio, name, takes=12, settings=RenderSettings(backend="animatic"))
     statements: list[str] = []
 
     def count(*args: Any) -> None:
@@ -198,8 +198,8 @@ def test_listing_the_queue_reads_the_jobs_with_their_takes_and_shots_at_once(stu
 
     event.listen(studio.db.engine, "before_cursor_execute", count)
     try:
-        listed = render.list_jobs(studio, name)
-        by_id = render.get_jobs(studio, [job.id for job in queued])
+        listed = render_queue.list_jobs(studio, name)
+        by_id = render_queue.get_jobs(studio, [job.id for job in queued])
     finally:
         event.remove(studio.db.engine, "before_cursor_execute", count)
     assert len(listed) == len(by_id) == 120
@@ -215,22 +215,22 @@ def test_bad_requests_queue_nothing_and_say_why(studio: Studio, no_sana_weights:
     before = media_files(studio)
 
     with pytest.raises(NotFound, match="no project named 'Nope'"):
-        render.queue_renders(studio, "Nope")
+        render_queue.queue_renders(studio, "Nope")
     with pytest.raises(NotFound, match="has no shot 9; it has 2"):
-        render.queue_renders(studio, name, shots=[1, 9])  # shot 1 is fine, but nothing is queued
+        render_queue.queue_renders(studio, name, shots=[1, 9])  # shot 1 is fine, but nothing is queued
     for count in (0, 1000):
         with pytest.raises(InvalidInput, match="between 1 and 100 takes"):
-            render.queue_renders(studio, name, takes=count)
+            render_queue.queue_renders(studio, name, takes=count)
     with pytest.raises(InvalidInput, match=r"unknown backend 'nope'.*animatic"):
-        render.queue_renders(studio, name, settings=RenderSettings(backend="nope"))
+        render_queue.queue_renders(studio, name, settings=RenderSettings(backend="nope"))
     with pytest.raises(Conflict) as unavailable:
-        render.queue_renders(studio, name, settings=RenderSettings(backend="sana-wm"))
+        render_queue.queue_renders(studio, name, settings=RenderSettings(backend="sana-wm"))
     message = str(unavailable.value)
     assert "sana-wm backend cannot run here" in message
     assert "no SANA-WM weights configured" in message and "CONTINUITY_MODEL_SANA_WM" in message
 
     assert row_counts(studio) == (0, 0)
-    assert render.list_jobs(studio) == []
+    assert render_queue.list_jobs(studio) == []
     assert media_files(studio) == before
 
 
@@ -240,12 +240,12 @@ def test_a_keyframe_character_without_references_is_refused(studio: Studio, phot
     add_shot(studio, name, keyframe=photos["astronaut"])
     add_shot(studio, name, keyframe_character="Mara")
     with pytest.raises(InvalidInput, match=r"shot 2: .*Mara's first reference image, but Mara has none"):
-        render.queue_renders(studio, name, takes=2)
+        render_queue.queue_renders(studio, name, takes=2)
     assert row_counts(studio) == (0, 0)
     # Once Mara has a reference, the same request queues.
     mara = cast.list_characters(studio, name)[0]
     cast.add_reference(studio, mara.id, photos["chelsea"])
-    assert len(render.queue_renders(studio, name, takes=2)) == 4
+    assert len(render_queue.queue_renders(studio, name, takes=2)) == 4
 
 
 def test_sana_wm_checks_keyframes_and_camera_paths_before_queueing(
@@ -260,18 +260,18 @@ def test_sana_wm_checks_keyframes_and_camera_paths_before_queueing(
     add_shot(studio, name, camera="pan-left", continue_from_previous=True)  # starts where shot 4 ends
 
     with pytest.raises(InvalidInput, match="shot 2: it has no keyframe and nothing to continue from; SANA-WM"):
-        render.queue_renders(studio, name, shots=[1, 2], settings=sana)
+        render_queue.queue_renders(studio, name, shots=[1, 2], settings=sana)
     with pytest.raises(InvalidInput, match=r"shot 3: .*'w-7' is 7 steps.*multiple of 8 steps") as stride:
-        render.queue_renders(studio, name, shots=[3], settings=sana)
+        render_queue.queue_renders(studio, name, shots=[3], settings=sana)
     assert "8*k+1" in str(stride.value)
     with pytest.raises(InvalidInput, match=r"shot 4: its camera path 'w-9' is 9 steps, but 1 s at 8 fps is 8 frames"):
-        render.queue_renders(studio, name, shots=[4], settings=sana)
+        render_queue.queue_renders(studio, name, shots=[4], settings=sana)
     assert row_counts(studio) == (0, 0)
 
     # What can run is queued: a preset camera with a keyframe, and a shot that continues from another.
-    assert [j.shot_number for j in render.queue_renders(studio, name, shots=[1, 5], settings=sana)] == [1, 5]
+    assert [j.shot_number for j in render_queue.queue_renders(studio, name, shots=[1, 5], settings=sana)] == [1, 5]
     # The animatic draws text-only shots, so shot 2 is fine there.
-    assert len(render.queue_renders(studio, name, shots=[2])) == 1
+    assert len(render_queue.queue_renders(studio, name, shots=[2])) == 1
     assert row_counts(studio) == (3, 3)
 
 
@@ -316,9 +316,9 @@ def check_rendered_take(studio: Studio, take: takes.TakeInfo, shot: storyboard.S
 
 def test_worker_renders_a_whole_storyboard_with_provenance(studio: Studio, photos: dict[str, Path]) -> None:
     name = storyboard_project(studio, photos)
-    jobs = render.queue_renders(studio, name, takes=2, seed=7)
+    jobs = render_queue.queue_renders(studio, name, takes=2, seed=7)
     assert run_all(studio) == 6
-    assert {j.state for j in render.list_jobs(studio, name)} == {"done"}
+    assert {j.state for j in render_queue.list_jobs(studio, name)} == {"done"}
     shots = storyboard.list_shots(studio, name).items
     page = takes.list_takes(studio, name)
     assert [(t.shot_number, t.take_number) for t in page.items] == [(1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2)]
@@ -403,11 +403,11 @@ def test_a_chained_shot_without_a_source_fails_and_the_queue_goes_on_then_retry(
     add_shot(studio, name, keyframe=photos["astronaut"], camera="dolly-in")
     add_shot(studio, name, camera="pan-left", continue_from_previous=True)
     add_shot(studio, name, keyframe=photos["coffee"])
-    first, second, third = render.queue_renders(studio, name, seed=3)
-    render.cancel_job(studio, first.id)
+    first, second, third = render_queue.queue_renders(studio, name, seed=3)
+    render_queue.cancel_job(studio, first.id)
     assert run_all(studio) == 2  # the cancelled job is not claimed
 
-    failed = render.get_job(studio, second.id)
+    failed = render_queue.get_job(studio, second.id)
     assert failed.state == "failed"
     assert "shot 2 continues from shot 1" in failed.error and "render shot 1 first" in failed.error
     failed_take = takes.get_take(studio, second.take_id)
@@ -416,8 +416,8 @@ def test_a_chained_shot_without_a_source_fails_and_the_queue_goes_on_then_retry(
     assert_store_clean(studio)
 
     # Retry both: same takes, same seeds, queued at the end in retry order; shot 1 first this time.
-    again_1 = render.retry_job(studio, first.id)
-    again_2 = render.retry_job(studio, second.id)
+    again_1 = render_queue.retry_job(studio, first.id)
+    again_2 = render_queue.retry_job(studio, second.id)
     assert (again_1.state, again_1.take_id, again_1.seed) == ("queued", first.take_id, 3)
     assert (again_2.state, again_2.take_id, again_2.seed, again_2.error) == ("queued", second.take_id, 3, None)
     assert again_2.position > again_1.position > third.position
@@ -427,7 +427,7 @@ def test_a_chained_shot_without_a_source_fails_and_the_queue_goes_on_then_retry(
     assert done.status == "done" and done.take_number == 1 and done.num_frames == 8
     assert done.provenance["source_take_id"] == first.take_id
     with pytest.raises(Conflict, match="only a failed or cancelled job can be retried"):
-        render.retry_job(studio, second.id)
+        render_queue.retry_job(studio, second.id)
 
 
 def test_a_full_disk_fails_one_take_leaves_no_file_and_the_next_job_runs(
@@ -435,7 +435,7 @@ def test_a_full_disk_fails_one_take_leaves_no_file_and_the_next_job_runs(
 ) -> None:
     name = make_project(studio)
     add_shot(studio, name, keyframe=photos["astronaut"], camera="dolly-in")
-    first, second = render.queue_renders(studio, name, takes=2, seed=11)
+    first, second = render_queue.queue_renders(studio, name, takes=2, seed=11)
     real_write = worker_module.write_mp4
     calls: list[Path] = []
 
@@ -450,7 +450,7 @@ def test_a_full_disk_fails_one_take_leaves_no_file_and_the_next_job_runs(
     before = media_files(studio)
     with RenderWorker(studio) as worker:
         assert worker.run_next() == first.id
-        job = render.get_job(studio, first.id)
+        job = render_queue.get_job(studio, first.id)
         assert job.state == "failed" and "disk is full" in job.error
         take = takes.get_take(studio, first.take_id)
         assert take.status == "failed" and "disk is full" in take.error and take.video_path is None
@@ -468,19 +468,19 @@ def test_a_full_disk_fails_one_take_leaves_no_file_and_the_next_job_runs(
 def test_cancel_a_queued_job(studio: Studio) -> None:
     name = make_project(studio)
     add_shot(studio, name)
-    first, second = render.queue_renders(studio, name, takes=2)
-    cancelled = render.cancel_job(studio, first.id)
+    first, second = render_queue.queue_renders(studio, name, takes=2)
+    cancelled = render_queue.cancel_job(studio, first.id)
     assert cancelled.state == "cancelled" and cancelled.finished_at is not None
     take = takes.get_take(studio, first.take_id)
     assert take.status == "cancelled" and take.video_path is None
     with pytest.raises(Conflict, match="already cancelled"):
-        render.cancel_job(studio, first.id)
+        render_queue.cancel_job(studio, first.id)
     assert run_all(studio) == 1
-    assert render.get_job(studio, second.id).state == "done"
+    assert render_queue.get_job(studio, second.id).state == "done"
     with pytest.raises(Conflict, match="already done"):
-        render.cancel_job(studio, second.id)
+        render_queue.cancel_job(studio, second.id)
     with pytest.raises(NotFound):
-        render.cancel_job(studio, 999)
+        render_queue.cancel_job(studio, 999)
 
 
 def test_cancel_a_running_job_then_retry_it(
@@ -488,7 +488,7 @@ def test_cancel_a_running_job_then_retry_it(
 ) -> None:
     name = make_project(studio)
     add_shot(studio, name, keyframe=photos["astronaut"], camera="dolly-in", duration=4.0)  # 32 frames
-    (job,) = render.queue_renders(studio, name, seed=21)
+    (job,) = render_queue.queue_renders(studio, name, seed=21)
     started, cancel_sent = threading.Event(), threading.Event()
 
     def gated(backend: Any, request: Any, *, progress: Any, cancel: Any) -> Any:
@@ -507,15 +507,15 @@ def test_cancel_a_running_job_then_retry_it(
         thread.start()
         try:
             assert started.wait(30)
-            running = render.get_job(studio, job.id)
+            running = render_queue.get_job(studio, job.id)
             assert running.state == "running" and running.stage == "animatic" and running.step == 1
-            asked = render.cancel_job(studio, job.id)
+            asked = render_queue.cancel_job(studio, job.id)
             assert asked.state == "running" and asked.cancel_requested
         finally:
             cancel_sent.set()
             thread.join(30)
         assert not thread.is_alive()
-    ended = render.get_job(studio, job.id)
+    ended = render_queue.get_job(studio, job.id)
     assert ended.state == "cancelled" and "cancelled after" in ended.error and "of 32 frames" in ended.error
     take = takes.get_take(studio, job.take_id)
     assert take.status == "cancelled" and take.video_path is None and take.video_sha256 is None
@@ -523,12 +523,12 @@ def test_cancel_a_running_job_then_retry_it(
     assert_store_clean(studio)
 
     monkeypatch.setattr(worker_module, "render_long", real_render_long)
-    again = render.retry_job(studio, job.id)
+    again = render_queue.retry_job(studio, job.id)
     assert (again.state, again.take_id, again.seed, again.cancel_requested) == ("queued", job.take_id, 21, False)
     assert run_all(studio) == 1
     done = takes.get_take(studio, job.take_id)
     assert done.status == "done" and done.seed == 21 and ffprobe(done.video_path)["frames"] == 32
-    assert render.get_job(studio, job.id).attempts == 1
+    assert render_queue.get_job(studio, job.id).attempts == 1
 
 
 def test_a_cancel_that_arrives_while_the_video_is_written_keeps_nothing(
@@ -536,18 +536,18 @@ def test_a_cancel_that_arrives_while_the_video_is_written_keeps_nothing(
 ) -> None:
     name = make_project(studio)
     add_shot(studio, name, keyframe=photos["astronaut"], camera="dolly-in")
-    (job,) = render.queue_renders(studio, name)
+    (job,) = render_queue.queue_renders(studio, name)
     real_write = worker_module.write_mp4
     before = media_files(studio)
 
     def write_then_cancel(frames: np.ndarray, fps: int, path: Path, **kwargs: Any) -> Any:
         info = real_write(frames, fps, path, **kwargs)
-        render.cancel_job(studio, job.id)  # the render is over; the rows are not written yet
+        render_queue.cancel_job(studio, job.id)  # the render is over; the rows are not written yet
         return info
 
     monkeypatch.setattr(worker_module, "write_mp4", write_then_cancel)
     assert run_all(studio) == 1
-    ended = render.get_job(studio, job.id)
+    ended = render_queue.get_job(studio, job.id)
     assert ended.state == "cancelled" and "while the video was being written" in ended.error
     assert takes.get_take(studio, job.take_id).video_path is None
     assert media_files(studio) == before
@@ -557,24 +557,24 @@ def test_a_cancel_that_arrives_while_the_video_is_written_keeps_nothing(
 def test_move_job_changes_the_run_order(studio: Studio) -> None:
     name = make_project(studio)
     add_shot(studio, name)
-    a, b, c, d = render.queue_renders(studio, name, takes=4)
-    moved = render.move_job(studio, d.id, before=b.id)
-    assert moved.position < render.get_job(studio, b.id).position
-    assert [j.id for j in render.list_jobs(studio, name, states=["queued"])] == [a.id, d.id, b.id, c.id]
-    raised = render.move_job(studio, c.id, priority=3)
+    a, b, c, d = render_queue.queue_renders(studio, name, takes=4)
+    moved = render_queue.move_job(studio, d.id, before=b.id)
+    assert moved.position < render_queue.get_job(studio, b.id).position
+    assert [j.id for j in render_queue.list_jobs(studio, name, states=["queued"])] == [a.id, d.id, b.id, c.id]
+    raised = render_queue.move_job(studio, c.id, priority=3)
     assert raised.priority == 3
-    assert [j.id for j in render.list_jobs(studio, name, states=["queued"])] == [c.id, a.id, d.id, b.id]
+    assert [j.id for j in render_queue.list_jobs(studio, name, states=["queued"])] == [c.id, a.id, d.id, b.id]
     with pytest.raises(InvalidInput, match="cannot move before itself"):
-        render.move_job(studio, a.id, before=a.id)
+        render_queue.move_job(studio, a.id, before=a.id)
     with pytest.raises(InvalidInput, match="from -1000 to 1000"):
-        render.move_job(studio, a.id, priority=5000)
+        render_queue.move_job(studio, a.id, priority=5000)
     with RenderWorker(studio) as worker:
         order = [worker.run_next() for _ in range(4)]
     assert order == [c.id, a.id, d.id, b.id]
     with pytest.raises(Conflict, match="only queued jobs can be moved"):
-        render.move_job(studio, a.id, before=b.id)
+        render_queue.move_job(studio, a.id, before=b.id)
     with pytest.raises(Conflict):
-        render.move_job(studio, b.id, priority=1)
+        render_queue.move_job(studio, b.id, priority=1)
 
 
 # 5. Chaining and staleness.
@@ -587,7 +587,7 @@ def test_chaining_follows_the_newest_then_the_approved_take_and_marks_stale(
     add_shot(studio, name, keyframe=photos["astronaut"], camera="dolly-in")
     add_shot(studio, name, camera="pan-right", continue_from_previous=True)
     add_shot(studio, name, keyframe=photos["coffee"])  # does not continue: never stale
-    render.queue_renders(studio, name, shots=[1], takes=2, seed=1)
+    render_queue.queue_renders(studio, name, shots=[1], takes=2, seed=1)
     run_all(studio)
     take_1, take_2 = takes.list_takes(studio, name, shot_number=1).items
     last_1 = np.asarray(last_frame(take_1.video_path))
@@ -595,7 +595,7 @@ def test_chaining_follows_the_newest_then_the_approved_take_and_marks_stale(
     assert not np.array_equal(last_1, last_2)  # the two takes end differently, so the source is told apart
 
     # None approved: shot 2 starts on the newest take's last frame.
-    (job,) = render.queue_renders(studio, name, shots=[2], seed=5)
+    (job,) = render_queue.queue_renders(studio, name, shots=[2], seed=5)
     run_all(studio)
     from_newest = takes.get_take(studio, job.take_id)
     assert source_take_id(studio, from_newest.id) == take_2.id
@@ -607,7 +607,7 @@ def test_chaining_follows_the_newest_then_the_approved_take_and_marks_stale(
     status = project.project_status(studio, name)
     assert [s.stale for s in status.shots] == [False, True, False]
 
-    (job,) = render.queue_renders(studio, name, shots=[2], seed=5)
+    (job,) = render_queue.queue_renders(studio, name, shots=[2], seed=5)
     run_all(studio)
     from_approved = takes.get_take(studio, job.take_id)
     assert from_approved.take_number == 2
@@ -626,7 +626,7 @@ def test_chaining_follows_the_newest_then_the_approved_take_and_marks_stale(
     assert project.project_status(studio, name).shots[1].stale is True
     code, shown = cli_json(capsys, "status", name, "--json", "--data-dir", str(studio.data_dir))
     assert code == 0 and [s["stale"] for s in shown["shot_takes"]] == [False, True, False]
-    (job,) = render.queue_renders(studio, name, shots=[2])
+    (job,) = render_queue.queue_renders(studio, name, shots=[2])
     run_all(studio)
     assert source_take_id(studio, job.take_id) == take_2.id
     assert project.project_status(studio, name).shots[1].stale is False
@@ -638,7 +638,7 @@ def test_chaining_follows_the_newest_then_the_approved_take_and_marks_stale(
 def test_a_long_shot_renders_in_windows_to_its_exact_length(studio: Studio, photos: dict[str, Path]) -> None:
     name = make_project(studio)
     add_shot(studio, name, keyframe=photos["astronaut"], camera="dolly-in", duration=70.0)  # 560 frames > 481
-    (job,) = render.queue_renders(studio, name, seed=2)
+    (job,) = render_queue.queue_renders(studio, name, seed=2)
     assert run_all(studio) == 1
     take = takes.get_take(studio, job.take_id)
     assert take.status == "done", take.error
@@ -659,13 +659,13 @@ def test_render_again_repeats_a_take_bit_for_bit(
 ) -> None:
     name = make_project(studio)
     add_shot(studio, name, title="Arrival", keyframe=photos["astronaut"], camera="orbit-left")
-    (job,) = render.queue_renders(studio, name)  # a random seed
+    (job,) = render_queue.queue_renders(studio, name)  # a random seed
     with pytest.raises(Conflict, match="only a finished take can be rendered again"):
-        render.render_again(studio, job.take_id)
+        render_queue.render_again(studio, job.take_id)
     run_all(studio)
     original = takes.get_take(studio, job.take_id)
 
-    again = render.render_again(studio, original.id)
+    again = render_queue.render_again(studio, original.id)
     assert again.take_id != original.id and again.take_number == 2 and again.seed == original.seed
     assert run_all(studio) == 1
     copy = takes.get_take(studio, again.take_id)
@@ -684,11 +684,11 @@ def test_render_again_repeats_a_take_bit_for_bit(
     assert made["video_sha256"] == original.video_sha256
 
     # Only finished takes: a cancelled one is refused too, and nothing is queued.
-    (queued,) = render.queue_renders(studio, name)
-    render.cancel_job(studio, queued.id)
+    (queued,) = render_queue.queue_renders(studio, name)
+    render_queue.cancel_job(studio, queued.id)
     counts = row_counts(studio)
     with pytest.raises(Conflict, match="is cancelled"):
-        render.render_again(studio, queued.take_id)
+        render_queue.render_again(studio, queued.take_id)
     assert row_counts(studio) == counts
 
 
@@ -696,16 +696,16 @@ def test_a_chained_take_rendered_again_keeps_its_pinned_keyframe(studio: Studio,
     name = make_project(studio)
     add_shot(studio, name, keyframe=photos["astronaut"], camera="dolly-in")
     add_shot(studio, name, camera="tilt-up", continue_from_previous=True)
-    render.queue_renders(studio, name, shots=[1], takes=2, seed=1)
+    render_queue.queue_renders(studio, name, shots=[1], takes=2, seed=1)
     run_all(studio)
     take_1, take_2 = takes.list_takes(studio, name, shot_number=1).items
-    (job,) = render.queue_renders(studio, name, shots=[2], seed=9)
+    (job,) = render_queue.queue_renders(studio, name, shots=[2], seed=9)
     run_all(studio)
     chained = takes.get_take(studio, job.take_id)
     assert chained.provenance["source_take_id"] == take_2.id
 
     takes.approve_take(studio, take_1.id)  # a fresh render of shot 2 would now start from take 1
-    again = render.render_again(studio, chained.id)
+    again = render_queue.render_again(studio, chained.id)
     run_all(studio)
     copy = takes.get_take(studio, again.take_id)
     assert copy.status == "done"
@@ -720,11 +720,11 @@ def test_render_again_after_the_shot_title_changed_still_repeats_the_take(
 ) -> None:
     name = make_project(studio)
     shot = add_shot(studio, name, title="Arrival", keyframe=photos["astronaut"], camera="dolly-in")
-    (job,) = render.queue_renders(studio, name, seed=3)
+    (job,) = render_queue.queue_renders(studio, name, seed=3)
     run_all(studio)
     original = takes.get_take(studio, job.take_id)
     storyboard.update_shot(studio, shot.id, title="Departure")
-    again = render.render_again(studio, original.id)
+    again = render_queue.render_again(studio, original.id)
     run_all(studio)
     copy = takes.get_take(studio, again.take_id)
     assert copy.params["title"] == "Arrival"
@@ -734,7 +734,7 @@ def test_render_again_after_the_shot_title_changed_still_repeats_the_take(
 def test_takes_of_a_static_shot_with_other_seeds_differ(studio: Studio) -> None:
     name = make_project(studio)
     add_shot(studio, name, prompt="the lamp room at dusk", camera="static")  # text only: a title card
-    render.queue_renders(studio, name, takes=2, seed=5)
+    render_queue.queue_renders(studio, name, takes=2, seed=5)
     run_all(studio)
     one, two = takes.list_takes(studio, name).items
     assert (one.seed, two.seed) == (5, 6)
@@ -749,7 +749,9 @@ def test_sana_wm_takes_through_the_queue_load_the_pipeline_once(
 ) -> None:
     name = make_project(studio)
     shot = add_shot(studio, name, keyframe=photos["astronaut"], camera="dolly-in")  # 8 frames
-    jobs = render.queue_renders(studio, name, takes=2, seed=4, settings=RenderSettings(backend="sana-wm", steps=2))
+    jobs = render_queue.queue_renders(
+        studio, name, takes=2, seed=4, settings=RenderSettings(backend="sana-wm", steps=2)
+    )
     assert [j.backend for j in jobs] == ["sana-wm", "sana-wm"]
     with RenderWorker(studio) as worker:
         assert worker.run(once=True) == 2
@@ -784,7 +786,7 @@ def test_sana_wm_takes_through_the_queue_load_the_pipeline_once(
 def test_an_interrupted_job_is_requeued_once_then_failed(studio: Studio) -> None:
     name = make_project(studio)
     add_shot(studio, name)
-    (job,) = render.queue_renders(studio, name)
+    (job,) = render_queue.queue_renders(studio, name)
 
     def leave_running(job_id: int, attempts: int) -> None:
         with studio.write() as session:
@@ -795,7 +797,7 @@ def test_an_interrupted_job_is_requeued_once_then_failed(studio: Studio) -> None
     leave_running(job.id, 1)
     with RenderWorker(studio) as worker:
         assert worker.recovered == [job.id]
-        requeued = render.get_job(studio, job.id)
+        requeued = render_queue.get_job(studio, job.id)
         assert requeued.state == "queued" and "queued again" in requeued.error
         assert takes.get_take(studio, job.take_id).status == "queued"
         with pytest.raises(WorkerBusy, match="already running for device cpu"):
@@ -803,12 +805,12 @@ def test_an_interrupted_job_is_requeued_once_then_failed(studio: Studio) -> None
         assert worker.run(once=True) == 1
     assert takes.get_take(studio, job.take_id).status == "done"
 
-    (second,) = render.queue_renders(studio, name)
+    (second,) = render_queue.queue_renders(studio, name)
     leave_running(second.id, 2)
     with RenderWorker(studio) as worker:
         assert worker.recovered == [second.id]
         assert worker.run(once=True) == 0
-    failed = render.get_job(studio, second.id)
+    failed = render_queue.get_job(studio, second.id)
     assert failed.state == "failed" and "stopped 2 times" in failed.error
     assert takes.get_take(studio, second.take_id).status == "failed"
 
@@ -848,7 +850,7 @@ def test_cli_queue_cancel_retry_and_worker(
 def test_a_long_shot_follows_an_explicit_camera_path_across_windows(studio: Studio, photos: dict[str, Path]) -> None:
     name = make_project(studio)
     add_shot(studio, name, keyframe=photos["astronaut"], camera="w-300,none-259", duration=70.0)
-    (job,) = render.queue_renders(studio, name, seed=2)
+    (job,) = render_queue.queue_renders(studio, name, seed=2)
     run_all(studio)
     take = takes.get_take(studio, job.take_id)
     assert take.status == "done", take.error
@@ -863,36 +865,34 @@ def test_a_long_shot_follows_an_explicit_camera_path_across_windows(studio: Stud
 def test_a_cancel_requested_before_a_crash_is_honoured_by_recovery(studio: Studio) -> None:
     name = make_project(studio)
     add_shot(studio, name)
-    (job,) = render.queue_renders(studio, name)
+    (job,) = render_queue.queue_renders(studio, name)
     with studio.write() as session:
         row = session.get(Job, job.id)
         row.state, row.device, row.attempts = "running", "cpu", 1
         row.take.status = "running"
-    assert render.cancel_job(studio, job.id).cancel_requested  # the worker died before it read the flag
+    assert render_queue.cancel_job(studio, job.id).cancel_requested  # the worker died before it read the flag
     with RenderWorker(studio):
         pass
-    assert render.get_job(studio, job.id).state == "cancelled"
+    assert render_queue.get_job(studio, job.id).state == "cancelled"
 
 
 def test_seeds_counted_up_from_the_first_stay_in_range(studio: Studio) -> None:
     name = make_project(studio)
     add_shot(studio, name)
     try:
-        jobs = render.queue_renders(studio, name, seed=render.MAX_SEED, takes=3)
+        jobs = render_queue.queue_renders(studio, name, seed=render_queue.MAX_SEED, takes=3)
     except InvalidInput:
         assert row_counts(studio) == (0, 0)
         return
-    assert all(0 <= job.seed <= render.MAX_SEED for job in jobs)
+    assert all(0 <= job.seed <= render_queue.MAX_SEED for job in jobs)
 
 
-def test_every_way_to_make_a_take_has_the_same_largest_seed(studio: Studio) -> None:
+def test_a_seed_past_the_largest_is_refused(studio: Studio) -> None:
     name = make_project(studio)
-    shot = add_shot(studio, name)
-    too_big = render.MAX_SEED + 1
-    with pytest.raises(InvalidInput, match=f"from 0 to {render.MAX_SEED}"):
-        render.queue_renders(studio, name, seed=too_big)
-    with pytest.raises(InvalidInput, match=f"from 0 to {render.MAX_SEED}"):
-        takes.queue_take(studio, shot.id, backend="animatic", seed=too_big, width=64, height=64, fps=8, num_frames=8)
+    add_shot(studio, name)
+    too_big = render_queue.MAX_SEED + 1
+    with pytest.raises(InvalidInput, match=f"from 0 to {render_queue.MAX_SEED}"):
+        render_queue.queue_renders(studio, name, seed=too_big)
     assert row_counts(studio) == (0, 0)
 
 
@@ -901,9 +901,9 @@ def chained_pair(studio: Studio, photos: dict[str, Path]) -> tuple[str, list[tak
     name = make_project(studio)
     add_shot(studio, name, keyframe=photos["astronaut"], camera="dolly-in")
     add_shot(studio, name, camera="pan-left", continue_from_previous=True)
-    render.queue_renders(studio, name, shots=[1], takes=2, seed=1)
+    render_queue.queue_renders(studio, name, shots=[1], takes=2, seed=1)
     run_all(studio)
-    render.queue_renders(studio, name, shots=[2], seed=1)
+    render_queue.queue_renders(studio, name, shots=[2], seed=1)
     run_all(studio)
     made = list(takes.list_takes(studio, name).items)
     assert made[2].provenance["source_take_id"] == made[1].id
@@ -921,7 +921,7 @@ def test_moving_a_chained_shot_marks_it_stale(studio: Studio, photos: dict[str, 
     add_shot(studio, name, keyframe=photos["astronaut"], camera="dolly-in")
     add_shot(studio, name, keyframe=photos["coffee"], camera="dolly-in")
     chained = add_shot(studio, name, camera="pan-left", continue_from_previous=True)
-    render.queue_renders(studio, name, seed=1)
+    render_queue.queue_renders(studio, name, seed=1)
     run_all(studio)
     storyboard.move_shot(studio, chained.id, 2)  # it continued from the coffee shot, now from the astronaut
     assert [s.stale for s in project.project_status(studio, name).shots] == [False, True, False]
@@ -931,7 +931,7 @@ def test_inserting_a_shot_before_a_chained_one_marks_it_stale(studio: Studio, ph
     name = make_project(studio)
     add_shot(studio, name, keyframe=photos["astronaut"], camera="dolly-in")
     add_shot(studio, name, camera="pan-left", continue_from_previous=True)
-    render.queue_renders(studio, name, seed=1)
+    render_queue.queue_renders(studio, name, seed=1)
     run_all(studio)
     assert [s.stale for s in project.project_status(studio, name).shots] == [False, False]
     add_shot(studio, name, keyframe=photos["coffee"], position=2)  # the chained shot now follows the coffee cup

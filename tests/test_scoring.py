@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from takes_made import queued_takes
 from tiny_embedders import save_tiny
 
 from app.cli import main
@@ -15,7 +16,7 @@ from pipelines.embedders import OfflineEmbedder, unload_embedders
 from pipelines.faces import FACE_RECOGNIZER_ID
 from projects import cast, project, storyboard, takes
 from projects.errors import InvalidInput, NotFound
-from projects.render import RenderSettings, queue_renders
+from projects.render_queue import RenderSettings, queue_renders
 from projects.scoring import best_per_shot, rank_takes, score_project, score_take, stored_scores, suggest_take
 from projects.studio import Studio
 from projects.worker import RenderWorker
@@ -128,10 +129,9 @@ def test_scores_of_different_embedders_are_kept_apart(studio: Studio, film: int,
 
 
 def test_scoring_refuses_what_it_cannot_score(studio: Studio, film: int, tmp_path: Path) -> None:
-    shot = storyboard.list_shots(studio, film).items[0]
-    queued = takes.queue_take(studio, shot.id, backend="animatic", seed=1, width=128, height=96, fps=8, num_frames=16)
+    [queued] = queued_takes(studio, film, 1)
     with pytest.raises(InvalidInput, match="only a finished take"):
-        score_take(studio, queued.id)
+        score_take(studio, queued)
     with pytest.raises(InvalidInput, match="embedder"):
         score_project(studio, film, embedder=str(tmp_path / "no-such-model"))
     with pytest.raises(NotFound, match="no shot 9"):

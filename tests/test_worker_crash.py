@@ -42,14 +42,15 @@ import pytest
 from sqlalchemy import select
 
 import projects.worker as worker_module
-from pipelines.video import probe
-from projects import project, render, storyboard, takes
+from pipelines.probe import probe
+from projects import project, render_queue, storyboard, takes
 from projects.errors import Conflict, InvalidInput
+from projects.lifecycle import MAX_ATTEMPTS
 from projects.maintenance import verify_media
 from projects.records import TakeInfo
-from projects.render import JobInfo
+from projects.render_queue import JobInfo
 from projects.studio import Studio, open_studio
-from projects.worker import MAX_ATTEMPTS, RenderWorker, WorkerBusy
+from projects.worker import RenderWorker, WorkerBusy
 from storage.media import file_sha256
 from storage.models import MediaObject
 
@@ -206,11 +207,11 @@ def make_film(
         storyboard.add_shot(
             studio, film.id, title=f"Short {number}", prompt="the lamp turns", duration=1, camera="pan-left"
         )
-    return film.id, render.queue_renders(studio, film.id, seed=7)
+    return film.id, render_queue.queue_renders(studio, film.id, seed=7)
 
 
 def jobs_by_id(studio: Studio, film_id: int) -> dict[int, JobInfo]:
-    return {job.id: job for job in render.list_jobs(studio, film_id)}
+    return {job.id: job for job in render_queue.list_jobs(studio, film_id)}
 
 
 def all_takes(studio: Studio, film_id: int) -> list[TakeInfo]:
@@ -255,7 +256,7 @@ def assert_consistent(studio: Studio, film_id: int) -> None:
     for path in studio.media.stored_paths():  # nothing half-written under a content name
         assert file_sha256(path) == path.stem, f"{path} does not hold the bytes it is named by"
     by_take = {take.id: take for take in all_takes(studio, film_id)}
-    jobs = render.list_jobs(studio, film_id)
+    jobs = render_queue.list_jobs(studio, film_id)
     assert sum(job.state == "running" for job in jobs) <= 1
     for job in jobs:
         take = by_take[job.take_id]
@@ -271,7 +272,7 @@ def assert_consistent(studio: Studio, film_id: int) -> None:
 def assert_all_rendered_once(studio: Studio, film_id: int, shots: int) -> None:
     """Every shot has exactly one take, done, whose video plays; the store holds nothing else."""
     assert_consistent(studio, film_id)
-    jobs = render.list_jobs(studio, film_id)
+    jobs = render_queue.list_jobs(studio, film_id)
     assert [job.state for job in jobs] == ["done"] * shots, [(job.id, job.state, job.error) for job in jobs]
     made = all_takes(studio, film_id)
     assert sorted(take.shot_number for take in made) == list(range(1, shots + 1))
@@ -369,7 +370,7 @@ def test_a_job_killed_twice_is_failed_with_the_reason_and_the_queue_goes_on(
     shown = {job["id"]: job for job in json.loads(out)["jobs"]}
     assert shown[first]["state"] == "failed" and shown[first]["error"] == final[first].error
     # The user can still have it: a retry queues it afresh.
-    again = render.retry_job(studio, first)
+    again = render_queue.retry_job(studio, first)
     assert (again.state, again.attempts, again.error) == ("queued", 0, None)
 
 
@@ -457,7 +458,9 @@ def test_sigterm_finishes_the_current_job_then_exits_cleanly(
 
     # Idle (queue empty, no --once), SIGTERM ends the wait within the poll interval (2 s).
     worker = workers.start("worker")
-    wait_until(lambda: all(job.state == "done" for job in render.list_jobs(studio, film_id)), "the queue", worker)
+    wait_until(
+        lambda: all(job.state == "done" for job in render_queue.list_jobs(studio, film_id)), "the queue", worker
+    )
     asked = time.monotonic()
     worker.process.send_signal(signal.SIGTERM)
     code = worker.process.wait(timeout=DEADLINE)
@@ -487,11 +490,11 @@ def test_random_kills_never_leave_a_broken_take_or_a_stray_file(
     )
     storyboard.add_shot(studio, film.id, title="Dawn", prompt="the sea", duration=2, camera="tilt-up")
     shots = 5
-    render.queue_renders(studio, film.id, seed=11)
+    render_queue.queue_renders(studio, film.id, seed=11)
 
     kills = []
     for _ in range(7):
-        if all(job.state in ("done", "failed") for job in render.list_jobs(studio, film.id)):
+        if all(job.state in ("done", "failed") for job in render_queue.list_jobs(studio, film.id)):
             break
         worker = workers.start("worker", "--once")
         if rng.random() < 0.5:  # at a random moment
@@ -505,7 +508,7 @@ def test_random_kills_never_leave_a_broken_take_or_a_stray_file(
                 wait_until(
                     lambda: any(
                         j.state == "running" and j.total and j.step == j.total
-                        for j in render.list_jobs(studio, film.id)
+                        for j in render_queue.list_jobs(studio, film.id)
                     ),
                     "a rendered job",
                     worker,
@@ -526,10 +529,10 @@ def test_random_kills_never_leave_a_broken_take_or_a_stray_file(
     code, _, err = workers.run("worker", "--once")
     assert code == 0, err
     # A job killed twice is failed; a chained shot whose previous shot failed fails too. The user retries them.
-    failed = sorted(render.list_jobs(studio, film.id, states=["failed"]), key=lambda job: job.shot_number)
+    failed = sorted(render_queue.list_jobs(studio, film.id, states=["failed"]), key=lambda job: job.shot_number)
     for job in failed:
         assert "stopped 2 times" in job.error or "first" in job.error, (seed, job.error)
-        render.retry_job(studio, job.id)
+        render_queue.retry_job(studio, job.id)
     if failed:
         code, _, err = workers.run("worker", "--once")
         assert code == 0, err

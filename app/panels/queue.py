@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from app.panels.common import Context, bump, need_project, user_errors
-from projects import render, scoring
+from projects import render_queue, scoring
 
 COLUMNS = ["job", "state", "shot", "take", "backend", "seed", "progress", "scores", "error"]
 SCORES = COLUMNS.index("scores")
@@ -17,7 +17,7 @@ REFRESH_SECONDS = 2.0
 def rows(ctx: Context, project_id: int | None) -> list[list[Any]]:
     if not project_id:
         return []
-    jobs = render.list_jobs(ctx.studio, project_id)
+    jobs = render_queue.list_jobs(ctx.studio, project_id)
     scored = scoring.scored_takes(ctx.studio, [job.take_id for job in jobs if job.state == "done"])
     out = []
     for job in jobs:
@@ -66,21 +66,21 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
                 raise gr.Error("Type the job's number first.", print_exception=False)
             job = int(job_id)
             if kind == "cancel":
-                render.cancel_job(ctx.studio, job)
+                render_queue.cancel_job(ctx.studio, job)
             elif kind == "retry":
-                render.retry_job(ctx.studio, job)
+                render_queue.retry_job(ctx.studio, job)
                 ctx.wake_worker()
             else:
-                queued = [j for j in render.list_jobs(ctx.studio, project_id, states=["queued"]) if j.id != job]
+                queued = [j for j in render_queue.list_jobs(ctx.studio, project_id, states=["queued"]) if j.id != job]
                 if queued:
-                    render.move_job(ctx.studio, job, before=queued[0].id, priority=queued[0].priority)
+                    render_queue.move_job(ctx.studio, job, before=queued[0].id, priority=queued[0].priority)
             return rows(ctx, project_id)
 
         return run
 
     @user_errors
     def render_all(project_id: int | None, count: float | None) -> list[list[Any]]:
-        jobs = render.queue_renders(ctx.studio, need_project(project_id), takes=int(count or 1))
+        jobs = render_queue.queue_renders(ctx.studio, need_project(project_id), takes=int(count or 1))
         ctx.wake_worker()
         gr.Info(f"Queued {len(jobs)} take(s).")
         return rows(ctx, project_id)

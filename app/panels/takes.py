@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 
 from app.panels.common import Context, bump, user_errors
-from projects import render, retakes, scoring, storyboard, takes
+from projects import render_queue, retakes, scoring, storyboard, takes
 from projects.backends import available_backends
 from projects.waiting import wait_for_jobs
 
@@ -140,12 +140,12 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         if not project_id or not shot_id:
             raise gr.Error("Select a shot on the Storyboard tab first.", print_exception=False)
         shot = storyboard.get_shot(ctx.studio, shot_id)
-        jobs = render.queue_renders(
+        jobs = render_queue.queue_renders(
             ctx.studio,
             project_id,
             shots=[shot.number],
             takes=int(count or 1),
-            settings=render.RenderSettings(backend=backend or "animatic"),
+            settings=render_queue.RenderSettings(backend=backend or "animatic"),
         )
         ctx.wake_worker()
         gr.Info(f"Queued {len(jobs)} take(s); they appear here when done.")
@@ -162,7 +162,7 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
     def again(take_id: int | None, changed: int) -> int:
         if not take_id:
             raise gr.Error("Choose a finished take on the left first.", print_exception=False)
-        render.render_again(ctx.studio, take_id)
+        render_queue.render_again(ctx.studio, take_id)
         ctx.wake_worker()
         gr.Info("Queued: the same backend, settings, seed and pictures.")
         return bump(changed)
@@ -189,7 +189,7 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
                 retakes.Bar("identity", float(bar)),
                 max_takes=int(budget or 1),
                 shots=shots,
-                settings=render.RenderSettings(backend=backend or "animatic"),
+                settings=render_queue.RenderSettings(backend=backend or "animatic"),
                 approve=not review,
                 wait=lambda studio, ids: wait_for_jobs(studio, ids, wake=ctx.wake_worker),
             )

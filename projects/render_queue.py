@@ -25,13 +25,13 @@ from sqlalchemy.orm import Session, contains_eager, joinedload
 from pipelines.backend import BackendError, GenerationRequest, RefinerSettings, RequestError, frames_for
 from pipelines.camera import parse_camera
 from pipelines.registry import backend_class, describe
-from projects import queries
+from projects import lifecycle, queries
 from projects.backends import models_dir
 from projects.errors import Conflict, InvalidInput, NotFound
 from projects.records import TakeInfo
 from projects.studio import Studio
 from projects.validation import MAX_SEED, clean_seed
-from storage.models import Job, Project, Shot, Take, TakeInput, utcnow
+from storage.models import Job, Project, Shot, Take
 
 MAX_TAKES_PER_SHOT = 100
 
@@ -139,17 +139,12 @@ def queue_renders(
         chosen = _chosen_shots(session, row, shots)
         for shot in chosen:
             check_shot(session, row, shot, settings)
-        position = (session.scalar(select(func.max(Job.position))) or 0) + 1
         jobs = []
         for shot in chosen:
             for index in range(takes):
                 take_seed = seed + index if seed is not None else secrets.randbelow(MAX_SEED + 1)
                 take = new_take(session, row, shot, settings, take_seed, backend_source=info.source)
-                job = Job(take_id=take.id, priority=priority, position=position)
-                position += 1
-                session.add(job)
-                jobs.append(job)
-        session.flush()
+                jobs.append(lifecycle.enqueue(session, take, priority=priority))
         return [job_info(session, job) for job in jobs]
 
 
@@ -330,11 +325,7 @@ def render_again(studio: Studio, take_id: int, *, priority: int = 0) -> JobInfo:
         take.params = {**take.params, "camera": original.params.get("camera", shot.camera)}
         take.params = {**take.params, "duration": original.params.get("duration", shot.duration)}
         take.params = {**take.params, "title": original.params.get("title", shot.title)}
-        position = (session.scalar(select(func.max(Job.position))) or 0) + 1
-        job = Job(take_id=take.id, priority=priority, position=position)
-        session.add(job)
-        session.flush()
-        return job_info(session, job)
+        return job_info(session, lifecycle.enqueue(session, take, priority=priority))
 
 
 def list_jobs(
@@ -381,17 +372,7 @@ def cancel_job(studio: Studio, job_id: int) -> JobInfo:
     """Cancel a queued job now, or ask a running one to stop at its next step."""
     with studio.write() as session:
         job = _job(session, job_id)
-        if job.state == "queued":
-            job.state, job.finished_at = "cancelled", utcnow()
-            job.take.status, job.take.error, job.take.finished_at = (
-                "cancelled",
-                "cancelled before it started",
-                utcnow(),
-            )
-        elif job.state == "running":
-            job.cancel_requested = True
-        else:
-            raise Conflict(f"job {job_id} is already {job.state}")
+        lifecycle.cancel(session, job)
         session.flush()
         return job_info(session, job)
 
@@ -400,15 +381,7 @@ def retry_job(studio: Studio, job_id: int) -> JobInfo:
     """Queue a failed or cancelled job again (same take, seed and settings), at the end of the queue."""
     with studio.write() as session:
         job = _job(session, job_id)
-        if job.state not in ("failed", "cancelled"):
-            raise Conflict(f"job {job_id} is {job.state}; only a failed or cancelled job can be retried")
-        job.state, job.attempts, job.error, job.cancel_requested = "queued", 0, None, False
-        job.started_at = job.finished_at = None
-        job.progress_stage, job.progress_step, job.progress_total = "", 0, 0
-        job.position = (session.scalar(select(func.max(Job.position))) or 0) + 1
-        take = job.take
-        take.status, take.error, take.started_at, take.finished_at = "queued", None, None, None
-        session.execute(TakeInput.__table__.delete().where(TakeInput.take_id == take.id))
+        lifecycle.retry(session, job)
         session.flush()
         return job_info(session, job)
 
