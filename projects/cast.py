@@ -16,11 +16,8 @@ from projects.errors import Conflict, InvalidInput
 from projects.images import CheckedImage, check_image
 from projects.records import CharacterInfo, ReferenceInfo
 from projects.studio import Studio
-from projects.validation import clean_name, clean_text, name_key
+from projects.validation import MAX_DESCRIPTION_LENGTH, MAX_REFERENCES, clean_name, clean_text, name_key
 from storage.models import Character, Project, ReferenceImage, Shot, shot_characters
-
-MAX_DESCRIPTION_LENGTH = 2000
-MAX_REFERENCES = 32
 
 
 def add_character(

@@ -20,7 +20,7 @@ from projects.images import CheckedImage, check_image
 from projects.records import Page, ShotInfo
 from projects.studio import Studio
 from projects.takes import refresh_project_stale, refresh_stale
-from projects.validation import clean_camera, clean_duration, clean_flag, clean_prompt, clean_text
+from projects.validation import MAX_NAME_LENGTH, clean_camera, clean_duration, clean_flag, clean_prompt, clean_text
 from storage.models import Project, Shot
 
 MAX_SCENE_LENGTH = 50
@@ -67,7 +67,9 @@ def clean_shot_fields(
         characters = [part for part in characters.replace(";", ",").split(",") if part.strip()]
     if not isinstance(characters, (list, tuple)):
         raise InvalidInput("must be a list of character names", "characters")
-    names = tuple(clean_text(c, f"characters[{i}]", max_length=200, required=True) for i, c in enumerate(characters))
+    names = tuple(
+        clean_text(c, f"characters[{i}]", max_length=MAX_NAME_LENGTH, required=True) for i, c in enumerate(characters)
+    )
     if keyframe is not None and keyframe_character not in (None, ""):
         raise InvalidInput("give a keyframe image or a keyframe character, not both", "keyframe")
     return ShotFields(
@@ -78,7 +80,7 @@ def clean_shot_fields(
         camera=clean_camera(camera),
         characters=names,
         keyframe=check_image(Path(keyframe), "keyframe") if keyframe not in (None, "") else None,
-        keyframe_character=clean_text(keyframe_character, "keyframe_character", max_length=200) or None,
+        keyframe_character=clean_text(keyframe_character, "keyframe_character", max_length=MAX_NAME_LENGTH) or None,
         continue_from_previous=clean_flag(continue_from_previous, "continue_from_previous"),
     )
 

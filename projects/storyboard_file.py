@@ -29,7 +29,15 @@ from projects.images import CheckedImage, check_image
 from projects.records import ImportResult
 from projects.storyboard import ShotFields, clean_shot_fields, insert_shot
 from projects.studio import Studio
-from projects.validation import clean_fps, clean_name, clean_side, clean_text, name_key
+from projects.validation import (
+    MAX_DESCRIPTION_LENGTH,
+    MAX_REFERENCES,
+    clean_fps,
+    clean_name,
+    clean_side,
+    clean_text,
+    name_key,
+)
 from storage.models import Project
 
 MAX_STORYBOARD_BYTES = 10 * 1024 * 1024
@@ -163,8 +171,8 @@ def _from_json(text: str, path: Path) -> StoryboardPlan:
             if name_key(name) in seen:
                 raise InvalidInput(f"the name {name!r} is already used by {seen[name_key(name)]}", "name")
             seen[name_key(name)] = f"character {i}"
-            description = clean_text(entry.get("description"), "description", max_length=2000)
-            refs = _list(entry.get("references", []), "references", 32)
+            description = clean_text(entry.get("description"), "description", max_length=MAX_DESCRIPTION_LENGTH)
+            refs = _list(entry.get("references", []), "references", MAX_REFERENCES)
             images = tuple(_image(path, ref, f"references[{j}]") for j, ref in enumerate(refs))
             hashes = [image.path.resolve() for image in images]
             if len(set(hashes)) != len(hashes):

@@ -12,6 +12,8 @@ from storage.models import MAX_SHOT_SECONDS
 
 MAX_NAME_LENGTH = 120
 MAX_PROMPT_LENGTH = 4000
+MAX_DESCRIPTION_LENGTH = 2000  # a character's description
+MAX_REFERENCES = 32  # reference images of one character
 MIN_SIDE, MAX_SIDE = 64, 4096
 
 

@@ -24,6 +24,7 @@ from projects.project import create_project, list_projects
 from projects.storyboard import add_shot, list_shots
 from projects.storyboard_file import MAX_STORYBOARD_BYTES, import_storyboard, read_storyboard
 from projects.studio import Studio
+from projects.validation import MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH, MAX_REFERENCES
 from storage import media as media_rows
 
 SETTINGS = {"width": 832, "height": 480, "fps": 24}
@@ -576,6 +577,20 @@ BAD_JSON = [
     case(last_shot(characters=["Jonas", "jonas"]), "shot 4.characters", "twice", id="character-twice-last-shot"),
     case(put("characters", 1, "name", value="M" * 10_000), "character 2.name", "10000 characters", id="name-10000"),
     case(put("characters", 1, "name", value="Mara/Jonas"), "character 2.name", "'/'", id="name-slash"),
+    # The limits are the cast's own: a file cannot make a character the Cast tab would refuse.
+    case(
+        put("characters", 1, "description", value="d" * (MAX_DESCRIPTION_LENGTH + 1)),
+        "character 2 (Jonas).description",
+        f"the limit is {MAX_DESCRIPTION_LENGTH}",
+        id="description-too-long",
+    ),
+    case(
+        put("characters", 1, "references", value=["refs/jonas.webp"] * (MAX_REFERENCES + 1)),
+        "character 2 (Jonas).references",
+        str(MAX_REFERENCES),
+        id="references-too-many",
+    ),
+    case(put("shots", 0, "characters", value=["M" * (MAX_NAME_LENGTH + 1)]), "shot 1.characters[0]", id="cast-name"),
     case(put("characters", 1, "name", value=".."), "character 2.name", "'..'", id="name-dotdot"),
     case(put("characters", 1, "name", value="Jo\x00nas"), "character 2.name", "control", id="name-nul"),
     case(put("characters", 1, "name", value="   "), "character 2.name", "empty", id="name-spaces"),
