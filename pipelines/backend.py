@@ -174,8 +174,33 @@ class Backend(ABC):
     def check_request(cls, request: GenerationRequest) -> tuple[GenerationRequest, tuple[str, ...]]:
         """Validate against the capabilities; return the request as it will run, and notes on what changed.
 
+        :meth:`check_inputs` (the pictures it starts from) and :meth:`check_shape` (everything else). A class
+        method: the queue checks shots before any backend exists.
+        """
+        cls.check_inputs(request)
+        return cls.check_shape(request)
+
+    @classmethod
+    def check_inputs(cls, request: GenerationRequest) -> None:
+        """The pictures a request starts from, against what the backend takes."""
+        caps = cls.capabilities
+        if request.keyframe is None and not caps.text_only:
+            raise RequestError(f"{cls.label} starts from a keyframe image; give the shot a keyframe")
+        if request.last_frame is not None and not caps.last_frame:
+            raise RequestError(f"{cls.label} cannot end on a given last frame; remove it or use wan-i2v")
+        if len(request.references) > caps.reference_images:
+            if caps.reference_images == 0:
+                raise RequestError(f"{cls.label} takes no character reference images; use wan-vace for them")
+            raise RequestError(
+                f"{cls.label} takes at most {caps.reference_images} reference images, got {len(request.references)}"
+            )
+
+    @classmethod
+    def check_shape(cls, request: GenerationRequest) -> tuple[GenerationRequest, tuple[str, ...]]:
+        """Everything but the pictures: size, rate, frames, camera, steps, refiner. Known before any picture is.
+
         Frame counts are snapped to the backend's stride (and the change is noted); everything else that does
-        not fit is a :class:`RequestError`. A class method: the queue checks shots before any backend exists.
+        not fit is a :class:`RequestError`.
         """
         caps = cls.capabilities
         notes: list[str] = []
@@ -189,33 +214,19 @@ class Backend(ABC):
                 )
         if not 1 <= request.fps <= 120:
             raise RequestError(f"fps must be between 1 and 120, got {request.fps}")
-        if request.keyframe is None and not caps.text_only:
-            raise RequestError(f"{cls.label} starts from a keyframe image; give the shot a keyframe")
-        if request.last_frame is not None and not caps.last_frame:
-            raise RequestError(f"{cls.label} cannot end on a given last frame; remove it or use wan-i2v")
-        if len(request.references) > caps.reference_images:
-            if caps.reference_images == 0:
-                raise RequestError(f"{cls.label} takes no character reference images; use wan-vace for them")
-            raise RequestError(
-                f"{cls.label} takes at most {caps.reference_images} reference images, got {len(request.references)}"
-            )
         if request.refiner.enabled and not caps.refiner:
             raise RequestError(f"{cls.label} has no refiner; turn the refiner off")
         if request.steps is not None and not 1 <= request.steps <= 500:
             raise RequestError(f"steps must be between 1 and 500, got {request.steps}")
         if request.num_frames < 2:
             raise RequestError(f"a shot needs at least 2 frames, got {request.num_frames}")
+        frames = request.num_frames
         try:
             path = parse_camera(request.camera)
+            path.check_fits(frames)
         except CameraError as exc:
             raise RequestError(str(exc)) from None
-        frames = request.num_frames
         if path.preset is None:
-            if path.frame_count != frames - 1:
-                raise RequestError(
-                    f"the camera path {path.text!r} is {path.frame_count} steps but the shot has {frames} frames "
-                    f"({frames - 1} steps); change the counts or use a preset such as 'dolly-in'"
-                )
             if (frames - 1) % caps.frame_stride:
                 raise RequestError(
                     f"the camera path {path.text!r} is {path.frame_count} steps; {cls.label} renders "

@@ -61,17 +61,26 @@ class CameraPath:
             return None
         return sum(move.frames or 0 for move in self.moves)
 
+    def check_fits(self, frames: int) -> None:
+        """Refuse a path that does not fit a shot of ``frames`` frames: a preset fits any length; a spelled-out
+        path must take exactly ``frames - 1`` steps (the first frame is where the camera starts).
+
+        The one rule for every place that pairs a camera with a frame count: the render queue, each backend's
+        request check, and the windows of a long shot.
+        """
+        if self.preset is None and self.frame_count != frames - 1:
+            raise CameraError(
+                f"the camera path {self.text!r} is {self.frame_count} steps but the shot has {frames} frames "
+                f"({frames - 1} steps); change the counts or use a preset such as 'dolly-in'"
+            )
+
     def to_action(self, steps: int) -> str:
         """The action string for ``steps`` camera steps: a shot of N frames moves N - 1 times after its first."""
         if steps <= 0:
             raise CameraError(f"a camera path needs at least one step, got {steps}")
         if self.preset is not None:
             return self.moves[0].action(steps)
-        if self.frame_count != steps:
-            raise CameraError(
-                f"the camera path {self.text!r} spells out {self.frame_count} steps but the shot has "
-                f"{steps}; change the counts or use a preset such as 'dolly-in'"
-            )
+        self.check_fits(steps + 1)
         return ",".join(move.action(move.frames or 0) for move in self.moves)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -139,6 +139,66 @@ def _apply_lut(frames: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:
         out[..., channel] = lut[channel][frames[..., channel]]
 
 
+@dataclass(frozen=True)
+class WindowPlan:
+    """How a shot longer than one pass is rendered: its windows, each one's camera and request."""
+
+    windows: list[int]
+    cameras: list[str]
+    requests: list[GenerationRequest]
+    end_on: Image.Image | None  # the last frame the final window ends on, where the backend takes one
+    keep: int  # frames the take keeps
+    planned: int  # frames the windows make together
+    notes: list[str]
+
+
+def plan_render(backend: type[Backend] | Backend, request: GenerationRequest) -> WindowPlan | None:
+    """Check ``request`` as :func:`render_long` will render it, before any picture or model exists.
+
+    Returns None for a shot one pass renders (checked by the backend's :meth:`~Backend.check_shape`), else the
+    windows, each checked. The pictures (keyframe, last frame) are checked when they are known, by
+    :meth:`~Backend.check_inputs`. The render queue calls this for every shot it queues, so a shot that cannot
+    be rendered is refused when it is queued, with the same words the renderer would use.
+    """
+    caps = backend.capabilities
+    try:
+        windows = plan_windows(request.num_frames, caps.max_frames, caps.frame_stride)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    if len(windows) == 1:
+        backend.check_shape(request)
+        return None
+    notes: list[str] = []
+    path = _parse(request.camera)
+    try:
+        path.check_fits(request.num_frames)
+        cameras = split_camera(path.text, windows)
+    except CameraError as exc:
+        raise RequestError(str(exc)) from None
+    end_on = request.last_frame if caps.last_frame else None
+    if request.last_frame is not None and end_on is None:
+        notes.append(f"{backend.label} cannot end on a given last frame; the shot ends where the camera takes it")
+    planned = 1 + sum(frames - 1 for frames in windows)
+    count = len(windows)
+    requests = [
+        replace(
+            request,
+            num_frames=frames,
+            seed=request.seed + index,
+            last_frame=end_on if index == count - 1 else None,
+            camera=cameras[index],
+        )
+        for index, frames in enumerate(windows)
+    ]
+    for index, window in enumerate(requests):
+        try:
+            backend.check_shape(window)
+        except RequestError as exc:
+            raise RequestError(f"window {index + 1}/{count}: {exc}") from None
+    keep = planned if end_on is not None else request.num_frames
+    return WindowPlan(windows, cameras, requests, end_on, keep, planned, notes)
+
+
 def render_long(
     backend: Backend,
     request: GenerationRequest,
@@ -152,49 +212,18 @@ def render_long(
     the previous window's last frame (whose repeat is dropped), colour-matched to it. A last frame, where the
     backend takes one, goes to the final window only, and then the take keeps the snapped length so that it
     still ends on that frame; otherwise the overshoot of the last window is trimmed to ``request.num_frames``.
-    Every window is checked before the first is rendered, so a request that cannot run fails before any work.
-    Progress is reported as stage ``"window i/n"``; a cancel is honoured between windows and, through the
-    backend, within them.
+    Every window is checked before the first is rendered (:func:`plan_render`), so a request that cannot run
+    fails before any work. Progress is reported as stage ``"window i/n"``; a cancel is honoured between windows
+    and, through the backend, within them.
     """
     progress = progress or _no_progress
     cancel = cancel or CancelToken()
-    caps = backend.capabilities
-    try:
-        windows = plan_windows(request.num_frames, caps.max_frames, caps.frame_stride)
-    except ValueError as exc:
-        raise RequestError(str(exc)) from None
-    if len(windows) == 1:
+    plan = plan_render(backend, request)
+    if plan is None:
         return backend.generate(request, progress=progress, cancel=cancel)
-
-    notes: list[str] = []
-    path = _parse(request.camera)
-    if path.preset is None and path.frame_count != request.num_frames - 1:
-        raise RequestError(
-            f"the camera path {path.text!r} is {path.frame_count} steps but the shot has {request.num_frames} "
-            f"frames ({request.num_frames - 1} steps); change the counts or use a preset such as 'dolly-in'"
-        )
-    cameras = split_camera(path.text, windows)
-    end_on = request.last_frame if caps.last_frame else None
-    if request.last_frame is not None and end_on is None:
-        notes.append(f"{backend.label} cannot end on a given last frame; the shot ends where the camera takes it")
-    planned = 1 + sum(frames - 1 for frames in windows)
-    keep = planned if end_on is not None else request.num_frames
-    count = len(windows)
-    window_requests = [
-        replace(
-            request,
-            num_frames=frames,
-            seed=request.seed + index,
-            last_frame=end_on if index == count - 1 else None,
-            camera=cameras[index],
-        )
-        for index, frames in enumerate(windows)
-    ]
-    for index, window in enumerate(window_requests):
-        try:
-            backend.check_request(window)  # the keyframe stands in for the frame each later window starts on
-        except RequestError as exc:
-            raise RequestError(f"window {index + 1}/{count}: {exc}") from None
+    backend.check_inputs(replace(request, last_frame=plan.end_on))
+    windows, cameras, window_requests, end_on = plan.windows, plan.cameras, plan.requests, plan.end_on
+    keep, planned, count, notes = plan.keep, plan.planned, len(plan.windows), list(plan.notes)
 
     output: np.ndarray | None = None
     filled = made = 0  # frames kept, and frames the windows gave

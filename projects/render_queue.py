@@ -18,13 +18,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from PIL import Image
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from pipelines.backend import BackendError, GenerationRequest, RefinerSettings, RequestError, frames_for
-from pipelines.camera import parse_camera
 from pipelines.registry import backend_class, describe
+from pipelines.windows import plan_render
 from projects import lifecycle, queries
 from projects.backends import models_dir
 from projects.errors import Conflict, InvalidInput, NotFound
@@ -213,30 +212,21 @@ def check_shot(session: Session, project: Project, shot: Shot, settings: RenderS
             where,
         )
     frames = shot_frames(shot.duration, project.fps)
-    path = parse_camera(shot.camera)
-    if path.preset is None and path.frame_count != frames - 1:
-        raise InvalidInput(
-            f"its camera path {path.text!r} is {path.frame_count} steps, but {shot.duration:g} s at "
-            f"{project.fps} fps is {frames} frames ({frames - 1} steps); change the counts or use a preset",
-            where,
-        )
-    probe_frames = min(frames, caps.max_frames)
-    probe = GenerationRequest(
+    request = GenerationRequest(
         prompt=shot.prompt,
         width=project.width,
         height=project.height,
         fps=project.fps,
-        num_frames=probe_frames,
-        keyframe=Image.new("RGB", (8, 8)) if caps.image_to_video and not caps.text_only else None,
-        camera=shot.camera if probe_frames == frames else "static",
+        num_frames=frames,
+        camera=shot.camera,
         steps=settings.steps,
         guidance=settings.guidance,
         refiner=settings.refiner_settings(),
     )
     try:
-        cls.check_request(probe)
+        plan_render(cls, request)
     except RequestError as exc:
-        raise InvalidInput(str(exc), where) from None
+        raise InvalidInput(f"{exc} ({shot.duration:g} s at {project.fps} fps)", where) from None
 
 
 def _character_keyframe(shot: Shot) -> str | None:

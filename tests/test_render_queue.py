@@ -24,7 +24,7 @@ import projects.worker as worker_module
 from app.cli import main as cli_main
 from pipelines.video import last_frame, read_frames
 from pipelines.windows import render_long as real_render_long
-from projects import cast, project, render_queue, storyboard, takes
+from projects import cast, lifecycle, project, render_queue, storyboard, takes
 from projects.errors import Conflict, InvalidInput, NotFound
 from projects.render_queue import RenderSettings
 from projects.studio import Studio
@@ -264,7 +264,8 @@ def test_sana_wm_checks_keyframes_and_camera_paths_before_queueing(
     with pytest.raises(InvalidInput, match=r"shot 3: .*'w-7' is 7 steps.*multiple of 8 steps") as stride:
         render_queue.queue_renders(studio, name, shots=[3], settings=sana)
     assert "8*k+1" in str(stride.value)
-    with pytest.raises(InvalidInput, match=r"shot 4: its camera path 'w-9' is 9 steps, but 1 s at 8 fps is 8 frames"):
+    four = r"shot 4: the camera path 'w-9' is 9 steps but the shot has 8 frames \(7 steps\).*\(1 s at 8 fps\)"
+    with pytest.raises(InvalidInput, match=four):
         render_queue.queue_renders(studio, name, shots=[4], settings=sana)
     assert row_counts(studio) == (0, 0)
 
@@ -789,10 +790,12 @@ def test_an_interrupted_job_is_requeued_once_then_failed(studio: Studio) -> None
     (job,) = render_queue.queue_renders(studio, name)
 
     def leave_running(job_id: int, attempts: int) -> None:
-        with studio.write() as session:
-            row = session.get(Job, job_id)
-            row.state, row.device, row.attempts = "running", "cpu", attempts
-            row.take.status = "running"
+        """A worker on the CPU claims the job and dies, ``attempts`` times."""
+        for attempt in range(attempts):
+            with studio.write() as session:
+                if attempt:
+                    lifecycle.recover(session, {"cpu"})
+                assert lifecycle.claim(session, worker="gone", device="cpu").id == job_id
 
     leave_running(job.id, 1)
     with RenderWorker(studio) as worker:
@@ -867,9 +870,7 @@ def test_a_cancel_requested_before_a_crash_is_honoured_by_recovery(studio: Studi
     add_shot(studio, name)
     (job,) = render_queue.queue_renders(studio, name)
     with studio.write() as session:
-        row = session.get(Job, job.id)
-        row.state, row.device, row.attempts = "running", "cpu", 1
-        row.take.status = "running"
+        lifecycle.claim(session, worker="gone", device="cpu")
     assert render_queue.cancel_job(studio, job.id).cancel_requested  # the worker died before it read the flag
     with RenderWorker(studio):
         pass
