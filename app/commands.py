@@ -181,7 +181,7 @@ def run_render(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]
 
 def _render_until(studio: Studio, args: argparse.Namespace, settings: RenderSettings) -> tuple[str, Any, int]:
     from projects import retakes
-    from projects.waiting import wait_for_jobs
+    from projects.render_now import wait_for_jobs
 
     if args.takes != 1:
         raise InvalidInput("--until renders one take at a time; set the budget with --max-takes", "--takes")
@@ -232,7 +232,7 @@ def _wait_for(studio: Studio, jobs: list[JobInfo]) -> tuple[str, Any, int]:
     """Render in this process until the given jobs are finished (or watch the worker that serves the device);
     other queued jobs may run first. Ctrl-C cancels those not finished."""
     from projects import render_queue
-    from projects.waiting import wait_for_jobs
+    from projects.render_now import wait_for_jobs
 
     ids = [job.id for job in jobs]
     done = wait_for_jobs(studio, ids)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 from app.exposure import Exposure
 from projects.errors import StudioError
 from projects.studio import Studio, open_studio
-from projects.worker import RenderWorker, WorkerBusy
+from projects.worker_thread import WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ class RunningServer:
     local_url: str
     share_url: str | None
     demo: Any
-    worker: BackgroundWorker
+    worker: WorkerThread
 
     def stop(self) -> None:
         """Close the page and stop the worker (after the take it is rendering, if any)."""
@@ -56,7 +55,7 @@ def start_server(studio: Studio, exposure: Exposure, *, port: int, block: bool) 
     """Start the page and its render worker on an open studio. ``block`` serves until interrupted (the command
     line); otherwise this returns at once with the server running in threads (a notebook)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the studio phones nobody
-    worker = BackgroundWorker(studio)
+    worker = WorkerThread(studio)
     try:
         from app.ui import build_app
 
@@ -84,46 +83,3 @@ def start_server(studio: Studio, exposure: Exposure, *, port: int, block: bool) 
         worker.stop()
         raise
     return RunningServer(local_url=local_url, share_url=share_url, demo=demo, worker=worker)
-
-
-class BackgroundWorker:
-    """The render worker in a thread of the studio's process, so the page never waits for a render.
-
-    If another worker already serves the device (a ``worker`` command running beside the studio), the page
-    still queues jobs and that worker renders them.
-    """
-
-    def __init__(self, studio: Studio) -> None:
-        self.studio = studio
-        self._stop = threading.Event()
-        self._worker: RenderWorker | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        try:
-            self._worker = RenderWorker(self.studio)
-        except WorkerBusy as exc:
-            log.warning("%s", exc)
-            return
-        self._thread = threading.Thread(target=self._run, name="render-worker", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        assert self._worker is not None
-        self._worker.run(stop=self._stop)
-
-    def wake(self) -> None:
-        if self._worker is not None:
-            self._worker.wake()
-
-    def stop(self) -> None:
-        """Stop after the take being rendered, if any. The worker lets go of its models and its device only once
-        its thread has ended: a worker closed under a running take would leave it rendering on unloaded models."""
-        self._stop.set()
-        self.wake()
-        if self._thread is not None:
-            if self._thread.is_alive():
-                log.info("waiting for the take being rendered, if any, to finish")
-            self._thread.join()
-        if self._worker is not None:
-            self._worker.close()

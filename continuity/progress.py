@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from projects import waiting
+from projects import render_now
 from projects.render_queue import JobInfo
 from projects.studio import Studio
 from projects.worker import ModelCache
@@ -35,16 +35,16 @@ def wait_for_jobs(
     wake: Callable[[], None] | None = None,
     cache: ModelCache | None = None,
 ) -> list[JobInfo]:
-    """:func:`projects.waiting.wait_for_jobs` with a bar: takes finished, and the one rendering at its step."""
+    """:func:`projects.render_now.wait_for_jobs` with a bar: takes finished, and the one rendering at its step."""
     bar = progress_bar(len(set(job_ids)), "rendering", "take", progress)
 
     def update(jobs: list[JobInfo]) -> None:
         running = [job for job in jobs if job.state == "running"]
-        bar.n = sum(job.state in waiting.FINISHED for job in jobs)
+        bar.n = sum(job.state in render_now.FINISHED for job in jobs)
         bar.set_postfix_str(_running_text(running[0]) if running else "", refresh=False)
         bar.refresh()
 
     try:
-        return waiting.wait_for_jobs(studio, job_ids, on_update=update, wake=wake, cache=cache)
+        return render_now.wait_for_jobs(studio, job_ids, on_update=update, wake=wake, cache=cache)
     finally:
         bar.close()

@@ -121,7 +121,7 @@ def render_until(
 ) -> RetakeReport:
     """Render takes of ``shots`` (all when None) until each has one that clears ``bar``, at most ``max_takes``
     new takes a shot; approve the clearing take unless ``approve`` is False. ``wait`` renders a list of job ids
-    and returns when they are finished (:func:`projects.waiting.wait_for_jobs`, with the caller's progress)."""
+    and returns when they are finished (:func:`projects.render_now.wait_for_jobs`, with the caller's progress)."""
     bar = Bar.parse(bar) if isinstance(bar, str) else bar
     if isinstance(max_takes, bool) or not isinstance(max_takes, int) or not 1 <= max_takes <= MAX_TAKES:
         raise InvalidInput(f"must be between 1 and {MAX_TAKES}, got {max_takes!r}", "max-takes")

@@ -19,7 +19,7 @@ from projects import cast, project, storyboard, takes
 from projects.errors import InvalidInput
 from projects.retakes import Bar, render_until
 from projects.studio import Studio
-from projects.waiting import wait_for_jobs
+from projects.render_now import wait_for_jobs
 from storage.models import Job, Take
 
 PHOTOS = Path(__file__).parent / "photos"

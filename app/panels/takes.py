@@ -11,7 +11,7 @@ import gradio as gr
 from app.panels.common import Context, bump, user_errors
 from projects import render_queue, retakes, scoring, storyboard, takes
 from projects.backends import available_backends
-from projects.waiting import wait_for_jobs
+from projects.render_now import wait_for_jobs
 
 COLUMNS = [
     "take",
