@@ -90,7 +90,7 @@ class WorkerThread:
                         self._try_to_hold()
                     continue
                 self._worker.run(stop=self._stop, until=self.until, poll_seconds=self.poll_seconds)
-        except Exception as exc:  # noqa: BLE001 -- kept for the caller, which raises it
+        except Exception as exc:  # kept for the caller, which raises it
             log.exception("the render worker stopped")
             self.failure = exc
         finally:

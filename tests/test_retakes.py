@@ -17,9 +17,9 @@ from sqlalchemy import select
 from app.cli import main
 from projects import cast, project, storyboard, takes
 from projects.errors import InvalidInput
+from projects.render_now import wait_for_jobs
 from projects.retakes import Bar, render_until
 from projects.studio import Studio
-from projects.render_now import wait_for_jobs
 from storage.models import Job, Take
 
 PHOTOS = Path(__file__).parent / "photos"
