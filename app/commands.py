@@ -399,33 +399,38 @@ def run_verify(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]
 
 
 def run_export(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
-    from projects import export
+    from projects.edit_plan import ExportOptions
+    from projects.export import export_project
 
-    # Every output is checked before the film is encoded, so a bad path fails at once rather than after it.
-    film_path = export.check_output_path(args.out, export.FILM_SUFFIXES, "--out")
-    if args.timeline is not None:
-        export.check_output_path(args.timeline, tuple(export.TIMELINE_ADAPTERS), "--timeline")
-    elif args.self_contained:
-        raise InvalidInput("copies the media next to a timeline: add --timeline FILE", "--self-contained")
-    if args.contact_sheet is not None:
-        export.check_output_path(args.contact_sheet, export.CONTACT_SHEET_SUFFIXES, "--contact-sheet")
-    options = export.ExportOptions(
+    options = ExportOptions(
         crossfade=args.crossfade, titles=args.titles, audio=args.audio, allow_missing=args.allow_missing
     )
-    edit = export.plan_edit(studio, args.project, options)
-    film = export.write_film(edit, film_path)
+    try:
+        result = export_project(
+            studio,
+            args.project,
+            args.out,
+            timeline=args.timeline,
+            contact_sheet=args.contact_sheet,
+            options=options,
+            self_contained=args.self_contained,
+        )
+    except InvalidInput as exc:  # the service names its fields; say them as the command line spells them
+        flags = {"out": "--out", "timeline": "--timeline", "contact_sheet": "--contact-sheet"}
+        if exc.field == "self_contained":
+            raise InvalidInput("copies the media next to a timeline: add --timeline FILE", "--self-contained") from exc
+        if exc.field in flags:
+            raise InvalidInput(exc.reason, flags[exc.field]) from exc
+        raise
+    film = result.film
     lines = [f"wrote {film.path} ({film.seconds:.2f} s, {film.width}x{film.height}, {film.fps} fps, {film.method})"]
     if film.skipped_shots:
         lines.append(f"left out shots without an approved take: {', '.join(map(str, film.skipped_shots))}")
     if film.placeholder_shots:
         lines.append(f"black placeholders for shots: {', '.join(map(str, film.placeholder_shots))}")
-    payload: dict[str, Any] = {"film": film.to_json(), "timeline": None, "contact_sheet": None}
-    if args.timeline is not None:
-        timeline = export.write_timeline(edit, args.timeline, self_contained=args.self_contained)
+    if result.timeline is not None:
+        timeline = result.timeline
         lines.append(f"wrote {timeline.path} ({timeline.format}, {timeline.clips} clips)")
-        payload["timeline"] = timeline.to_json()
-    if args.contact_sheet is not None:
-        sheet = export.export_contact_sheet(studio, args.project, args.contact_sheet)
-        lines.append(f"wrote {sheet.path} ({sheet.shots} shots)")
-        payload["contact_sheet"] = sheet.to_json()
-    return "\n".join(lines), payload
+    if result.contact_sheet is not None:
+        lines.append(f"wrote {result.contact_sheet.path} ({result.contact_sheet.shots} shots)")
+    return "\n".join(lines), result.to_json()

@@ -7,7 +7,7 @@ noise falls on both:
 - an edit with crossfades at most 1.5x the equivalent ffmpeg filter graph (a chain of ``xfade`` filters) with the
   same encoder settings.
 
-The studio's side is the whole ``export_film`` call a user makes: reading the project, re-hashing every take,
+The studio's side is the whole ``export_project`` call a user makes: reading the project, re-hashing every take,
 deciding on the path, writing beside the target and renaming. Prints one JSON object; exits 1 over budget.
 
     python bench/export.py [--clips 20] [--seconds 2] [--size 640x384] [--fps 16] [--crossfade 0.5] [--repeat 5]
@@ -31,8 +31,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.edit import concat_list
-from pipelines.video import PRESET, THREADS, find_tools
+from pipelines.ffmpeg import find_tools
+from pipelines.video import PRESET, THREADS
 from projects import export, project, render_queue, storyboard, takes
+from projects.edit_plan import ExportOptions
 from projects.studio import Studio, open_studio
 from projects.worker import RenderWorker
 
@@ -123,20 +125,20 @@ def main() -> int:
         render_seconds = time.perf_counter() - render_start
         out = root / "out"
         out.mkdir()
-        copied = export.export_film(studio, "Bench", out / "studio-copy.mp4")
-        crossfaded = export.export_film(
-            studio, "Bench", out / "studio-xfade.mp4", export.ExportOptions(crossfade=args.crossfade)
-        )
+        copied = export.export_project(studio, "Bench", out / "studio-copy.mp4").film
+        crossfaded = export.export_project(
+            studio, "Bench", out / "studio-xfade.mp4", options=ExportOptions(crossfade=args.crossfade)
+        ).film
         assert copied.method == "stream copy" and crossfaded.method == "encode"
         results = {
             "stream_copy": interleaved(
-                lambda: export.export_film(studio, "Bench", out / "studio-copy.mp4"),
+                lambda: export.export_project(studio, "Bench", out / "studio-copy.mp4"),
                 lambda: ffmpeg_concat_copy(ffmpeg, clips, out / "ffmpeg-copy.mp4"),
                 args.repeat,
             ),
             "crossfade": interleaved(
-                lambda: export.export_film(
-                    studio, "Bench", out / "studio-xfade.mp4", export.ExportOptions(crossfade=args.crossfade)
+                lambda: export.export_project(
+                    studio, "Bench", out / "studio-xfade.mp4", options=ExportOptions(crossfade=args.crossfade)
                 ),
                 lambda: ffmpeg_xfade(ffmpeg, clips, args.seconds, args.crossfade, out / "ffmpeg-xfade.mp4"),
                 args.repeat,

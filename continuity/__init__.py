@@ -19,8 +19,8 @@ raises has changed nothing.
 
 from continuity.api import ExportResult, Project, RenderFailed, Scores, Studio, show
 from continuity.api import open as open  # continuity.open(); kept out of __all__ so a star import spares the built-in
+from projects.edit_plan import ExportOptions, TitleCard, Trim
 from projects.errors import Conflict, InvalidInput, NotFound, StudioError
-from projects.export import ExportOptions, TitleCard, Trim
 
 __all__ = [
     "Conflict",

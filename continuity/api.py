@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from continuity.progress import progress_bar, wait_for_jobs
 from projects import bundles, cast, export, maintenance, render_queue, retakes, scoring, storyboard, takes
 from projects import project as projects_service
 from projects.backends import available_backends, fetch_weights, models_dir
+from projects.edit_plan import ExportOptions
 from projects.errors import InvalidInput, NotFound, StudioError
 from projects.records import CharacterInfo, ProjectInfo, ProjectStatus, ShotInfo, TakeInfo
 from projects.storyboard_file import import_storyboard
@@ -40,23 +40,8 @@ class RenderFailed(StudioError):
         self.takes = takes
 
 
-@dataclass(frozen=True)
-class ExportResult:
-    """What :meth:`Project.export` wrote. Showing it in a notebook plays the film."""
-
-    film: export.FilmResult
-    timeline: export.TimelineResult | None
-    contact_sheet: export.ContactSheetResult | None
-
-    @property
-    def path(self) -> Path:
-        return self.film.path
-
-    @property
-    def files(self) -> list[Path]:
-        made = [self.film.path]
-        made += [item.path for item in (self.timeline, self.contact_sheet) if item is not None]
-        return made
+class ExportResult(export.ExportResult):
+    """What :meth:`Project.export` wrote (the export service's record). Showing it in a notebook plays the film."""
 
     def _repr_html_(self) -> str:
         return show_video(self.film.path)._repr_html_()
@@ -393,45 +378,40 @@ class Project:
         audio: str | Path | None = None,
         allow_missing: str | None = None,
         self_contained: bool = False,
-        options: export.ExportOptions | None = None,
+        options: ExportOptions | None = None,
         progress: bool = True,
     ) -> ExportResult:
         """The approved takes in shot order as an mp4 (``out``, default ``exports/<project>/`` in the data
         directory), and optionally a timeline (``.otio``, ``.xml``, ``.edl`` or ``.kdenlive``; ``True`` for an
         OpenTimelineIO file beside the film) and a contact sheet (``.png``/``.pdf``, or ``True``).
 
-        ``options`` (an :class:`~projects.export.ExportOptions`) replaces the keyword options when given.
+        ``options`` (an :class:`~projects.edit_plan.ExportOptions`) replaces the keyword options when given.
         Every output path is checked before anything is encoded.
         """
         with self._output_stem(out) as stem:
-            film_path = export.check_output_path(out or f"{stem}.mp4", export.FILM_SUFFIXES, "out")
             if timeline is True:
                 timeline = f"{stem}.otio"
-            if timeline not in (None, False):
-                timeline = export.check_output_path(timeline, tuple(export.TIMELINE_ADAPTERS), "timeline")
-            elif self_contained:
-                raise InvalidInput("copies the media next to a timeline: give a timeline path too", "self_contained")
             if contact_sheet is True:
                 contact_sheet = f"{stem}-storyboard.png"
-            if contact_sheet not in (None, False):
-                contact_sheet = export.check_output_path(contact_sheet, export.CONTACT_SHEET_SUFFIXES, "contact_sheet")
             if options is None:
-                options = export.ExportOptions(
+                options = ExportOptions(
                     crossfade=crossfade,
                     titles=titles,
                     audio=Path(audio) if audio is not None else None,
                     allow_missing=allow_missing,
                 )
             with _StageBar(progress) as bar:
-                edit = export.plan_edit(self._core, self._id, options, progress=bar.report)
-                film = export.write_film(edit, film_path, bar.report)
-            made_timeline = None
-            if timeline not in (None, False):
-                made_timeline = export.write_timeline(edit, timeline, self_contained=self_contained)
-            sheet = None
-            if contact_sheet not in (None, False):
-                sheet = export.export_contact_sheet(self._core, self._id, contact_sheet)
-            return ExportResult(film, made_timeline, sheet)
+                made = export.export_project(
+                    self._core,
+                    self._id,
+                    out or f"{stem}.mp4",
+                    timeline=None if timeline is False else timeline,
+                    contact_sheet=None if contact_sheet is False else contact_sheet,
+                    options=options,
+                    self_contained=self_contained,
+                    progress=bar.report,
+                )
+            return ExportResult(made.film, made.timeline, made.contact_sheet)
 
     @contextlib.contextmanager
     def _output_stem(self, out: str | Path | None) -> Iterator[Path]:

@@ -1,18 +1,18 @@
-"""Joining clips into one film through ffmpeg: stream copy where the clips allow it, else one encode fed frames.
+"""The film: segments (clips of takes, still frames) joined into one file through ffmpeg, with a music track.
 
 Two ways to a film, chosen by the caller:
 
 - :func:`join_copy`: ffmpeg's concat demuxer with ``-c copy``. No pixel is decoded, so it is as fast as copying
   the files, but only correct when every clip carries the same codec configuration (the output has one
-  ``avcC``): :func:`read_mp4_video` reads that from the files' own boxes, without starting a process, and
-  :meth:`Mp4Video.joinable_with` compares it.
+  ``avcC``): :func:`pipelines.mp4.read_mp4_video` reads that from the files' own boxes, without starting a
+  process, and :meth:`pipelines.mp4.Mp4Video.joinable_with` compares it.
 - :func:`render_film`: clips are decoded in batches (one ffmpeg process for up to :data:`DECODE_BATCH` clips,
   each conformed to the film's size and frame rate, trimmed and padded to an exact frame count, and concatenated
   by ffmpeg's ``concat`` filter), title cards and placeholders are still frames, crossfades are blended here in
-  YUV 4:2:0, and one ffmpeg process encodes the stream (H.264, yuv420p, BT.709) with the music track if any.
-  Even and odd segments are decoded in two lanes, so a crossfade reads both sides as they come: memory holds a
-  few frames whatever the film's or the crossfade's length. A process starts per batch rather than per clip,
-  since starting ffmpeg costs about a tenth of a second.
+  YUV 4:2:0, and one ffmpeg process encodes the stream (H.264, yuv420p, BT.709, as takes are written by
+  :mod:`pipelines.video`) with the music track if any. Even and odd segments are decoded in two lanes, so a
+  crossfade reads both sides as they come: memory holds a few frames whatever the film's or the crossfade's
+  length. A process starts per batch rather than per clip, since starting ffmpeg costs about a tenth of a second.
 
 Command builders return plain argument lists, so they are tested without encoding anything. ffmpeg writes the
 path it is given; callers pass a temporary name beside the target and rename it into place.
@@ -21,245 +21,69 @@ path it is given; callers pass a temporary name beside the target and rename it 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import re
-import struct
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO
 
 import numpy as np
 
-from pipelines.video import (
-    SCALE_FLAGS,
+from pipelines.ffmpeg import (
     VideoError,
-    _last_lines,
-    _read_into,
-    _start,
-    _stop,
-    _tail,
     ffmpeg_quiet,
     find_tools,
-    h264_output_arguments,
+    last_lines,
     raw_input_arguments,
+    read_into,
+    start_process,
+    stderr_tail,
+    stop_process,
 )
+from pipelines.video import SCALE_FLAGS, h264_output_arguments
 
 logger = logging.getLogger(__name__)
 
 DECODE_BATCH = 8  # clips per decoding process: fewer process starts, and a bounded number of open files
 AUDIO_BITRATE = "192k"
-AUDIO_EXTENSIONS_HINT = "WAV, MP3, AAC/M4A, FLAC or Ogg"
-
-# H.264 profiles whose sequence parameter set spells out chroma format and bit depth (ITU-T H.264, 7.3.2.1.1).
-_HIGH_PROFILES = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
 
 
-# Reading an MP4's video track from its boxes.
+# What a film is made of.
 
 
 @dataclass(frozen=True)
-class Mp4Video:
-    """What an MP4's first video track says about itself: enough to know whether clips join by stream copy."""
+class ClipSource:
+    """A stretch of a video file in the film: from ``start`` seconds, ``frames`` frames at the film's rate.
 
-    codec: str  # the sample entry's four-character code: avc1, hvc1, mp4v, ...
-    width: int
-    height: int
-    timescale: int
-    frame_count: int
-    frame_delta: int | None  # ticks per frame; None when frames do not all last the same
-    config: bytes  # the sample entry's codec configuration boxes (avcC, colr, pasp, ...), bitrate box left out
-    chroma_format: int | None  # 1 = 4:2:0; None where the codec configuration was not read
-    bit_depth: int | None
-
-    @property
-    def fps(self) -> Fraction | None:
-        return Fraction(self.timescale, self.frame_delta) if self.frame_delta else None
-
-    @property
-    def is_h264_yuv420p(self) -> bool:
-        return self.codec in ("avc1", "avc3") and self.chroma_format == 1 and self.bit_depth == 8
-
-    def joinable_with(self, other: Mp4Video) -> bool:
-        """True when both can go into one MP4 by stream copy: same codec configuration, size and frame rate."""
-        return (
-            self.codec == other.codec
-            and (self.width, self.height) == (other.width, other.height)
-            and self.config == other.config
-            and self.fps is not None
-            and self.fps == other.fps
-        )
-
-
-def read_mp4_video(path: Path | str) -> Mp4Video:
-    """The first video track of an MP4/MOV file, read from its ``moov`` box (no process, no decoding).
-
-    Raises :class:`VideoError` for a file that is not an MP4 with a video track.
+    The clip is conformed to the film (scaled to fit, centred on black, resampled to the film's frame rate);
+    a clip that runs out early holds its last frame to the count.
     """
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            moov = _find_top_level(f, b"moov")
-    except OSError as exc:
-        raise VideoError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
-    if moov is None:
-        raise VideoError(f"{path.name} is not an MP4 file (it has no 'moov' box)")
-    try:
-        for trak in _children(moov, b"trak"):
-            mdia = _child(trak, b"mdia")
-            if mdia is None or _handler(mdia) != b"vide":
-                continue
-            return _video_track(mdia)
-    except (struct.error, IndexError, ValueError) as exc:
-        raise VideoError(f"{path.name} has a damaged MP4 header: {exc}") from exc
-    raise VideoError(f"{path.name} has no video track")
+
+    path: Path
+    frames: int
+    start: float = 0.0
 
 
-def _find_top_level(f: BinaryIO, wanted: bytes) -> bytes | None:
-    """The payload of the first top-level box of type ``wanted``, seeking past the others (``mdat`` is large)."""
-    f.seek(0, 2)
-    end = f.tell()
-    offset = 0
-    while offset + 8 <= end:
-        f.seek(offset)
-        size, kind = struct.unpack(">I4s", f.read(8))
-        header = 8
-        if size == 1:
-            (size,) = struct.unpack(">Q", f.read(8))
-            header = 16
-        elif size == 0:
-            size = end - offset
-        if size < header:
-            return None
-        if kind == wanted:
-            return f.read(size - header)
-        offset += size
-    return None
+@dataclass(frozen=True)
+class StillSource:
+    """One frame held for ``frames`` frames: a title card or a black placeholder (YUV 4:2:0, planar, flat)."""
+
+    frame: np.ndarray
+    frames: int
 
 
-def _boxes(data: bytes) -> Iterator[tuple[bytes, bytes]]:
-    offset = 0
-    while offset + 8 <= len(data):
-        size, kind = struct.unpack_from(">I4s", data, offset)
-        header = 8
-        if size == 1:
-            (size,) = struct.unpack_from(">Q", data, offset + 8)
-            header = 16
-        elif size == 0:
-            size = len(data) - offset
-        if size < header or offset + size > len(data):
-            raise ValueError(f"box {kind!r} runs past its parent")
-        yield kind, data[offset + header : offset + size]
-        offset += size
+Segment = ClipSource | StillSource
 
 
-def _children(data: bytes, kind: bytes) -> Iterator[bytes]:
-    return (payload for box, payload in _boxes(data) if box == kind)
+@dataclass(frozen=True)
+class AudioTrack:
+    """A music track under the whole film: looped if shorter, cut if longer, faded out over the last seconds."""
 
-
-def _child(data: bytes, kind: bytes) -> bytes | None:
-    return next(_children(data, kind), None)
-
-
-def _handler(mdia: bytes) -> bytes | None:
-    hdlr = _child(mdia, b"hdlr")
-    return hdlr[8:12] if hdlr is not None and len(hdlr) >= 12 else None
-
-
-def _video_track(mdia: bytes) -> Mp4Video:
-    mdhd = _child(mdia, b"mdhd")
-    stbl = _path(mdia, b"minf", b"stbl")
-    if mdhd is None or stbl is None:
-        raise ValueError("the video track has no media header or sample table")
-    timescale = struct.unpack_from(">I", mdhd, 20 if mdhd[0] == 1 else 12)[0]
-    stsd = _child(stbl, b"stsd")
-    if stsd is None:
-        raise ValueError("the video track has no sample description")
-    codec, entry = next(_boxes(stsd[8:]))  # version/flags and entry count, then the first sample entry
-    width, height = struct.unpack_from(">HH", entry, 24)
-    children = list(_boxes(entry[78:]))  # after the fixed VisualSampleEntry fields
-    config = b"".join(struct.pack(">I4s", len(p) + 8, k) + p for k, p in children if k != b"btrt")
-    chroma_format, bit_depth = None, None
-    avcc = next((p for k, p in children if k == b"avcC"), None)
-    if avcc is not None:
-        chroma_format, bit_depth = _avcc_format(avcc)
-    deltas = _stts(_child(stbl, b"stts") or b"")
-    frame_count = sum(count for count, _ in deltas)
-    distinct = {delta for count, delta in deltas if count}
-    return Mp4Video(
-        codec=codec.decode("latin-1"),
-        width=width,
-        height=height,
-        timescale=timescale,
-        frame_count=frame_count,
-        frame_delta=distinct.pop() if len(distinct) == 1 else None,
-        config=config,
-        chroma_format=chroma_format,
-        bit_depth=bit_depth,
-    )
-
-
-def _path(data: bytes, *kinds: bytes) -> bytes | None:
-    for kind in kinds:
-        found = _child(data, kind)
-        if found is None:
-            return None
-        data = found
-    return data
-
-
-def _stts(stts: bytes) -> list[tuple[int, int]]:
-    if len(stts) < 8:
-        return []
-    (count,) = struct.unpack_from(">I", stts, 4)
-    return [struct.unpack_from(">II", stts, 8 + 8 * i) for i in range(count)]
-
-
-def _avcc_format(avcc: bytes) -> tuple[int | None, int | None]:
-    """Chroma format and luma bit depth from the first sequence parameter set in an ``avcC`` box."""
-    if len(avcc) < 8 or avcc[5] & 0x1F == 0:
-        return None, None
-    (length,) = struct.unpack_from(">H", avcc, 6)
-    sps = _unescape(avcc[8 + 1 : 8 + length])  # skip the NAL header byte
-    bits = _Bits(sps)
-    profile = bits.u(8)
-    bits.u(16)  # constraint flags and level
-    bits.ue()  # seq_parameter_set_id
-    if profile not in _HIGH_PROFILES:
-        return 1, 8  # Baseline, Main and Extended are 8-bit 4:2:0 by definition
-    chroma_format = bits.ue()
-    if chroma_format == 3:
-        bits.u(1)  # separate_colour_plane_flag
-    return chroma_format, bits.ue() + 8
-
-
-def _unescape(nal: bytes) -> bytes:
-    """Remove H.264 emulation-prevention bytes (00 00 03 -> 00 00)."""
-    return re.sub(rb"\x00\x00\x03", b"\x00\x00", nal)
-
-
-class _Bits:
-    def __init__(self, data: bytes) -> None:
-        self.value = int.from_bytes(data, "big")
-        self.left = len(data) * 8
-
-    def u(self, n: int) -> int:
-        if n > self.left:
-            raise ValueError("the sequence parameter set ends early")
-        self.left -= n
-        return (self.value >> self.left) & ((1 << n) - 1)
-
-    def ue(self) -> int:
-        zeros = 0
-        while self.u(1) == 0:
-            zeros += 1
-            if zeros > 31:
-                raise ValueError("a malformed Exp-Golomb code in the sequence parameter set")
-        return (1 << zeros) - 1 + self.u(zeros)
+    path: Path
+    seconds: float  # the film's length
+    fade_out: float = 2.0
 
 
 # Command builders.
@@ -299,39 +123,6 @@ def concat_copy_command(ffmpeg: str, list_path: Path | str, out_path: Path | str
         "mp4",
         str(out_path),
     )
-
-
-@dataclass(frozen=True)
-class ClipSource:
-    """A stretch of a video file in the film: from ``start`` seconds, ``frames`` frames at the film's rate.
-
-    The clip is conformed to the film (scaled to fit, centred on black, resampled to the film's frame rate);
-    a clip that runs out early holds its last frame to the count.
-    """
-
-    path: Path
-    frames: int
-    start: float = 0.0
-
-
-@dataclass(frozen=True)
-class StillSource:
-    """One frame held for ``frames`` frames: a title card or a black placeholder (YUV 4:2:0, planar, flat)."""
-
-    frame: np.ndarray
-    frames: int
-
-
-Segment = ClipSource | StillSource
-
-
-@dataclass(frozen=True)
-class AudioTrack:
-    """A music track under the whole film: looped if shorter, cut if longer, faded out over the last seconds."""
-
-    path: Path
-    seconds: float  # the film's length
-    fade_out: float = 2.0
 
 
 def decode_batch_command(ffmpeg: str, clips: Sequence[ClipSource], width: int, height: int, fps: int) -> list[str]:
@@ -412,93 +203,6 @@ def film_encode_command(
     return [*arguments, *h264_output_arguments(crf, out_path)]
 
 
-def audio_probe_command(ffprobe: str, path: Path | str) -> list[str]:
-    """ffprobe arguments for the first audio stream's codec, rate, channels and duration, as JSON."""
-    return [
-        ffprobe,
-        "-v",
-        "error",
-        "-select_streams",
-        "a:0",
-        "-show_entries",
-        "stream=codec_name,sample_rate,channels,duration:format=duration,format_name",
-        "-of",
-        "json",
-        str(path),
-    ]
-
-
-# Audio.
-
-
-@dataclass(frozen=True)
-class AudioInfo:
-    codec: str
-    seconds: float
-    sample_rate: int
-    channels: int
-
-
-_AUDIO_STREAM = re.compile(
-    r"Stream #\d+:\d+\S*: Audio: (?P<codec>[^ ,]+)[^\n]*?(?P<rate>\d+) Hz(?:, (?P<layout>[^,]+))?"
-)
-_DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
-
-
-def probe_audio(path: Path | str) -> AudioInfo:
-    """The first audio stream of ``path``; :class:`VideoError` for a file with no sound ffmpeg can read."""
-    path = Path(path)
-    if not path.is_file():
-        raise VideoError(f"{path} is not a file")
-    tools = find_tools()
-    if tools.ffprobe is None:
-        return _probe_audio_with_ffmpeg(tools.ffmpeg, path)
-    try:
-        done = subprocess.run(audio_probe_command(tools.ffprobe, path), capture_output=True, check=False)
-    except OSError as exc:
-        raise VideoError(f"could not run ffprobe ({tools.ffprobe}): {exc}") from exc
-    if done.returncode != 0:
-        raise VideoError(f"{path.name} is not a file ffmpeg can read: {_last_lines(done.stderr)}")
-    data = json.loads(done.stdout or b"{}")
-    streams = data.get("streams") or []
-    if not streams:
-        raise VideoError(f"{path.name} has no audio stream")
-    stream, form = streams[0], data.get("format", {})
-    seconds = _number(stream.get("duration")) or _number(form.get("duration"))
-    return AudioInfo(
-        codec=str(stream.get("codec_name", "")),
-        seconds=seconds,
-        sample_rate=int(_number(stream.get("sample_rate"))),
-        channels=int(_number(stream.get("channels"))),
-    )
-
-
-def _probe_audio_with_ffmpeg(ffmpeg: str, path: Path) -> AudioInfo:
-    try:
-        done = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, check=False)
-    except OSError as exc:
-        raise VideoError(f"could not run ffmpeg ({ffmpeg}): {exc}") from exc
-    log = done.stderr.decode("utf-8", "replace")
-    stream = _AUDIO_STREAM.search(log)
-    if stream is None:
-        raise VideoError(f"{path.name} has no audio stream ffmpeg can read")
-    duration = _DURATION.search(log)
-    seconds = 0.0
-    if duration:
-        hours, minutes, secs = duration.groups()
-        seconds = int(hours) * 3600 + int(minutes) * 60 + float(secs)
-    layout = stream["layout"] or ""
-    channels = {"mono": 1, "stereo": 2}.get(layout.strip(), 0)
-    return AudioInfo(stream["codec"], seconds, int(stream["rate"]), channels)
-
-
-def _number(text: object) -> float:
-    try:
-        return float(text)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0.0
-
-
 # Pictures.
 
 
@@ -552,7 +256,7 @@ def join_copy(paths: Sequence[Path], out_path: Path) -> None:
         Path(script.name).unlink(missing_ok=True)
     if done.returncode != 0:
         out_path.unlink(missing_ok=True)
-        raise VideoError(f"ffmpeg could not join the clips: {_last_lines(done.stderr)}")
+        raise VideoError(f"ffmpeg could not join the clips: {last_lines(done.stderr)}")
 
 
 def film_frame_count(segments: Sequence[Segment], crossfade_frames: int) -> int:
@@ -594,7 +298,7 @@ def render_film(
     written = False
     try:
         with tempfile.TemporaryFile() as stderr, _Frames(segments, ffmpeg, width, height, fps) as frames:
-            encoder = _start(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
+            encoder = start_process(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
             assert encoder.stdin is not None
             try:
                 for frame in _crossfaded(frames, segments, crossfade_frames):
@@ -609,9 +313,9 @@ def render_film(
                     encoder.stdin.close()
                 returncode = encoder.wait()
             finally:
-                _stop(encoder)
+                stop_process(encoder)
             if returncode != 0:
-                raise VideoError(f"ffmpeg could not write {out_path.name}: {_tail(stderr)}")
+                raise VideoError(f"ffmpeg could not write {out_path.name}: {stderr_tail(stderr)}")
             if done != total:
                 raise VideoError(f"the encoder took {done} of {total} frames")
         written = True
@@ -745,15 +449,15 @@ class _Decoder:
         self.frame_size = frame_size
         self.names = names
         self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
-        self.process = _start(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr)
+        self.process = start_process(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr)
 
     def read(self) -> np.ndarray:
         assert self.process.stdout is not None
         frame = np.empty(self.frame_size, dtype=np.uint8)
-        got = _read_into(self.process.stdout, memoryview(frame))
+        got = read_into(self.process.stdout, memoryview(frame))
         if got != self.frame_size:
             self.process.wait()
-            raise VideoError(f"ffmpeg could not decode {self.names}: {_tail(self.stderr)}")
+            raise VideoError(f"ffmpeg could not decode {self.names}: {stderr_tail(self.stderr)}")
         return frame
 
     def finish(self) -> None:
@@ -764,7 +468,7 @@ class _Decoder:
         returncode = self.process.wait()
         try:
             if returncode != 0:
-                raise VideoError(f"ffmpeg could not decode {self.names}: {_tail(self.stderr)}")
+                raise VideoError(f"ffmpeg could not decode {self.names}: {stderr_tail(self.stderr)}")
             if extra:
                 raise VideoError(f"ffmpeg gave more frames than asked for from {self.names}")
         finally:
@@ -773,5 +477,5 @@ class _Decoder:
     def close(self) -> None:
         if self.process.stdout is not None:
             self.process.stdout.close()
-        _stop(self.process)
+        stop_process(self.process)
         self.stderr.close()

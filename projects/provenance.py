@@ -12,7 +12,8 @@ from typing import Any
 
 from pipelines.backend import GenerationResult
 from pipelines.diffusion import library_versions
-from pipelines.video import VideoInfo, frames_sha256
+from pipelines.probe import VideoInfo
+from pipelines.video import frames_sha256
 from storage.media import StoredFile
 from storage.models import Take
 

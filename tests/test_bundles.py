@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import stat
 import zipfile
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from projects import bundles, cast, project, render_queue, storyboard, takes
+from projects import bundle_format, bundle_reading, bundles, cast, project, render_queue, storyboard, takes
 from projects.errors import Conflict, InvalidInput
 from projects.studio import Studio, open_studio
 from projects.worker import RenderWorker
@@ -342,7 +343,7 @@ def test_zip_bomb(other: Studio, good: Path, tmp_path: Path, monkeypatch: pytest
         return [(info, data), (zeros, bytes(20 << 20))]
 
     refuse(other, rewrite(good, tmp_path / "bomb.zip", add), "compressed more than 1000:1")
-    monkeypatch.setattr(bundles, "MAX_TOTAL_BYTES", 4096)
+    monkeypatch.setattr(bundle_reading, "MAX_TOTAL_BYTES", 4096)
     refuse(other, good, "would unpack to more than")
 
 
@@ -352,7 +353,7 @@ def test_member_larger_than_declared(good: Path) -> None:
         member = archive.getinfo("project.json")
         member.file_size = 10
         with pytest.raises(InvalidInput, match=r"more bytes than it declares|cannot be read"):
-            bundles._read_member(archive, member, good, bundles._Buffer())
+            bundle_reading.read_member(archive, member, good, io.BytesIO())
 
 
 def stamped(revision: object):
@@ -417,16 +418,16 @@ def test_bundle_from_an_older_schema_revision_is_upgraded(other: Studio, good: P
     assert take.approved and take.status == "done"
     assert verified(other) == []
 
-    assert bundles.upgrade_document({"project": {}, "shots": []}, "0001") == ["0003", "0004", "0006", "0007"]
-    assert bundles.upgrade_document({"project": {}, "shots": []}, "0004") == ["0006", "0007"]
-    assert bundles.upgrade_document({"project": {}, "shots": []}, head_revision()) == []
+    assert bundle_format.upgrade_document({"project": {}, "shots": []}, "0001") == ["0003", "0004", "0006", "0007"]
+    assert bundle_format.upgrade_document({"project": {}, "shots": []}, "0004") == ["0006", "0007"]
+    assert bundle_format.upgrade_document({"project": {}, "shots": []}, head_revision()) == []
     # A bundle from before 0007 carries the look descriptor's score as identity: it arrives as look.
     scores = [
         {"embedder": "offline-colour-texture-v1", "metric": "identity", "value": 0.6},
         {"embedder": "offline-colour-texture-v1+arcface:w600k", "metric": "identity", "value": 0.8},
     ]
     document = {"project": {}, "shots": [{"takes": [{"scores": scores}]}]}
-    assert bundles.upgrade_document(document, "0006") == ["0007"]
+    assert bundle_format.upgrade_document(document, "0006") == ["0007"]
     assert [score["metric"] for score in scores] == ["look", "identity"]
 
 

@@ -28,11 +28,15 @@ from PIL import Image
 
 from app.cli import main as cli_main
 from pipelines import edit as editing
-from pipelines.video import VideoError, read_frames
-from projects import export, project, render_queue, storyboard, takes
+from pipelines import mp4
+from pipelines.ffmpeg import VideoError
+from pipelines.video import read_frames
+from projects import contact_sheet, export, project, render_queue, storyboard, takes
+from projects.edit_plan import ExportOptions, Progress, TitleCard, Trim, plan_edit
 from projects.errors import Conflict, InvalidInput, StudioError
-from projects.export import ExportOptions, TitleCard, Trim
+from projects.film import FilmResult
 from projects.studio import Studio, open_studio
+from projects.timeline import write_timeline
 from projects.worker import RenderWorker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +76,17 @@ def make_film(
         if approve is None or take.shot_number in approve:
             takes.approve_take(studio, take.id)
     return [take.id for take in made]
+
+
+def export_film(
+    studio: Studio,
+    name: str,
+    out: Path,
+    options: ExportOptions | None = None,
+    progress: Progress | None = None,
+) -> FilmResult:
+    """The film alone, through the export service."""
+    return export.export_project(studio, name, out, options=options, progress=progress).film
 
 
 def ffprobe(path: Path) -> dict[str, Any]:
@@ -178,7 +193,7 @@ def test_a_plain_edit_is_joined_by_stream_copy(film: tuple[Studio, list[int]], t
     out = tmp_path / "film.mp4"
     seen: list[tuple[str, int, int]] = []
 
-    result = export.export_film(studio, "Lighthouse", out, progress=lambda *report: seen.append(report))
+    result = export_film(studio, "Lighthouse", out, progress=lambda *report: seen.append(report))
 
     assert result.method == "stream copy"
     assert seen[-1] == ("copy", 3, 3) and ("verify", 3, 3) in seen
@@ -217,7 +232,7 @@ def test_crossfades_shorten_the_film_by_one_crossfade_per_join(film: tuple[Studi
     out = tmp_path / "crossfaded.mp4"
     frames_reported: list[int] = []
 
-    result = export.export_film(
+    result = export_film(
         studio,
         "Lighthouse",
         out,
@@ -249,7 +264,7 @@ def test_titles_music_and_another_size_and_rate(film: tuple[Studio, list[int]], 
     out = tmp_path / "titled.mp4"
     options = ExportOptions(width=128, height=128, fps=16, titles=True, title_seconds=1.0, audio=music, audio_fade=1.0)
 
-    result = export.export_film(studio, "Lighthouse", out, options)
+    result = export_film(studio, "Lighthouse", out, options)
 
     # Cards: the project's name, then scene 1 (before shot 1) and scene 2 (before shot 3).
     expected = sum(DURATIONS) + 3 * 1.0
@@ -281,9 +296,9 @@ def test_decoding_in_batches_changes_no_frame(
 ) -> None:
     studio, _ = film
     options = ExportOptions(crossfade=0.25, titles=True, title_seconds=0.5)
-    together = export.export_film(studio, "Lighthouse", tmp_path / "together.mp4", options)
+    together = export_film(studio, "Lighthouse", tmp_path / "together.mp4", options)
     monkeypatch.setattr(editing, "DECODE_BATCH", 1)  # a process per clip, each started while the last is read
-    apart = export.export_film(studio, "Lighthouse", tmp_path / "apart.mp4", options)
+    apart = export_film(studio, "Lighthouse", tmp_path / "apart.mp4", options)
     assert together.frames == apart.frames
     assert decoded_frame_hashes(together.path) == decoded_frame_hashes(apart.path)
 
@@ -315,7 +330,7 @@ def test_trims_take_the_chosen_part_of_a_take(film: tuple[Studio, list[int]], tm
     studio, take_ids = film
     out = tmp_path / "trimmed.mp4"
 
-    result = export.export_film(studio, "Lighthouse", out, ExportOptions(trims={2: Trim(0.5, 1.5)}))
+    result = export_film(studio, "Lighthouse", out, ExportOptions(trims={2: Trim(0.5, 1.5)}))
 
     assert result.method == "encode"  # a trimmed clip cannot be stream-copied
     assert_within_a_frame(ffprobe(out)["duration"], 1.0 + 1.0 + 1.0)
@@ -334,7 +349,7 @@ def test_bad_trims_are_refused(film: tuple[Studio, list[int]], tmp_path: Path) -
         ({7: Trim(0.0, 1.0)}, "no shot 7"),
     ]:
         with pytest.raises(InvalidInput, match=re.escape(words)):
-            export.export_film(studio, "Lighthouse", tmp_path / "film.mp4", ExportOptions(trims=trims))
+            export_film(studio, "Lighthouse", tmp_path / "film.mp4", ExportOptions(trims=trims))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -349,21 +364,21 @@ def test_shots_without_an_approved_take_are_listed_then_placeholders_or_skipped(
     out.parent.mkdir()
 
     with pytest.raises(Conflict, match=r"shots without an approved take: 2, 3"):
-        export.export_film(studio, "Gaps", out)
+        export_film(studio, "Gaps", out)
     assert not out.exists()
 
-    black = export.export_film(studio, "Gaps", out, ExportOptions(allow_missing="black"))
+    black = export_film(studio, "Gaps", out, ExportOptions(allow_missing="black"))
     assert black.placeholder_shots == (2, 3) and black.shots == (1,)
     assert_within_a_frame(ffprobe(out)["duration"], 4.0)
     frames = read_frames(out)
     assert frames[:8].mean() > 40 and frames[8:].max() < 20  # shot 1, then black
 
-    skipped = export.export_film(studio, "Gaps", out, ExportOptions(allow_missing="skip"))
+    skipped = export_film(studio, "Gaps", out, ExportOptions(allow_missing="skip"))
     assert skipped.skipped_shots == (2, 3) and skipped.method == "stream copy"
     assert_within_a_frame(ffprobe(out)["duration"], 1.0)
 
     with pytest.raises(InvalidInput, match="allow_missing"):
-        export.export_film(studio, "Gaps", out, ExportOptions(allow_missing="grey"))
+        export_film(studio, "Gaps", out, ExportOptions(allow_missing="grey"))
 
 
 def test_missing_or_damaged_take_files_are_found_before_anything_is_written(studio: Studio, tmp_path: Path) -> None:
@@ -377,7 +392,7 @@ def test_missing_or_damaged_take_files_are_found_before_anything_is_written(stud
     out = out_folder / "film.mp4"
 
     with pytest.raises(StudioError) as raised:
-        export.export_film(studio, "Damaged", out)
+        export_film(studio, "Damaged", out)
 
     message = str(raised.value)
     assert "shot 1 (take 1): hash mismatch" in message and "shot 3 (take 1): missing" in message
@@ -396,7 +411,7 @@ def test_an_audio_file_that_is_not_audio_is_refused(film: tuple[Studio, list[int
     out_folder.mkdir()
     for bad in (text, picture, silent_video, tmp_path / "nowhere.wav"):
         with pytest.raises(InvalidInput) as raised:
-            export.export_film(studio, "Lighthouse", out_folder / "film.mp4", ExportOptions(audio=bad))
+            export_film(studio, "Lighthouse", out_folder / "film.mp4", ExportOptions(audio=bad))
         assert raised.value.field == "audio" and bad.name in str(raised.value)
     assert list(out_folder.iterdir()) == []
 
@@ -406,11 +421,11 @@ def test_a_crossfade_longer_than_a_clip_is_refused(film: tuple[Studio, list[int]
     out = tmp_path / "film.mp4"
     # Shot 2 (2 s) sits between two joins: a 1.25 s crossfade needs 2.5 s of it. Shots 1 and 3 last 1 s.
     with pytest.raises(InvalidInput, match=r"crossfade.*shot 1 lasts 8 frames, needs 10.*shot 2 lasts 16 frames"):
-        export.export_film(studio, "Lighthouse", out, ExportOptions(crossfade=1.25))
+        export_film(studio, "Lighthouse", out, ExportOptions(crossfade=1.25))
     with pytest.raises(InvalidInput, match="crossfade"):
-        export.export_film(studio, "Lighthouse", out, ExportOptions(crossfade=-1))
+        export_film(studio, "Lighthouse", out, ExportOptions(crossfade=-1))
     with pytest.raises(InvalidInput, match="shorter than one frame"):
-        export.export_film(studio, "Lighthouse", out, ExportOptions(crossfade=0.01))
+        export_film(studio, "Lighthouse", out, ExportOptions(crossfade=0.01))
     assert not out.exists()
 
 
@@ -434,7 +449,7 @@ def test_an_output_folder_that_is_missing_or_not_writable_is_refused(
         ]
         for out, words in cases:
             with pytest.raises(InvalidInput, match=words) as raised:
-                export.export_film(studio, "Lighthouse", out)
+                export_film(studio, "Lighthouse", out)
             assert raised.value.field == "out"
             assert not out.exists()
     finally:
@@ -456,7 +471,7 @@ def test_an_interrupted_export_leaves_no_file_and_keeps_the_old_one(
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        export.export_film(studio, "Lighthouse", out, ExportOptions(crossfade=0.25), progress=stop_half_way)
+        export_film(studio, "Lighthouse", out, ExportOptions(crossfade=0.25), progress=stop_half_way)
 
     assert out.read_bytes() == b"last week's cut"
     assert leftovers(tmp_path) == []
@@ -475,7 +490,7 @@ def test_an_encoder_that_fails_midway_leaves_no_file(
 
     monkeypatch.setattr(editing, "film_encode_command", stopping_early)
     with pytest.raises(StudioError, match="could not write the film"):
-        export.export_film(studio, "Lighthouse", out, ExportOptions(crossfade=0.25))
+        export_film(studio, "Lighthouse", out, ExportOptions(crossfade=0.25))
     assert not out.exists() and leftovers(tmp_path) == []
 
 
@@ -496,9 +511,9 @@ def test_timelines_read_back_with_every_clip_and_duration(
 
     studio, take_ids = film
     options = ExportOptions(crossfade=0.5, titles=True, title_seconds=1.0)
-    edit = export.plan_edit(studio, "Lighthouse", options)
+    edit = plan_edit(studio, "Lighthouse", options)
 
-    result = export.write_timeline(edit, tmp_path / f"cut{suffix}")
+    result = write_timeline(edit, tmp_path / f"cut{suffix}")
 
     timeline = read_timeline(result.path)
     (video,) = [t for t in timeline.tracks if t.kind == otio.schema.TrackKind.Video]
@@ -532,9 +547,9 @@ def test_a_timeline_carries_the_music_track(film: tuple[Studio, list[int]], tmp_
 
     studio, _ = film
     music = tone(tmp_path / "music.wav", 1.5)
-    edit = export.plan_edit(studio, "Lighthouse", ExportOptions(audio=music))
+    edit = plan_edit(studio, "Lighthouse", ExportOptions(audio=music))
     for suffix in (".otio", ".xml", ".kdenlive"):
-        timeline = read_timeline(export.write_timeline(edit, tmp_path / f"cut{suffix}").path)
+        timeline = read_timeline(write_timeline(edit, tmp_path / f"cut{suffix}").path)
         (audio,) = [t for t in timeline.tracks if t.kind == otio.schema.TrackKind.Audio]
         # 4 s of film from a 1.5 s file: it plays twice whole, then 1 s of it.
         assert clip_durations(audio) == pytest.approx([1.5, 1.5, 1.0], abs=1 / 24), suffix
@@ -544,8 +559,8 @@ def test_a_self_contained_timeline_copies_the_media_and_links_relatively(
     film: tuple[Studio, list[int]], tmp_path: Path
 ) -> None:
     studio, take_ids = film
-    edit = export.plan_edit(studio, "Lighthouse")
-    result = export.write_timeline(edit, tmp_path / "cut.otio", self_contained=True)
+    edit = plan_edit(studio, "Lighthouse")
+    result = write_timeline(edit, tmp_path / "cut.otio", self_contained=True)
 
     timeline = read_timeline(result.path)
     urls = [clip.media_reference.target_url for clip in timeline.find_clips()]
@@ -563,9 +578,9 @@ def test_melt_renders_the_kdenlive_timeline_to_the_films_length(
 ) -> None:
     studio, _ = film
     options = ExportOptions(crossfade=0.5, titles=True, title_seconds=1.0, audio=tone(tmp_path / "m.wav", 1.0))
-    edit = export.plan_edit(studio, "Lighthouse", options)
+    edit = plan_edit(studio, "Lighthouse", options)
     moved = tmp_path / "elsewhere"
-    export.write_timeline(edit, tmp_path / "cut.kdenlive", self_contained=True)
+    write_timeline(edit, tmp_path / "cut.kdenlive", self_contained=True)
     moved.mkdir()
     shutil.move(tmp_path / "cut.kdenlive", moved / "cut.kdenlive")
     shutil.move(tmp_path / "cut_media", moved / "cut_media")  # relative links still find the takes
@@ -590,7 +605,7 @@ def test_melt_renders_the_kdenlive_timeline_to_the_films_length(
 def test_a_timeline_with_an_unknown_extension_is_refused(film: tuple[Studio, list[int]], tmp_path: Path) -> None:
     studio, _ = film
     with pytest.raises(InvalidInput, match=r"\.otio or \.xml or \.edl or \.kdenlive"):
-        export.export_timeline(studio, "Lighthouse", tmp_path / "cut.aaf")
+        export.export_project(studio, "Lighthouse", tmp_path / "film.mp4", timeline=tmp_path / "cut.aaf")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -602,35 +617,39 @@ def test_the_contact_sheet_shows_every_shot_in_a_grid(studio: Studio, tmp_path: 
     storyboard.add_shot(studio, "Board", prompt="the lamp room", keyframe=photos["astronaut"], duration=2.0)
     storyboard.add_shot(studio, "Board", prompt="nothing drawn yet", duration=1.5, camera="w-16")
 
-    png = export.export_contact_sheet(studio, "Board", tmp_path / "board.png")
-    pdf = export.export_contact_sheet(studio, "Board", tmp_path / "board.pdf")
+    png = contact_sheet.write_contact_sheet(studio, "Board", tmp_path / "board.png")
+    pdf = contact_sheet.write_contact_sheet(studio, "Board", tmp_path / "board.pdf")
 
     with Image.open(png.path) as opened:
         sheet = np.asarray(opened.convert("RGB")).astype(np.int32)
         assert opened.size == (png.width, png.height)
     # Five shots in rows of four: two rows, the second holding one cell.
-    columns, rows, cell, picture = export.contact_sheet_layout(5, WIDTH, HEIGHT)
+    columns, rows, cell, picture = contact_sheet.contact_sheet_layout(5, WIDTH, HEIGHT)
     assert (png.columns, png.rows, columns, rows) == (4, 2, 4, 2)
-    assert (png.width, png.height) == export.contact_sheet_size(5, WIDTH, HEIGHT)
-    text_height = export.SHEET_TEXT_LINES * export.SHEET_LINE_HEIGHT + export.SHEET_GAP // 2
+    assert (png.width, png.height) == contact_sheet.contact_sheet_size(5, WIDTH, HEIGHT)
+    text_height = contact_sheet.SHEET_TEXT_LINES * contact_sheet.SHEET_LINE_HEIGHT + contact_sheet.SHEET_GAP // 2
 
     def box(index: int) -> np.ndarray:
-        x = export.SHEET_GAP + (index % 4) * (cell + export.SHEET_GAP)
-        y = export.SHEET_HEADER + export.SHEET_GAP + (index // 4) * (picture + text_height + export.SHEET_GAP)
+        x = contact_sheet.SHEET_GAP + (index % 4) * (cell + contact_sheet.SHEET_GAP)
+        y = (
+            contact_sheet.SHEET_HEADER
+            + contact_sheet.SHEET_GAP
+            + (index // 4) * (picture + text_height + contact_sheet.SHEET_GAP)
+        )
         return sheet[y : y + picture, x : x + cell]
 
     for index in range(3):  # the approved takes' thumbnails
         assert box(index).std() > 10
     assert box(3).std() > 10  # the keyframe photograph
-    assert (box(4) == export.SHEET_EMPTY_PICTURE).all()  # nothing to show: a grey box
+    assert (box(4) == contact_sheet.SHEET_EMPTY_PICTURE).all()  # nothing to show: a grey box
     for index in range(5, 8):  # the rest of the last row is empty sheet
-        assert (box(index) == export.SHEET_BACKGROUND).all()
+        assert (box(index) == contact_sheet.SHEET_BACKGROUND).all()
 
     data = pdf.path.read_bytes()
     assert data.startswith(b"%PDF") and data.count(b"/Type /Page\n") + data.count(b"/Type /Page ") >= 1
     box_points = re.search(rb"/MediaBox \[ ?0 0 ([\d.]+) ([\d.]+) ?\]", data)
     assert box_points is not None
-    scale = 72 / export.SHEET_PDF_DPI
+    scale = 72 / contact_sheet.SHEET_PDF_DPI
     assert (float(box_points[1]), float(box_points[2])) == pytest.approx((png.width * scale, png.height * scale))
 
 
@@ -638,15 +657,15 @@ def test_the_contact_sheet_shows_each_shot_as_the_storyboard_does(studio: Studio
     """One rule for a shot's picture: the approved take's thumbnail, else the newest take's, else the keyframe
     (the sheet showed a grey box for a shot whose only take was not approved yet)."""
     make_film(studio, "Sheet", (1.0, 1.0), approve=(1,))
-    sheet = export.export_contact_sheet(studio, "Sheet", tmp_path / "sheet.png")
+    sheet = contact_sheet.write_contact_sheet(studio, "Sheet", tmp_path / "sheet.png")
     with Image.open(sheet.path) as opened:
         pixels = np.asarray(opened.convert("RGB"))
-    _columns, _rows, cell, picture = export.contact_sheet_layout(2, WIDTH, HEIGHT)
+    _columns, _rows, cell, picture = contact_sheet.contact_sheet_layout(2, WIDTH, HEIGHT)
     for index, shot in enumerate(storyboard.list_shots(studio, "Sheet").items):
         assert shot.picture is not None
-        x = export.SHEET_GAP + index * (cell + export.SHEET_GAP)
-        y = export.SHEET_HEADER + export.SHEET_GAP
-        expected = np.asarray(export._sheet_picture(shot.picture, cell, picture))
+        x = contact_sheet.SHEET_GAP + index * (cell + contact_sheet.SHEET_GAP)
+        y = contact_sheet.SHEET_HEADER + contact_sheet.SHEET_GAP
+        expected = np.asarray(contact_sheet.sheet_picture(shot.picture, cell, picture))
         assert np.array_equal(pixels[y : y + picture, x : x + cell], expected), shot.number
 
 
@@ -655,9 +674,9 @@ def test_a_contact_sheet_of_an_empty_project_is_refused(studio: Studio, tmp_path
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(Conflict, match="no shots"):
-        export.export_contact_sheet(studio, "Empty", out / "board.png")
+        contact_sheet.write_contact_sheet(studio, "Empty", out / "board.png")
     with pytest.raises(Conflict, match="no shots"):
-        export.export_film(studio, "Empty", out / "film.mp4")
+        export_film(studio, "Empty", out / "film.mp4")
     assert list(out.iterdir()) == []
 
 
@@ -667,13 +686,13 @@ def test_a_contact_sheet_of_an_empty_project_is_refused(studio: Studio, tmp_path
 def test_title_cards_of_the_callers_own(film: tuple[Studio, list[int]], tmp_path: Path) -> None:
     studio, _ = film
     cards = (TitleCard("The end", before_shot=99, seconds=1.5, background="navy"),)
-    edit = export.plan_edit(studio, "Lighthouse", ExportOptions(title_cards=cards))
+    edit = plan_edit(studio, "Lighthouse", ExportOptions(title_cards=cards))
     assert [item.kind for item in edit.items] == ["take", "take", "take", "title"]
     assert edit.seconds == sum(DURATIONS) + 1.5
     with pytest.raises(InvalidInput, match="not a colour"):
-        export.plan_edit(studio, "Lighthouse", ExportOptions(title_cards=(TitleCard("x", background="nope"),)))
+        plan_edit(studio, "Lighthouse", ExportOptions(title_cards=(TitleCard("x", background="nope"),)))
     with pytest.raises(InvalidInput, match="needs some text"):
-        export.plan_edit(studio, "Lighthouse", ExportOptions(title_cards=(TitleCard("  "),)))
+        plan_edit(studio, "Lighthouse", ExportOptions(title_cards=(TitleCard("  "),)))
 
 
 # The MP4 reader that decides on stream copy.
@@ -681,7 +700,7 @@ def test_title_cards_of_the_callers_own(film: tuple[Studio, list[int]], tmp_path
 
 def test_read_mp4_video_agrees_with_ffprobe(film: tuple[Studio, list[int]], tmp_path: Path) -> None:
     studio, take_ids = film
-    first, second = (editing.read_mp4_video(take_path(studio, take_id)) for take_id in take_ids[:2])
+    first, second = (mp4.read_mp4_video(take_path(studio, take_id)) for take_id in take_ids[:2])
     (video,) = ffprobe(take_path(studio, take_ids[1]))["video"]
     assert (second.codec, second.width, second.height) == ("avc1", int(video["width"]), int(video["height"]))
     assert second.frame_count == int(video["nb_read_frames"]) and second.fps == FPS
@@ -691,12 +710,88 @@ def test_read_mp4_video_agrees_with_ffprobe(film: tuple[Studio, list[int]], tmp_
     source = "testsrc2=size=128x80:rate=8:duration=1"
     command = ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", source, "-c:v", "libx264", "-pix_fmt", "yuv444p"]
     subprocess.run([*command, str(other)], check=True)
-    different = editing.read_mp4_video(other)
+    different = mp4.read_mp4_video(other)
     assert different.chroma_format == 3 and not different.is_h264_yuv420p and not first.joinable_with(different)
     not_mp4 = tmp_path / "not.mp4"
     not_mp4.write_bytes(b"\0" * 100)
     with pytest.raises(VideoError, match="not an MP4"):
-        editing.read_mp4_video(not_mp4)
+        mp4.read_mp4_video(not_mp4)
+
+
+# The export service: every output from one plan of the edit.
+
+
+def test_film_timeline_and_sheet_come_from_one_plan_that_hashes_each_take_once(
+    film: tuple[Studio, list[int]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    studio, take_ids = film
+    plans: list[Any] = []
+    hashed: list[str] = []
+    real_plan, real_check = export.plan_edit, studio.media.check
+
+    def counting_plan(*args: Any, **kwargs: Any) -> Any:
+        plans.append(args)
+        return real_plan(*args, **kwargs)
+
+    def counting_check(sha256: str, extension: str) -> str | None:
+        hashed.append(sha256)
+        return real_check(sha256, extension)
+
+    monkeypatch.setattr(export, "plan_edit", counting_plan)
+    monkeypatch.setattr(studio.media, "check", counting_check)
+
+    result = export.export_project(
+        studio,
+        "Lighthouse",
+        tmp_path / "film.mp4",
+        timeline=tmp_path / "cut.otio",
+        contact_sheet=tmp_path / "board.png",
+        options=ExportOptions(crossfade=0.25),
+    )
+
+    assert len(plans) == 1
+    assert sorted(hashed) == sorted(takes.get_take(studio, take_id).video_sha256 for take_id in take_ids)
+    assert result.files == [tmp_path / "film.mp4", tmp_path / "cut.otio", tmp_path / "board.png"]
+    assert all(path.is_file() for path in result.files)
+    # The timeline is the film's cut: as long as the film, the same takes.
+    assert result.timeline is not None and result.timeline.clips == 3
+    assert result.timeline.seconds == result.film.seconds
+    assert_within_a_frame(read_timeline(result.timeline.path).duration().to_seconds(), result.film.seconds)
+    assert result.contact_sheet is not None and result.contact_sheet.shots == 3
+    assert result.to_json() == {
+        "film": result.film.to_json(),
+        "timeline": result.timeline.to_json(),
+        "contact_sheet": result.contact_sheet.to_json(),
+    }
+
+
+def test_a_bad_output_path_refuses_before_the_edit_is_planned_or_the_film_written(
+    film: tuple[Studio, list[int]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    studio, _ = film
+    plans: list[Any] = []
+    real_plan = export.plan_edit
+
+    def counting_plan(*args: Any, **kwargs: Any) -> Any:
+        plans.append(args)
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(export, "plan_edit", counting_plan)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    out = folder / "film.mp4"
+    out.write_bytes(b"last week's cut")
+    for asked, field in [
+        ({"timeline": folder / "cut.aaf"}, "timeline"),
+        ({"timeline": tmp_path / "no-such-folder" / "cut.otio"}, "timeline"),
+        ({"timeline": folder / "cut.otio", "contact_sheet": folder / "board.jpg"}, "contact_sheet"),
+        ({"self_contained": True}, "self_contained"),
+    ]:
+        with pytest.raises(InvalidInput) as raised:
+            export.export_project(studio, "Lighthouse", out, **asked)
+        assert raised.value.field == field
+    assert plans == []
+    assert sorted(p.name for p in folder.iterdir()) == ["film.mp4"] and out.read_bytes() == b"last week's cut"
 
 
 # The command line.
@@ -754,7 +849,11 @@ def test_export_command_errors_exit_1_and_write_nothing(
     out = folder / "film.mp4"
     for extra, kind, words in [
         (["--out", str(out)], "Conflict", "shots without an approved take: 1"),
-        (["--out", str(out), "--allow-missing", "skip", "--timeline", str(folder / "x.aaf")], "InvalidInput", "aaf"),
+        (
+            ["--out", str(out), "--allow-missing", "skip", "--timeline", str(folder / "x.aaf")],
+            "InvalidInput",
+            "--timeline: 'x.aaf' must end in",
+        ),
         (["--out", str(out), "--allow-missing", "skip", "--self-contained"], "InvalidInput", "--timeline"),
     ]:
         capsys.readouterr()

@@ -23,6 +23,8 @@ FORBIDDEN = {
     "continuity": {"pipelines", "storage", "torch", "sqlalchemy", "alembic", "diffusers", "transformers", "gradio"},
 }
 APP_MODULES_THE_API_STARTS = {"app.exposure", "app.server"}
+# Where the project's own code lives: its packages, the scripts at the top, tests and benchmarks.
+SOURCE_FOLDERS = ("app", "continuity", "projects", "pipelines", "storage", "tests", "bench")
 
 
 def imported(path: Path) -> set[str]:
@@ -57,3 +59,54 @@ def test_the_python_api_uses_nothing_of_the_page_but_starting_it() -> None:
             elif isinstance(node, ast.Import):
                 used |= {alias.name for alias in node.names if alias.name.startswith("app")}
     assert used <= APP_MODULES_THE_API_STARTS, used
+
+
+def own_modules() -> set[str]:
+    """The top-level names the project's code is imported by: its packages and scripts, and the helpers that
+    tests and benchmarks import from their own folders."""
+    names = {p.stem for p in ROOT.glob("*.py")} | {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    for folder in ("tests", "bench"):
+        names |= {p.stem for p in (ROOT / folder).glob("*.py")}
+    return names
+
+
+def private_imports(source: str, own: set[str]) -> list[str]:
+    """``module.name`` for each underscore-prefixed name ``source`` imports from a module of the project."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").split(".")[0] in own):
+            module = "." * node.level + (node.module or "")
+            found += [f"{module}.{alias.name}" for alias in node.names if _is_private(alias.name)]
+        elif isinstance(node, ast.Import):
+            found += [
+                alias.name
+                for alias in node.names
+                if alias.name.split(".")[0] in own and any(_is_private(part) for part in alias.name.split("."))
+            ]
+    return found
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """What modules share is public in its home module; a leading underscore means "only here"."""
+    own = own_modules()
+    files = [path for folder in SOURCE_FOLDERS for path in (ROOT / folder).rglob("*.py")]
+    files += list(ROOT.glob("*.py"))
+    found = {str(p.relative_to(ROOT)): private_imports(p.read_text(encoding="utf-8"), own) for p in files}
+    assert {path: names for path, names in found.items() if names} == {}
+
+
+def test_the_check_sees_private_imports() -> None:
+    own = own_modules()
+    assert {"app", "projects", "pipelines", "storage", "continuity", "probes"} <= own
+    source = (
+        "from pipelines.video import VideoError, _start\n"
+        "from .records import _row\n"
+        "import projects._hidden\n"
+        "from diffusers.hooks import _private\n"
+        "from projects import __version__\n"
+    )
+    assert private_imports(source, own) == ["pipelines.video._start", ".records._row", "projects._hidden"]

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from probes import free_port
 
-from pipelines.video import probe
+from pipelines.probe import probe
 from projects import takes
 from projects.studio import open_studio
 

@@ -15,17 +15,16 @@ import probes
 import pytest
 from PIL import Image
 
+import pipelines.ffmpeg as ffmpeg_tools
 import pipelines.video as video
 from pipelines.backend import BackendError
+from pipelines.ffmpeg import FFmpegTools, VideoError, find_tools
+from pipelines.probe import VideoInfo, probe
 from pipelines.video import (
-    FFmpegTools,
-    VideoError,
-    VideoInfo,
     decode_command,
     encode_command,
     frames_sha256,
     last_frame,
-    probe,
     read_frames,
     write_mp4,
     write_thumbnail,
@@ -151,7 +150,7 @@ def test_last_frame_of_a_long_take_decodes_only_its_end(photo: np.ndarray, tmp_p
     write_mp4(frames, FPS, path)
     assert np.array_equal(np.asarray(last_frame(path)), read_frames(path)[-1])
     tail = subprocess.run(
-        decode_command(video.find_tools().ffmpeg, path, from_end=video.LAST_FRAME_SEEK_SECONDS),
+        decode_command(find_tools().ffmpeg, path, from_end=video.LAST_FRAME_SEEK_SECONDS),
         capture_output=True,
         check=True,
     ).stdout
@@ -240,17 +239,19 @@ def test_without_system_ffmpeg_the_bundled_one_is_used(
     import imageio_ffmpeg
 
     bundled = imageio_ffmpeg.get_ffmpeg_exe()
-    calls: list[str] = []
+    looked_up: list[str] = []
 
-    def bundled_only() -> FFmpegTools:
-        calls.append("find")
-        return FFmpegTools(bundled, None)
+    def nothing_on_path(name: str) -> None:
+        looked_up.append(name)
+        return None
 
-    monkeypatch.setattr(video, "find_tools", bundled_only)
+    monkeypatch.setattr(ffmpeg_tools.shutil, "which", nothing_on_path)
+    assert find_tools() == FFmpegTools(bundled, None)
     frames, system_path, system_info = clip
     path = tmp_path / "bundled.mp4"
+    looked_up.clear()
     info = write_mp4(frames, FPS, path)
-    assert calls
+    assert looked_up
     assert (info.width, info.height, info.num_frames, info.codec, info.pix_fmt) == (
         WIDTH,
         HEIGHT,
@@ -280,10 +281,10 @@ def test_when_no_ffmpeg_is_found_the_error_says_how_to_get_one(monkeypatch: pyte
     def missing() -> str:
         raise RuntimeError("no ffmpeg exe could be found")
 
-    monkeypatch.setattr(video.shutil, "which", lambda name: None)
+    monkeypatch.setattr(ffmpeg_tools.shutil, "which", lambda name: None)
     monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", missing)
     with pytest.raises(VideoError, match="apt install ffmpeg"):
-        video.find_tools()
+        find_tools()
 
 
 def test_thumbnail_is_a_small_png_with_the_frame_aspect(photo: np.ndarray, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import gradio as gr
 
 from app.panels.common import Context, need_project, user_errors
 from projects import export, project
+from projects.edit_plan import ExportOptions
 
 AUDIO_TYPES = [".mp3", ".wav", ".m4a", ".aac", ".ogg", ".flac"]
 TIMELINES = {"none": None, "OpenTimelineIO (.otio)": ".otio", "Final Cut Pro 7 XML (.xml)": ".xml"}
@@ -44,29 +45,33 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
     ) -> tuple[Any, ...]:
         info = project.get_project(ctx.studio, need_project(project_id))
         stem = export.export_stem(ctx.studio, info.name)
-        options = export.ExportOptions(
+        options = ExportOptions(
             crossfade=float(crossfade or 0),
             titles=bool(titles),
             audio=Path(audio) if audio else None,
             allow_missing=None if missing in (None, "refuse") else missing,
         )
-        film = export.export_film(ctx.studio, info.id, f"{stem}.mp4", options)
-        files = [str(film.path)]
+        suffix = TIMELINES.get(timeline)
+        made = export.export_project(
+            ctx.studio,
+            info.id,
+            f"{stem}.mp4",
+            timeline=f"{stem}{suffix}" if suffix else None,
+            contact_sheet=f"{stem}-storyboard.png" if sheet else None,
+            options=options,
+        )
+        film = made.film
         lines = [
             f"**{film.path.name}**: {film.seconds:.1f} s, {film.width}x{film.height} at {film.fps} fps ({film.method})"
         ]
         if film.skipped_shots or film.placeholder_shots:
             lines.append(f"Left out: {list(film.skipped_shots)}; black placeholders: {list(film.placeholder_shots)}")
-        suffix = TIMELINES.get(timeline)
-        if suffix:
-            made = export.export_timeline(ctx.studio, info.id, f"{stem}{suffix}", options)
-            files.append(str(made.path))
-            lines.append(f"Timeline **{made.path.name}**: {made.clips} clips, {made.seconds:.1f} s")
-        if sheet:
-            contact = export.export_contact_sheet(ctx.studio, info.id, f"{stem}-storyboard.png")
-            files.append(str(contact.path))
+        cut, contact = made.timeline, made.contact_sheet
+        if cut is not None:
+            lines.append(f"Timeline **{cut.path.name}**: {cut.clips} clips, {cut.seconds:.1f} s")
+        if contact is not None:
             lines.append(f"Contact sheet **{contact.path.name}**: {contact.shots} shots")
-        return "\n\n".join(lines), str(film.path), files
+        return "\n\n".join(lines), str(film.path), [str(path) for path in made.files]
 
     w["run"].click(
         run,
