@@ -182,3 +182,34 @@ def test_a_page_opened_later_lists_the_projects_made_since_the_server_started(pa
         "() => (document.querySelector('#projects')?.innerText || '').includes('Made Elsewhere')", timeout=15_000
     )
     no_error(tab)
+
+
+def test_a_keyframe_that_is_not_a_picture_gets_a_message_and_adds_no_shot(
+    page: tuple[object, Path], tmp_path: Path
+) -> None:
+    tab, data = page
+    fill(tab, "new-project-name", "Gull Rock")
+    tab.locator("#create-project").click()
+    tab.locator("#current-project").get_by_text("Gull Rock").wait_for(timeout=15_000)
+    open_tab(tab, "Storyboard")
+    notes = tmp_path / "keyframe.png"
+    notes.write_text("these are notes, not a picture")
+    fill(tab, "shot-prompt", "Mara looks up")
+    fill(tab, "shot-duration", "1")
+    tab.locator("#shot-keyframe input[type=file]").set_input_files(str(notes))
+    tab.wait_for_timeout(1000)
+    tab.locator("#add-shot").click()
+    message = tab.locator(".toast-body.error")
+    message.first.wait_for(timeout=15_000)
+    shoot(tab, "10-keyframe-not-a-picture")
+    text = message.first.inner_text()
+    assert "keyframe" in text and "Traceback" not in text, text
+
+    from projects import storyboard
+    from projects.studio import open_studio
+
+    studio = open_studio(data)
+    try:
+        assert storyboard.list_shots(studio, "Gull Rock").total == 0
+    finally:
+        studio.close()

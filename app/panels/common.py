@@ -60,3 +60,30 @@ def need_project(project_id: int | None) -> int:
 
 def bump(counter: int | None) -> int:
     return (counter or 0) + 1
+
+
+def picture_input(field: str, **options: Any) -> gr.Image:
+    """An image upload (``gr.Image``) whose file, when it is not a picture, gets a message saying so.
+
+    Gradio opens an uploaded image before any callback runs, and a file it cannot open fails there without a
+    word in the page (a non-image keyframe made "Add shot" do nothing). The check wraps this one component's
+    opening of its upload; a subclass of a Gradio component would write a stub file beside this module.
+    """
+    image = gr.Image(**options)
+    opening = image.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        try:
+            return opening(payload)
+        except gr.Error:
+            raise
+        except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+            name = getattr(payload, "orig_name", None) or "the file"
+            log.info("refused an upload that is not a picture: %s", exc)
+            raise gr.Error(
+                f"{field}: {name} is not a picture the studio can read; choose a PNG, JPEG or WebP image",
+                print_exception=False,
+            ) from None
+
+    image.preprocess = preprocess  # type: ignore[method-assign]
+    return image

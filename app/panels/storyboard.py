@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.panels.common import Context, bump, need_project, user_errors
+from app.panels.common import Context, bump, need_project, picture_input, user_errors
 from pipelines.camera import PRESETS
 from projects import cast, storyboard
 
@@ -45,7 +45,8 @@ def build(ctx: Context) -> dict[str, Any]:
     with gr.Row():
         w["characters"] = gr.CheckboxGroup(label="Characters in the shot", choices=[], elem_id="shot-characters")
         w["continue"] = gr.Checkbox(label="Continue from the previous shot's approved take", value=False)
-        w["keyframe"] = gr.Image(
+        w["keyframe"] = picture_input(
+            "keyframe",
             label="Keyframe (optional; clear it and save to remove it)",
             type="filepath",
             sources=["upload"],
