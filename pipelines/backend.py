@@ -86,6 +86,12 @@ def frames_for(duration: float, fps: int) -> int:
     return max(2, round(duration * fps))
 
 
+def snap_frames(frames: int, stride: int) -> int:
+    """The nearest ``stride*k+1`` at or above ``frames`` (never fewer frames than asked for): what a backend whose
+    frame counts go in strides renders for ``frames``, in one pass or in windows."""
+    return (frames - 1 + stride - 1) // stride * stride + 1
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     prompt: str
@@ -234,7 +240,7 @@ class Backend(ABC):
                     f"(for example {_near(frames - 1, caps.frame_stride)})"
                 )
         elif (frames - 1) % caps.frame_stride:
-            snapped = _snap(frames, caps.frame_stride)
+            snapped = snap_frames(frames, caps.frame_stride)
             notes.append(f"{frames} frames snapped to {snapped} ({cls.label} renders {caps.frame_stride}*k+1 frames)")
             frames = snapped
         if frames > caps.max_frames:
@@ -272,11 +278,6 @@ class Backend(ABC):
 
 def _no_progress(stage: str, step: int, total: int) -> None:
     del stage, step, total
-
-
-def _snap(frames: int, stride: int) -> int:
-    """The nearest ``stride*k+1`` at or above ``frames`` (never fewer frames than asked for)."""
-    return (frames - 1 + stride - 1) // stride * stride + 1
 
 
 def _near(steps: int, stride: int) -> str:

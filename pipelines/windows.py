@@ -29,6 +29,7 @@ from pipelines.backend import (
     GenerationResult,
     ProgressFn,
     RequestError,
+    snap_frames,
 )
 from pipelines.camera import CameraError, CameraMove, CameraPath, parse_camera
 
@@ -51,7 +52,7 @@ def plan_windows(num_frames: int, max_frames: int, stride: int) -> list[int]:
         raise ValueError(f"a shot needs at least 2 frames, got {num_frames}")
     if max_frames < stride + 1:
         raise ValueError(f"a window of at most {max_frames} frames cannot hold {stride}*k+1 frames with k >= 1")
-    snapped = (num_frames - 1 + stride - 1) // stride * stride + 1
+    snapped = snap_frames(num_frames, stride)
     if snapped <= max_frames:
         return [snapped]
     units = (snapped - 1) // stride  # strides of new frames the shot needs
