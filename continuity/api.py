@@ -4,6 +4,9 @@
 service the page's buttons and the command-line commands call, so the rules are the same everywhere: bad input
 raises :class:`~projects.errors.StudioError` (or one of its kinds) with a message to show, and changes nothing.
 Methods return the same frozen records those services return (``ProjectInfo``, ``ShotInfo``, ``TakeInfo``...).
+
+The module is longer than most here on purpose: it is the Python API's reference, read top to bottom, and each
+method is a docstring and one call into a service, so splitting it would split the reference, not a job.
 """
 
 from __future__ import annotations

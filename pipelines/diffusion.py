@@ -16,17 +16,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pipelines.backend import Backend, CancelToken, GenerationCancelled, ProgressFn
-from pipelines.loading import (
-    LoadSpec,
-    ModelFolder,
-    PipelineCache,
-    choose_profile,
-    cuda_free_memory,
-    inspect_model_folder,
-    is_cuda,
-    load_pipeline,
-    resolve_source,
-)
+from pipelines.loading import LoadSpec, PipelineCache, choose_profile, cuda_free_memory, is_cuda, load_pipeline
+from pipelines.model_folder import ModelFolder, inspect_model_folder, resolve_source
 
 _SHARED_CACHE = PipelineCache(capacity=1)
 

@@ -18,6 +18,9 @@ and somewhere else under each model), so scores are only ever compared between t
 Faces are found with OpenCV's Haar frontal-face cascade (shipped in the OpenCV wheel), checked by a second
 cascade: on small frames a Haar cascade alone finds "faces" in coins and craters. Nothing here loads at import
 time; torch and transformers are imported by the transformers embedder when it is built.
+
+One job, a little over 500 lines: the two embedders and the crops they embed are changed together, because a
+score is only comparable between crops made the same way.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from pipelines.loading import PICKLE_SUFFIXES, ModelError, resolve_source
+from pipelines.model_folder import PICKLE_SUFFIXES, ModelError, resolve_source
 
 log = logging.getLogger(__name__)
 

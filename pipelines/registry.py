@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.backend import Availability, Backend, BackendError, Capabilities
-from pipelines.loading import LoadSpec, ModelError, PipelineCache, inspect_model_folder, resolve_source
+from pipelines.loading import LoadSpec, PipelineCache
+from pipelines.model_folder import ModelError, inspect_model_folder, resolve_source
 
 MODELS_ENV = "CONTINUITY_MODELS"
 

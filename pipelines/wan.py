@@ -32,7 +32,8 @@ from pipelines.diffusion import (
     step_callback,
     to_uint8,
 )
-from pipelines.loading import LoadSpec, ModelError, PipelineCache, inspect_model_folder, load_pipeline, resolve_source
+from pipelines.loading import LoadSpec, PipelineCache, load_pipeline
+from pipelines.model_folder import ModelError, inspect_model_folder, resolve_source
 
 _PRESET_WORDS = {
     "static": "static camera, locked-off shot",

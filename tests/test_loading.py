@@ -21,18 +21,8 @@ from PIL import Image
 
 from pipelines.camera import parse_camera
 from pipelines.diffusion import generator
-from pipelines.loading import (
-    ComponentInfo,
-    LoadSpec,
-    ModelError,
-    ModelFolder,
-    PipelineCache,
-    choose_profile,
-    inspect_model_folder,
-    load_pipeline,
-    quantization_config,
-    resolve_source,
-)
+from pipelines.loading import LoadSpec, PipelineCache, choose_profile, load_pipeline, quantization_config
+from pipelines.model_folder import ComponentInfo, ModelError, ModelFolder, inspect_model_folder, resolve_source
 from pipelines.sana_wm import intrinsics_for
 
 GIB = 2**30

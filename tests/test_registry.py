@@ -21,7 +21,8 @@ from PIL import Image
 
 from app.cli import main
 from pipelines.backend import BackendError, GenerationRequest
-from pipelines.loading import LoadSpec, ModelError, PipelineCache
+from pipelines.loading import LoadSpec, PipelineCache
+from pipelines.model_folder import ModelError
 from pipelines.registry import (
     MODELS_ENV,
     backend_names,
