@@ -12,7 +12,6 @@ import argparse
 import logging
 import signal
 import threading
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from projects import cast, project, storyboard, takes
@@ -83,14 +82,7 @@ def run_shots(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
         + ("  approved" if s.approved_take_id else "")
         for s in page.items
     ]
-    payload = {
-        "project": info.to_json(),
-        "total": page.total,
-        "offset": page.offset,
-        "limit": page.limit,
-        "shots": [s.to_json() for s in page.items],
-    }
-    return "\n".join(lines) or "no shots yet", payload
+    return "\n".join(lines) or "no shots yet", {"project": info.to_json(), **page.to_json("shots")}
 
 
 def run_takes(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
@@ -102,13 +94,7 @@ def run_takes(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
         + ("  approved" if t.approved else "")
         for t in page.items
     ]
-    payload = {
-        "total": page.total,
-        "offset": page.offset,
-        "limit": page.limit,
-        "takes": [t.to_json() for t in page.items],
-    }
-    return "\n".join(lines) or "no takes", payload
+    return "\n".join(lines) or "no takes", page.to_json("takes")
 
 
 def run_status(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
@@ -322,15 +308,7 @@ def run_pack(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
     from projects import bundles
 
     result = bundles.pack_project(studio, args.project, args.bundle, takes=args.takes)
-    payload = {
-        "bundle": str(result.path),
-        "project": result.project,
-        "takes": result.takes_mode,
-        "counts": asdict(result.counts),
-        "bytes": result.byte_size,
-        "origin": result.origin,
-    }
-    return f"packed {result.project!r} into {result.path} ({result.byte_size / 2**20:.1f} MiB)", payload
+    return f"packed {result.project!r} into {result.path} ({result.byte_size / 2**20:.1f} MiB)", result.to_json()
 
 
 def run_unpack(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
@@ -340,18 +318,6 @@ def run_unpack(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
         raise InvalidInput("only applies when merging: add --merge", "--takes-only")
     if args.merge:
         merged = bundles.merge_bundle(studio, args.bundle, args.as_name, takes_only=args.takes_only)
-        payload = {
-            "project": merged.project,
-            "project_id": merged.project_id,
-            "takes_added": merged.takes_added,
-            "takes_already_there": merged.takes_already_there,
-            "shots_unmatched": merged.shots_unmatched,
-            "characters_added": merged.characters_added,
-            "references_added": merged.references_added,
-            "shots_added": merged.shots_added,
-            "shots_differing": merged.shots_differing,
-            "stayed_deleted": merged.stayed_deleted,
-        }
         lines = [f"merged into {merged.project!r}: {merged.takes_added} new take(s)"]
         if merged.shots_added or merged.characters_added:
             lines.append(f"added shots {merged.shots_added} and {merged.characters_added} character(s)")
@@ -361,16 +327,9 @@ def run_unpack(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
             lines.append(f"left out {merged.stayed_deleted} shot(s), take(s) or picture(s) deleted here meanwhile")
         if merged.shots_unmatched:
             lines.append(f"left out the takes of the bundle's shots {merged.shots_unmatched} (not in this project)")
-        return "\n".join(lines), payload
+        return "\n".join(lines), merged.to_json()
     result = bundles.unpack_bundle(studio, args.bundle, as_name=args.as_name)
-    payload = {
-        "project": result.project,
-        "project_id": result.project_id,
-        "counts": asdict(result.counts),
-        "new_media_files": result.new_media_files,
-        "schema_revision": result.schema_revision,
-    }
-    return f"unpacked {result.project!r}", payload
+    return f"unpacked {result.project!r}", result.to_json()
 
 
 def run_backends(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:

@@ -9,7 +9,7 @@ the caller's transaction, after :func:`projects.bundle_reading.open_bundle` has 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +49,9 @@ class MergeResult:
     shots_added: list[int] = field(default_factory=list)  # their numbers here, after the merge
     shots_differing: list[int] = field(default_factory=list)  # edited on either side: kept as they are here
     stayed_deleted: int = 0  # shots, takes, characters and references deleted here since the copy: left out
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 # What of a shot, when it differs between the two sides, means it was edited.

@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,16 @@ class PackResult:
     byte_size: int
     origin: str
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bundle": str(self.path),
+            "project": self.project,
+            "takes": self.takes_mode,
+            "counts": asdict(self.counts),
+            "bytes": self.byte_size,
+            "origin": self.origin,
+        }
+
 
 @dataclass(frozen=True)
 class UnpackResult:
@@ -68,6 +78,15 @@ class UnpackResult:
     counts: BundleCounts
     new_media_files: int
     schema_revision: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "project_id": self.project_id,
+            "counts": asdict(self.counts),
+            "new_media_files": self.new_media_files,
+            "schema_revision": self.schema_revision,
+        }
 
 
 def pack_project(

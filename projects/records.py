@@ -211,6 +211,12 @@ class Page(Generic[T]):
     def has_more(self) -> bool:
         return self.offset + len(self.items) < self.total
 
+    def to_json(self, name: str) -> dict[str, Any]:
+        """The page with its items (each by its own ``to_json``) under ``name``: ``{"total", "offset", "limit",
+        name: [...]}``."""
+        items = [item.to_json() for item in self.items]  # type: ignore[attr-defined]
+        return {"total": self.total, "offset": self.offset, "limit": self.limit, name: items}
+
 
 @dataclass(frozen=True)
 class TakeSummary:
