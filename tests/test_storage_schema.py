@@ -495,3 +495,18 @@ def test_json_columns_round_trip(db: Database, ids: dict[str, int]) -> None:
         assert take.params == params
         assert take.provenance["model"]["revision"] == "abc"
         assert take.timings == {}
+
+
+@pytest.mark.parametrize("name", ["what?", "100%", "a%20b", "x?mode=ro", "#hash", "mode=memory&cache=shared"])
+def test_the_database_lives_in_the_folder_the_user_named(tmp_path: Path, name: str) -> None:
+    folder = tmp_path / name
+    first, second = open_database(folder), open_database(tmp_path / "plain")
+    try:
+        with first.write() as session:
+            session.add(Project(name="Here", name_key="here"))
+        assert count(first, Project) == 1 and count(second, Project) == 0
+    finally:
+        first.close()
+        second.close()
+    assert (folder / DATABASE_FILE).is_file()  # inside the folder, so a copy of the folder holds it
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "plain"])  # and nowhere else
