@@ -21,6 +21,8 @@ from projects.defaults import DATA_ENV, DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WID
 
 log = logging.getLogger(__name__)
 
+PROJECT = "the project's name, or #ID for its id (a bare number naming one project and numbering another is refused)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -52,11 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     listing = proj_commands.add_parser("list", parents=[common], help="list projects")
     listing.set_defaults(handler="run_project_list")
     rename = proj_commands.add_parser("rename", parents=[common], help="rename a project")
-    rename.add_argument("project")
+    rename.add_argument("project", help=PROJECT)
     rename.add_argument("new_name")
     rename.set_defaults(handler="run_project_rename")
     delete = proj_commands.add_parser("delete", parents=[common], help="delete a project and all its takes")
-    delete.add_argument("project")
+    delete.add_argument("project", help=PROJECT)
     delete.add_argument("--yes", action="store_true", help="confirm: the project cannot be recovered")
     delete.set_defaults(handler="run_project_delete")
 
@@ -66,31 +68,31 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(handler="run_import")
 
     chars = commands.add_parser("characters", parents=[common], help="list a project's cast")
-    chars.add_argument("project")
+    chars.add_argument("project", help=PROJECT)
     chars.set_defaults(handler="run_characters")
     char = commands.add_parser("character", parents=[common], help="add a character to a project")
     char_commands = char.add_subparsers(dest="character_command", metavar="ACTION", required=True)
     char_add = char_commands.add_parser("add", parents=[common], help="add a character with reference images")
-    char_add.add_argument("project")
+    char_add.add_argument("project", help=PROJECT)
     char_add.add_argument("name")
     char_add.add_argument("--description", default="")
     char_add.add_argument("--reference", type=Path, action="append", default=[], help="an image (repeatable)")
     char_add.set_defaults(handler="run_character_add")
 
     shots = commands.add_parser("shots", parents=[common], help="list a project's shots in storyboard order")
-    shots.add_argument("project")
+    shots.add_argument("project", help=PROJECT)
     add_paging(shots)
     shots.set_defaults(handler="run_shots")
 
     take_list = commands.add_parser("takes", parents=[common], help="list a project's takes")
-    take_list.add_argument("project")
+    take_list.add_argument("project", help=PROJECT)
     take_list.add_argument("--shot", type=int, help="only this shot number")
     take_list.add_argument("--status", help="only takes with this status")
     add_paging(take_list)
     take_list.set_defaults(handler="run_takes")
 
     status = commands.add_parser("status", parents=[common], help="shots, approvals and takes at a glance")
-    status.add_argument("project")
+    status.add_argument("project", help=PROJECT)
     status.set_defaults(handler="run_status")
 
     approve = commands.add_parser("approve", parents=[common], help="approve a take for its shot")
@@ -101,13 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="approve the best-scoring take of each shot, along the chain of continued shots",
     )
-    best.add_argument("project")
+    best.add_argument("project", help=PROJECT)
     best.add_argument("--embedder", help="score with this embedder (default: $CONTINUITY_EMBEDDER, else offline)")
     best.add_argument("--replace", action="store_true", help="replace approvals made before, too")
     best.set_defaults(handler="run_approve_best")
 
     render = commands.add_parser("render", parents=[common], help="queue takes (and with --wait, render them)")
-    render.add_argument("project")
+    render.add_argument("project", help=PROJECT)
     which = render.add_mutually_exclusive_group()
     which.add_argument("--shot", type=int, help="one shot, by number")
     which.add_argument("--shots", help="a range of shots, A-B")
@@ -146,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler="run_worker")
 
     queue = commands.add_parser("queue", parents=[common], help="the render queue of a project")
-    queue.add_argument("project")
+    queue.add_argument("project", help=PROJECT)
     queue.set_defaults(handler="run_queue")
 
     cancel = commands.add_parser("cancel", parents=[common], help="cancel a queued or running job")
@@ -158,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     retry.set_defaults(handler="run_retry")
 
     score = commands.add_parser("score", parents=[common], help="consistency scores of a project's takes")
-    score.add_argument("project")
+    score.add_argument("project", help=PROJECT)
     score.add_argument("--shot", type=int, help="only this shot number")
     score.add_argument(
         "--embedder", help="'offline' (default, or $CONTINUITY_EMBEDDER) or a CLIP/DINOv2/SigLIP folder or hub id"
@@ -167,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.set_defaults(handler="run_score")
 
     pack = commands.add_parser("pack", parents=[common], help="pack a project (rows and media) into a zip bundle")
-    pack.add_argument("project")
+    pack.add_argument("project", help=PROJECT)
     pack.add_argument("bundle", type=Path)
     pack.add_argument("--takes", choices=["approved", "all", "none"], default="approved", help="which takes go in")
     pack.set_defaults(handler="run_pack")
@@ -204,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     exporting = commands.add_parser(
         "export", parents=[common], help="export the approved takes as a film, a timeline and a contact sheet"
     )
-    exporting.add_argument("project")
+    exporting.add_argument("project", help=PROJECT)
     exporting.add_argument("--out", type=Path, required=True, help="the film (.mp4)")
     exporting.add_argument(
         "--timeline", type=Path, help="also a timeline: .otio, .xml (FCP 7), .edl (CMX 3600) or .kdenlive"

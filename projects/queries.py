@@ -12,7 +12,7 @@ from typing import TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from projects.errors import InvalidInput, NotFound
+from projects.errors import Conflict, InvalidInput, NotFound
 from projects.records import CharacterInfo, Keyframe, ProjectInfo, ReferenceInfo, ShotInfo, TakeInfo
 from projects.validation import name_key
 from storage.media import MediaStore
@@ -33,13 +33,25 @@ def get_project(session: Session, project_id: int) -> Project:
 
 
 def find_project(session: Session, name_or_id: str | int) -> Project:
-    """A project by name (case-insensitive) or, failing that, by numeric id."""
+    """A project by name (case-insensitive), by ``#id``, or by a bare number when that can mean only one project.
+
+    A bare number that is one project's name and another's id is refused rather than guessed: ``project delete 1``
+    must not delete the project called "1" when id 1 was meant, or the other way round.
+    """
     if isinstance(name_or_id, int):
         return get_project(session, name_or_id)
     text = str(name_or_id).strip()
+    if text.startswith("#") and text[1:].isascii() and text[1:].isdigit():
+        return get_project(session, int(text[1:]))
     project = session.scalar(select(Project).where(Project.name_key == name_key(text)))
-    if project is None and text.isdigit():
-        project = session.get(Project, int(text))
+    if text.isascii() and text.isdigit():
+        by_id = session.get(Project, int(text))
+        if project is not None and by_id is not None and by_id.id != project.id:
+            raise Conflict(
+                f"{text!r} is the name of one project (id {project.id}) and the id of another ({by_id.name!r}); "
+                f"say #{text} for the project with id {text}, or #{project.id} for the one named {text!r}"
+            )
+        project = project or by_id
     if project is None:
         known = session.scalars(select(Project.name).order_by(Project.name_key).limit(10)).all()
         hint = f"; projects: {', '.join(known)}" if known else "; there are no projects yet"

@@ -266,6 +266,21 @@ def test_project_delete_with_yes(cli: Cli, imported: dict[str, Any], data_dir: P
     assert cli("verify").json == {"checked": 0, "problems": []}
 
 
+def test_a_project_named_like_another_ones_id_is_never_deleted_by_mistake(cli: Cli) -> None:
+    cli("project", "create", "First")  # id 1
+    cli("project", "create", "1")  # id 2, named "1"
+
+    ambiguous = cli("project", "delete", "1", "--yes")
+
+    assert ambiguous.code == 1 and ambiguous.json["error"]["type"] == "Conflict"
+    assert "#1" in ambiguous.json["error"]["message"] and "#2" in ambiguous.json["error"]["message"]
+    assert sorted(p["name"] for p in cli("project", "list").json["projects"]) == ["1", "First"]
+    by_id = cli("project", "delete", "#1", "--yes")
+    assert by_id.code == 0 and by_id.json["deleted"]["name"] == "First"
+    assert cli("project", "delete", "1", "--yes").json["deleted"]["name"] == "1"  # now only one project it can mean
+    assert cli("project", "delete", "#9", "--yes").json["error"]["type"] == "NotFound"
+
+
 # Importing a storyboard.
 
 
