@@ -239,6 +239,13 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--auth", help="USER:PASS, required to listen beyond this machine (or $CONTINUITY_AUTH)")
     parser.add_argument("--share", action="store_true", help="make a public link (needs --auth)")
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help="a host name the page also answers to, besides 127.0.0.1 and localhost (repeatable; or "
+        "$CONTINUITY_ALLOWED_HOSTS, comma-separated)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -258,7 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if serving:
             from app.exposure import check_exposure
 
-            exposure = check_exposure(args.host, auth=args.auth, share=args.share)
+            exposure = check_exposure(
+                args.host, auth=args.auth, share=args.share, allow_hosts=getattr(args, "allow_host", None)
+            )
             # The page's libraries take many seconds to load on a first start: say so before it begins.
             _emit(f"Continuity: starting the studio on {args.host}:{args.port}, loading libraries...", sys.stderr)
             from app.server import serve

@@ -57,6 +57,9 @@ def start_server(studio: Studio, exposure: Exposure, *, port: int, block: bool) 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the studio phones nobody
     worker = WorkerThread(studio)
     try:
+        from starlette.middleware import Middleware
+
+        from app.guard import PageGuard
         from app.ui import build_app
 
         demo = build_app(studio, wake_worker=worker.wake)
@@ -74,6 +77,7 @@ def start_server(studio: Studio, exposure: Exposure, *, port: int, block: bool) 
                 allowed_paths=[str(studio.data_dir / "media"), str(studio.data_dir / "exports")],
                 max_file_size=MAX_UPLOAD,
                 show_error=False,
+                app_kwargs={"middleware": [Middleware(PageGuard, allowed_hosts=exposure.allowed_hosts)]},
                 prevent_thread_lock=not block,
                 quiet=not block,
             )
