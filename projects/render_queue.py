@@ -33,6 +33,7 @@ from projects.validation import MAX_SEED, clean_seed
 from storage.models import Job, Project, Shot, Take
 
 MAX_TAKES_PER_SHOT = 100
+QUEUE_BATCH = 200  # takes written per transaction when queuing
 
 
 @dataclass(frozen=True)
@@ -133,18 +134,35 @@ def queue_renders(
     if isinstance(priority, bool) or not isinstance(priority, int) or not -1000 <= priority <= 1000:
         raise InvalidInput(f"must be a whole number from -1000 to 1000, got {priority!r}", "priority")
     info = describe_backend(studio, settings.backend)
-    with studio.write() as session:
+    # Every shot is checked first, in a read (a request with a problem queues nothing); the takes are then
+    # written a batch at a time, so queuing a storyboard of thousands of shots never holds the database's write
+    # lock for long: the worker and the page write between the batches.
+    with studio.read() as session:
         row = queries.find_project(session, project)
-        chosen = _chosen_shots(session, row, shots)
+        project_id, chosen = row.id, _chosen_shots(session, row, shots)
         for shot in chosen:
             check_shot(session, row, shot, settings)
-        jobs = []
-        for shot in chosen:
-            for index in range(takes):
-                take_seed = seed + index if seed is not None else secrets.randbelow(MAX_SEED + 1)
-                take = new_take(session, row, shot, settings, take_seed, backend_source=info.source)
-                jobs.append(lifecycle.enqueue(session, take, priority=priority))
-        return [job_info(session, job) for job in jobs]
+        shot_ids = [shot.id for shot in chosen]
+    made: list[JobInfo] = []
+    per_batch = max(1, QUEUE_BATCH // takes)
+    for start in range(0, len(shot_ids), per_batch):
+        batch = shot_ids[start : start + per_batch]
+        with studio.write() as session:
+            row = queries.get_project(session, project_id)
+            found = {shot.id: shot for shot in session.scalars(select(Shot).where(Shot.id.in_(batch)))}
+            if len(found) < len(batch):
+                raise Conflict(
+                    f"the storyboard changed while its takes were being queued: {len(made)} take(s) were queued, "
+                    "the rest were not; look at the queue and queue the missing shots again"
+                )
+            jobs = []
+            for shot_id in batch:
+                for index in range(takes):
+                    take_seed = seed + index if seed is not None else secrets.randbelow(MAX_SEED + 1)
+                    take = new_take(session, row, found[shot_id], settings, take_seed, backend_source=info.source)
+                    jobs.append(lifecycle.enqueue(session, take, priority=priority))
+            made.extend(job_info(session, job) for job in jobs)
+    return made
 
 
 def check_renders(

@@ -34,7 +34,9 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import DBAPIError
 
 from pipelines.backend import Backend, BackendError, CancelToken, GenerationCancelled, GenerationResult
 from pipelines.loading import PipelineCache, cuda_device_count, free_memory
@@ -53,6 +55,11 @@ from storage import media as media_rows
 from storage.models import Job
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DB_RETRY_FIRST, DB_RETRY_MOST = 0.5, 30.0  # seconds between tries while the database cannot be written
+DB_FINISH_PATIENCE = 600.0  # how long a rendered take waits for the database before it is failed
 
 # The models a worker keeps loaded between takes; a front end that renders again and again (the Python API) keeps
 # one of its own, so its models outlive each call's worker.
@@ -110,7 +117,12 @@ class RenderWorker:
         self._backends: dict[str, Backend] = {}
         self._lock_file = self._acquire_lock()
         self._wake = threading.Event()
-        self.recovered = self.recover()
+        self._stop = threading.Event()  # run()'s, while it runs: ends a wait for the database
+        try:
+            self.recovered = self.recover()
+        except BaseException:
+            self.close()  # a worker that cannot start lets go of its device at once
+            raise
 
     # The device lock and crash recovery.
 
@@ -192,10 +204,20 @@ class RenderWorker:
         once; jobs queued by another process are seen within ``poll_seconds``.
         """
         ran = 0
-        while not (stop is not None and stop.is_set()):
-            if until is not None and until():
-                break
-            if self.run_next() is not None:
+        self._stop = stop or threading.Event()
+        pause = DB_RETRY_FIRST
+        while not self._stop.is_set():
+            try:
+                if until is not None and until():
+                    break
+                job_id = self.run_next()
+            except DBAPIError as exc:  # the database is busy, locked, full or unreadable: wait, never die of it
+                log.warning("the database could not be used (%s); trying again in %.0f s", _reason(exc), pause)
+                self._stop.wait(pause)
+                pause = min(pause * 2, DB_RETRY_MOST)
+                continue
+            pause = DB_RETRY_FIRST
+            if job_id is not None:
                 ran += 1
                 continue
             if once:
@@ -203,6 +225,22 @@ class RenderWorker:
             self._wake.wait(poll_seconds)
             self._wake.clear()
         return ran
+
+    def _patiently(self, what: str, write: Callable[[], T], *, give_up_after: float | None = None) -> T:
+        """``write()``, tried again with growing pauses while the database cannot be written (busy past its
+        timeout, locked by a long import, its disk full). Gives up when the worker is stopped, or after
+        ``give_up_after`` seconds, raising the last error."""
+        pause, started = DB_RETRY_FIRST, time.monotonic()
+        while True:
+            try:
+                return write()
+            except DBAPIError as exc:
+                waited = time.monotonic() - started
+                if self._stop.is_set() or (give_up_after is not None and waited >= give_up_after):
+                    raise
+                log.warning("could not %s (%s); trying again in %.0f s", what, _reason(exc), pause)
+                self._stop.wait(pause)
+                pause = min(pause * 2, DB_RETRY_MOST)
 
     def run_next(self) -> int | None:
         """Claim and render the next queued job; returns its id, or None when the queue is empty."""
@@ -213,18 +251,25 @@ class RenderWorker:
         return job_id
 
     def _claim(self) -> int | None:
-        with self.studio.write() as session:
-            job = lifecycle.claim(session, worker=self.name, device=self.device)
-            return job.id if job is not None else None
+        def claim() -> int | None:
+            with self.studio.write() as session:
+                job = lifecycle.claim(session, worker=self.name, device=self.device)
+                return job.id if job is not None else None
+
+        return claim()  # a failure here claimed nothing: run() waits and looks again
 
     def _render(self, job_id: int) -> None:
         cancel = CancelToken()
         finished: tuple[int, Any] | None = None
         scratch = Path(tempfile.mkdtemp(prefix=self._scratch_prefix(), dir=self.studio.media.temp_dir))
-        try:
+
+        def prepare() -> tuple[Any, str, int]:
             with self.studio.write() as session:
                 take = session.get(Job, job_id).take
-                request, backend_name, take_id = take_inputs.prepare(self.studio, session, take), take.backend, take.id
+                return take_inputs.prepare(self.studio, session, take), take.backend, take.id
+
+        try:
+            request, backend_name, take_id = self._patiently("read what the take starts from", prepare)
             result = render_long(
                 self._backend(backend_name), request, progress=self._progress(job_id, cancel), cancel=cancel
             )
@@ -279,9 +324,12 @@ class RenderWorker:
             if stage == last["stage"] and now - last["at"] < PROGRESS_INTERVAL and step < total:
                 return
             last["at"], last["stage"] = now, stage
-            with self.studio.write() as session:
-                if lifecycle.report_progress(session, job_id, stage, step, total):
-                    cancel.cancel()
+            try:
+                with self.studio.write() as session:
+                    if lifecycle.report_progress(session, job_id, stage, step, total):
+                        cancel.cancel()
+            except DBAPIError as exc:  # progress is worth no failed take: the next report tries again
+                log.info("progress of job %s not recorded (%s)", job_id, _reason(exc))
 
         return report
 
@@ -295,26 +343,47 @@ class RenderWorker:
         info = write_mp4(frames, result.fps, video_path)
         write_thumbnail(frames[len(frames) // 2], thumb_path)
         encode_seconds = time.perf_counter() - encode_start
-        with self.studio.write() as session:
-            job = session.get(Job, job_id)
-            if job.cancel_requested:
-                raise GenerationCancelled("cancelled while the video was being written")
-            video = self.studio.store_file(session, video_path, "mp4")
-            thumbnail = self.studio.store_file(session, thumb_path, "png")
-            take = job.take
-            take.params = {**take.params, "generation": generation_parameters(result), "notes": list(result.notes)}
-            take.timings = {**{k: round(v, 4) for k, v in result.timings.items()}, "encode": round(encode_seconds, 4)}
-            take.provenance = take_provenance(
-                take, result, backend=backend_name, video=video, info=info, worker=self.name, device=self.device
-            )
-            lifecycle.finish(session, job, video=video, thumbnail=thumbnail, num_frames=int(frames.shape[0]))
+
+        def record() -> None:
+            with self.studio.write() as session:
+                job = session.get(Job, job_id)
+                if job.cancel_requested:
+                    raise GenerationCancelled("cancelled while the video was being written")
+                video = self.studio.store_file(session, video_path, "mp4")
+                thumbnail = self.studio.store_file(session, thumb_path, "png")
+                take = job.take
+                take.params = {**take.params, "generation": generation_parameters(result), "notes": list(result.notes)}
+                timings = {k: round(v, 4) for k, v in result.timings.items()}
+                take.timings = {**timings, "encode": round(encode_seconds, 4)}
+                take.provenance = take_provenance(
+                    take, result, backend=backend_name, video=video, info=info, worker=self.name, device=self.device
+                )
+                lifecycle.finish(session, job, video=video, thumbnail=thumbnail, num_frames=int(frames.shape[0]))
+
+        try:
+            # A rendered take is worth waiting for: a busy or full database is given time to come back.
+            self._patiently("record the finished take", record, give_up_after=DB_FINISH_PATIENCE)
+        except DBAPIError as exc:
+            raise JobFailed(f"the take was rendered but could not be recorded: the database {_reason(exc)}") from None
         log.info("job %s done (%d frames)", job_id, frames.shape[0])
 
     def _end(self, job_id: int, state: str, reason: str) -> None:
-        with self.studio.write() as session:
-            lifecycle.end(session, job_id, state, reason)
+        def end() -> None:
+            with self.studio.write() as session:
+                lifecycle.end(session, job_id, state, reason)
+
+        try:
+            self._patiently(f"mark job {job_id} {state}", end)
+        except DBAPIError:  # stopped while the database was unavailable: the next worker here recovers the job
+            log.warning("job %s left running: the worker stopped before the database came back", job_id)
+            return
         log.info("job %s %s: %s", job_id, state, reason)
 
     def job(self, job_id: int) -> Any:
         with self.studio.read() as session:
             return job_info(session, session.get(Job, job_id))
+
+
+def _reason(exc: DBAPIError) -> str:
+    """The database's own words for an error ("database is locked", "database or disk is full")."""
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]

@@ -13,6 +13,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from sqlalchemy.exc import DBAPIError
+
 from pipelines.loading import PipelineCache
 from projects.studio import Studio
 from projects.worker import RenderWorker, WorkerBusy
@@ -75,11 +77,19 @@ class WorkerThread:
             )
         except WorkerBusy:
             return
+        except DBAPIError as exc:  # the database is busy or full: the thread tries again later
+            log.warning("the render worker could not start yet (%s)", exc.orig or exc)
+            return
         with self._lock:
             self._worker = worker
 
     def _finished(self) -> bool:
-        return self._stop.is_set() or (self.until is not None and self.until())
+        if self._stop.is_set():
+            return True
+        try:
+            return self.until is not None and self.until()
+        except DBAPIError:  # cannot tell now; the worker waits for the database and asks again
+            return False
 
     def _run(self) -> None:
         try:

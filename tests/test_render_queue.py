@@ -947,3 +947,25 @@ def test_deleting_the_previous_shot_clears_a_stale_mark(studio: Studio, photos: 
     assert project.project_status(studio, name).shots[1].stale is True
     storyboard.delete_shot(studio, made[0].shot_id)
     assert [s.stale for s in project.project_status(studio, name).shots] == [False]
+
+
+def test_a_long_storyboard_is_queued_in_short_transactions(
+    studio: Studio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from projects.storyboard_file import import_storyboard
+
+    board = tmp_path / "board.csv"
+    board.write_text("prompt,duration\n" + "".join(f"shot {n},1\n" for n in range(210)))
+    import_storyboard(studio, board, project="Long")
+    writes = []
+    real_write = studio.write
+
+    def counted_write():  # type: ignore[no-untyped-def]
+        writes.append(1)
+        return real_write()
+
+    monkeypatch.setattr(studio, "write", counted_write)
+    jobs = render_queue.queue_renders(studio, "Long", takes=2, seed=3)
+    assert len(jobs) == 420 and [j.shot_number for j in jobs[:4]] == [1, 1, 2, 2]
+    assert len({j.position for j in jobs}) == 420 and jobs == sorted(jobs, key=lambda j: j.position)
+    assert len(writes) == -(-420 // render_queue.QUEUE_BATCH) == 3  # a batch of takes per write, not one long write
