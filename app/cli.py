@@ -259,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_json = getattr(args, "json", False)
     if args.command is None:
         args.host, args.port, args.auth, args.share = "127.0.0.1", 7860, None, False
-    from projects.errors import StudioError
+    from projects.errors import StudioError, in_words
 
     try:
         if serving:
@@ -283,6 +283,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             studio.close()
     except StudioError as exc:
         return _fail(exc, as_json)
+    except Exception as exc:  # not the studio's own refusal: a full disk, a busy database, or a bug
+        words = in_words(exc)
+        if words is None:
+            log.debug("unexpected error", exc_info=True)
+            words = StudioError(f"something went wrong ({type(exc).__name__}: {exc}); this is a bug, please report it")
+        return _fail(words, as_json)
     text, payload, code = result if len(result) == 3 else (*result, 0)
     _emit(_dump(payload, indent=2) if as_json else text)
     return code

@@ -12,8 +12,10 @@ method is a docstring and one call into a service, so splitting it would split t
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from projects import bundles, cast, export, maintenance, render_queue, retakes, 
 from projects import project as projects_service
 from projects.backends import available_backends, fetch_weights, models_dir
 from projects.edit_plan import ExportOptions
-from projects.errors import InvalidInput, NotFound, StudioError
+from projects.errors import InvalidInput, NotFound, StudioError, in_words
 from projects.records import CharacterInfo, ProjectInfo, ProjectStatus, ShotInfo, TakeInfo
 from projects.storyboard_file import import_storyboard
 from projects.studio import Studio as CoreStudio
@@ -108,6 +110,33 @@ class Scores(Sequence[scoring.TakeScores]):
         return self.table()._repr_html_()
 
 
+def _speaking(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method``, raising a :class:`StudioError` in words for what is not a bug (a full disk, a busy database,
+    input nested too deeply) instead of the library's own exception."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except StudioError:
+            raise
+        except Exception as exc:
+            words = in_words(exc)
+            if words is None:
+                raise
+            raise words from exc
+
+    return wrapper
+
+
+def _in_words(cls: type) -> type:
+    """Every public method of ``cls`` through :func:`_speaking`."""
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.isfunction(member):
+            setattr(cls, name, _speaking(member))
+    return cls
+
+
 def _take_id(take: TakeInfo | int) -> int:
     if isinstance(take, TakeInfo):
         return take.id
@@ -126,6 +155,7 @@ def _shot_numbers(shots: int | Iterable[int] | None) -> list[int] | None:
     return numbers
 
 
+@_in_words
 class Project:
     """One project of an open :class:`Studio`. Get it from :meth:`Studio.project` or :meth:`Studio.create_project`."""
 
@@ -472,6 +502,7 @@ class _StageBar:
             self.bar.close()
 
 
+@_in_words
 class Studio:
     """An open data directory (created if missing; default ``$CONTINUITY_DATA``, else ``./continuity-data``).
 
@@ -635,6 +666,7 @@ def show(item: Any, *, width: int | None = None) -> Any:
     return show_video(video_path(item), width=width)
 
 
+@_speaking
 def open(data_dir: str | Path | None = None) -> Studio:
     """Open (or create) a data directory: ``studio = continuity.open("my-films")``."""
     return Studio(data_dir)

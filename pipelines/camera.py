@@ -111,8 +111,10 @@ def parse_camera(text: str | None) -> CameraPath:
         keys_part, sep, count = segment.rpartition("-")
         if not segment or not sep or not keys_part:
             raise CameraError(_unknown(text, segment))
-        if not count.isdigit() or int(count) <= 0:
-            raise CameraError(f"camera segment {segment!r} needs a positive frame count after '-'")
+        # ASCII digits only ("٣" is a digit to Python, and would be stored and sent on to a backend as "3"), and
+        # few enough of them to be a frame count at all.
+        if not (count.isascii() and count.isdigit()) or len(count) > 7 or int(count) <= 0:
+            raise CameraError(f"camera segment {segment!r} needs a positive frame count after '-' (digits 0-9)")
         if keys_part == "none":
             keys: frozenset[str] = frozenset()
         else:

@@ -43,7 +43,7 @@ from pipelines.face_model import FaceModel, load_face_model
 from pipelines.faces import FaceRecognizer, load_face_recognizer
 from pipelines.video import last_frame, read_frames
 from projects import queries
-from projects.errors import InvalidInput
+from projects.errors import Conflict, InvalidInput
 from projects.records import TakeInfo
 from projects.studio import Studio
 from projects.takes import approve_take, source_take_for
@@ -149,6 +149,12 @@ def score_take(
             raise InvalidInput(f"take {take_id} is {take.status}; only a finished take can be scored", "take")
         shot = take.shot
         video = studio.media.path_for(take.video.sha256, take.video.extension)
+        problem = studio.media.check(take.video.sha256, take.video.extension) if frames is None else None
+        if problem:
+            raise Conflict(
+                f"the video of take {take_id} (shot {shot.position}) is {problem}; run verify, then render the take "
+                "again or delete it"
+            )
         references = _references(studio, shot)
         previous, chained = _previous_take(session, shot, take)
         previous_video = (

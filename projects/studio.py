@@ -117,17 +117,42 @@ def open_studio(data_dir: str | Path | None = None) -> Studio:
     path = resolve_data_dir(data_dir)
     if path.exists() and not path.is_dir():
         raise StudioError(f"the data directory {path} is a file; choose a folder with --data-dir")
+    media = path / "media"
+    if media.exists() and not media.is_dir():
+        raise StudioError(
+            f"cannot use {media} as the media folder: it is a file; move it away or choose another --data-dir"
+        )
     try:
         db = open_database(path)
     except MigrationError as exc:
         raise StudioError(str(exc)) from exc
     except DatabaseError as exc:
-        raise StudioError(
-            f"{path / DATABASE_FILE} is not a database Continuity can open ({exc.orig}); "
-            "restore it from a backup or choose another --data-dir"
-        ) from exc
+        raise _database_error(path, exc) from exc
     except OSError as exc:
         raise StudioError(f"cannot use {path} as the data directory: {exc.strerror or exc}") from exc
-    store = MediaStore(path / "media")
-    store.sweep_temporary_files()
+    try:
+        store = MediaStore(media)
+        store.sweep_temporary_files()
+    except OSError as exc:
+        db.close()
+        raise StudioError(
+            f"cannot use {media} as the media folder ({exc.strerror or exc}); it must be a folder the studio can "
+            "write to"
+        ) from exc
     return Studio(path, db, store)
+
+
+def _database_error(path: Path, exc: DatabaseError) -> StudioError:
+    """Words for a database that would not open: damaged is not the same as unwritable."""
+    text = str(exc.orig)
+    if "readonly" in text or "read-only" in text or "unable to open" in text or not os.access(path, os.W_OK):
+        return StudioError(
+            f"cannot open {path / DATABASE_FILE} for writing ({text}): the data directory must be a folder this "
+            "user can read and write, on a disk that is not read-only; the database itself was not touched"
+        )
+    if "locked" in text or "busy" in text:
+        return StudioError(f"{path / DATABASE_FILE} is in use by another program ({text}); try again in a moment")
+    return StudioError(
+        f"{path / DATABASE_FILE} is not a database Continuity can open ({text}); "
+        "restore it from a backup or choose another --data-dir"
+    )

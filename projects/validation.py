@@ -120,14 +120,29 @@ def clean_flag(value: Any, field: str) -> bool:
 def _number(value: Any, field: str, what: str) -> float:
     if isinstance(value, bool):
         raise InvalidInput(f"must be {what}, got {value!r}", field)
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            pass
-    raise InvalidInput(f"must be {what}, got {value!r}", field)
+    shown = _shown(value)
+    try:
+        if isinstance(value, (int, float)):
+            number = float(value)
+        elif isinstance(value, str) and value.strip().isascii():
+            number = float(value.strip())
+        else:
+            raise InvalidInput(f"must be {what}, got {shown}", field)
+    except OverflowError:
+        raise InvalidInput(f"must be {what}; {shown} is far too large", field) from None
+    except ValueError:
+        raise InvalidInput(f"must be {what}, got {shown}", field) from None
+    if not math.isfinite(number):
+        raise InvalidInput(f"must be {what}, a finite one; got {shown}", field)
+    return number
+
+
+def _shown(value: Any) -> str:
+    """A value as a message shows it: a number of a thousand digits is not repeated back whole."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"a number of about {int(value.bit_length() * 0.30103)} digits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _whole(value: Any, field: str) -> int:

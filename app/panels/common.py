@@ -11,7 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from projects.errors import StudioError
+from projects.errors import StudioError, in_words
 from projects.studio import Studio
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,9 @@ def user_errors(function: Callable[..., Any]) -> Callable[..., Any]:
         except gr.Error:
             raise
         except Exception as exc:
+            words = in_words(exc)
+            if words is not None:
+                raise gr.Error(str(words), print_exception=False) from None
             log.exception("error in %s", function.__name__)
             raise gr.Error(f"Something went wrong ({type(exc).__name__}); the details are in the log.") from None
 
