@@ -19,7 +19,7 @@ from projects.contact_sheet import CONTACT_SHEET_SUFFIXES, ContactSheetResult, w
 from projects.edit_plan import ExportOptions, Progress, plan_edit
 from projects.errors import InvalidInput
 from projects.film import FILM_SUFFIXES, FilmResult, write_film
-from projects.output_files import check_output_path
+from projects.output_files import check_output_path, together
 from projects.studio import Studio
 from projects.timeline import TIMELINE_ADAPTERS, TimelineResult, write_timeline
 
@@ -83,11 +83,12 @@ def export_project(
         sheet_path = check_output_path(contact_sheet, CONTACT_SHEET_SUFFIXES, "contact_sheet")
 
     edit = plan_edit(studio, project, options, progress=progress)
-    film = write_film(edit, film_path, progress)
-    made_timeline = None
-    if timeline_path is not None:
-        made_timeline = write_timeline(edit, timeline_path, self_contained=self_contained)
-    sheet = write_contact_sheet(studio, edit.project.id, sheet_path) if sheet_path is not None else None
+    with together():  # all of the export, or none of it: a failed timeline leaves an earlier film in place
+        film = write_film(edit, film_path, progress)
+        made_timeline = None
+        if timeline_path is not None:
+            made_timeline = write_timeline(edit, timeline_path, self_contained=self_contained)
+        sheet = write_contact_sheet(studio, edit.project.id, sheet_path) if sheet_path is not None else None
     return ExportResult(film, made_timeline, sheet)
 
 

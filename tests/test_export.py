@@ -880,3 +880,51 @@ def test_export_benchmark_reports_ratios() -> None:
     for result in report["results"].values():
         assert result["studio_median_s"] > 0 and result["ffmpeg_median_s"] > 0 and result["ratio"] > 0
     assert done.returncode == (0 if report["within_budget"] else 1)
+
+
+# An export is all or nothing, and leaves nothing behind.
+
+
+def test_an_export_whose_timeline_fails_leaves_the_earlier_film(
+    studio: Studio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_film(studio)
+    film = tmp_path / "film.mp4"
+    film.write_bytes(b"the film exported yesterday")
+
+    def adapter_fails(*args: Any, **kwargs: Any) -> str:
+        raise RuntimeError("the adapter gave up")
+
+    import opentimelineio as otio
+
+    monkeypatch.setattr(otio.adapters, "write_to_string", adapter_fails)  # an OTIO adapter failing, as they can
+    with pytest.raises(StudioError, match="could not write"):
+        export.export_project(studio, "Lighthouse", film, timeline=tmp_path / "edit.otio")
+    assert film.read_bytes() == b"the film exported yesterday"
+    assert not (tmp_path / "edit.otio").exists() and leftovers(tmp_path) == []
+
+
+def test_what_a_killed_export_left_is_removed_by_the_next(studio: Studio, tmp_path: Path) -> None:
+    make_film(studio)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = tmp_path / f".film.mp4.{int(dead.stdout)}.k1x9.part"  # as a killed export leaves its film
+    abandoned.write_bytes(b"half a film")
+    ours = tmp_path / f".other.mp4.{os.getpid()}.a2b3.part"  # a live export's file is left alone
+    ours.write_bytes(b"being written")
+
+    export_film(studio, "Lighthouse", tmp_path / "film.mp4")
+
+    assert not abandoned.exists() and ours.exists()
+    assert leftovers(tmp_path) == [ours.name]
+
+
+def test_exported_files_follow_the_users_umask(studio: Studio, tmp_path: Path) -> None:
+    make_film(studio)
+    previous = os.umask(0o022)
+    try:
+        result = export.export_project(
+            studio, "Lighthouse", tmp_path / "film.mp4", contact_sheet=tmp_path / "sheet.png"
+        )
+    finally:
+        os.umask(previous)
+    assert [oct(path.stat().st_mode & 0o777) for path in result.files] == ["0o644", "0o644"]
