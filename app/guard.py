@@ -3,6 +3,9 @@
 - A ``Host`` the studio does not answer to (:attr:`app.exposure.Exposure.allowed_hosts`): a page on this machine
   without credentials is reachable by any web page the user opens, once that page's DNS name is rebound to
   127.0.0.1, unless the server checks which name it was asked for.
+- A stored file served as a page: whatever a file route answers goes out with ``nosniff``, and anything that a
+  browser would run (HTML, SVG, XML, JavaScript) is sent as a download in a sandbox, never shown from the studio's
+  own origin. The studio stores only pictures and videos; this holds even if something else got into the store.
 - The description of every endpoint in the page's HTML: Gradio writes it into the page it serves before login,
   so a login page told whoever reached it what the studio can do and with which values. It is removed from the
   HTML; the page asks ``/info`` for it, which requires the login.
@@ -49,6 +52,9 @@ class PageGuard:
         if self.allowed_hosts is not None and host not in self.allowed_hosts:
             await _refuse(scope, send, host)
             return
+        if scope["type"] == "http" and "/file=" in scope.get("path", ""):
+            await self.app(scope, receive, _as_media(send))
+            return
         if scope["type"] == "http" and scope.get("method") == "GET":
             await self.app(scope, receive, _without_api_info(send))
             return
@@ -71,6 +77,30 @@ async def _refuse(scope: Scope, send: Send, host: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+ACTIVE_TYPES = (b"text/html", b"image/svg", b"application/xhtml", b"text/xml", b"application/xml", b"text/javascript")
+
+
+def _as_media(send: Send) -> Send:
+    """A ``send`` for a file route: never sniffed, and never a page."""
+
+    async def guarded(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers") or [] if k.lower() != b"x-content-type-options"]
+            headers.append((b"x-content-type-options", b"nosniff"))
+            content_type = dict((k.lower(), v) for k, v in headers).get(b"content-type", b"").lower()
+            if content_type.startswith(ACTIVE_TYPES):
+                headers = [(k, v) for k, v in headers if k.lower() not in (b"content-type", b"content-disposition")]
+                headers += [
+                    (b"content-type", b"application/octet-stream"),
+                    (b"content-disposition", b"attachment"),
+                    (b"content-security-policy", b"sandbox"),
+                ]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return guarded
 
 
 def _without_api_info(send: Send) -> Send:

@@ -106,3 +106,30 @@ def test_the_guard_removes_the_description_from_a_page_sent_in_pieces() -> None:
     body = b"".join(m.get("body", b"") for m in sent)
     assert body == b"<html><script>window.gradio_config = {};</script>"
     assert dict(sent[0]["headers"])[b"content-length"] == str(len(body)).encode()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "served_as"),
+    [
+        (b"text/html; charset=utf-8", b"application/octet-stream"),
+        (b"image/svg+xml", b"application/octet-stream"),
+        (b"image/png", b"image/png"),
+        (b"video/mp4", b"video/mp4"),
+    ],
+)
+def test_a_stored_file_is_never_served_as_a_page(content_type: bytes, served_as: bytes) -> None:
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]})
+        await send({"type": "http.response.body", "body": b"<svg onload=alert(1)>"})
+
+    sent: list[dict] = []
+
+    async def send(message):  # type: ignore[no-untyped-def]
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/gradio_api/file=/data/media/ab/cd/x", "headers": []}
+    asyncio.run(PageGuard(app, None)(scope, None, send))  # type: ignore[arg-type]
+    headers = dict(sent[0]["headers"])
+    assert headers[b"content-type"] == served_as and headers[b"x-content-type-options"] == b"nosniff"
+    if served_as == b"application/octet-stream":
+        assert headers[b"content-disposition"] == b"attachment" and headers[b"content-security-policy"] == b"sandbox"
