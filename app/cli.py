@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("project", help=PROJECT)
     pack.add_argument("bundle", type=Path)
     pack.add_argument("--takes", choices=["approved", "all", "none"], default="approved", help="which takes go in")
+    pack.add_argument("--overwrite", action="store_true", help="replace the bundle file if it exists")
     pack.set_defaults(handler="run_pack")
 
     unpack = commands.add_parser("unpack", parents=[common], help="restore a bundle, or merge it back with --merge")
@@ -183,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="bring the bundle's new takes, shots and characters back into the project it came from",
     )
     unpack.add_argument("--takes-only", action="store_true", help="with --merge: only takes of shots this project has")
+    unpack.add_argument(
+        "--force",
+        action="store_true",
+        help="with --merge: merge even a bundle that does not say it came from this project",
+    )
     unpack.set_defaults(handler="run_unpack")
 
     backends = commands.add_parser("backends", parents=[common], help="list video backends and whether each can run")

@@ -307,17 +307,18 @@ def run_score(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
 def run_pack(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
     from projects import bundles
 
-    result = bundles.pack_project(studio, args.project, args.bundle, takes=args.takes)
+    result = bundles.pack_project(studio, args.project, args.bundle, takes=args.takes, overwrite=args.overwrite)
     return f"packed {result.project!r} into {result.path} ({result.byte_size / 2**20:.1f} MiB)", result.to_json()
 
 
 def run_unpack(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
     from projects import bundles
 
-    if args.takes_only and not args.merge:
-        raise InvalidInput("only applies when merging: add --merge", "--takes-only")
+    for flag, given in (("--takes-only", args.takes_only), ("--force", args.force)):
+        if given and not args.merge:
+            raise InvalidInput("only applies when merging: add --merge", flag)
     if args.merge:
-        merged = bundles.merge_bundle(studio, args.bundle, args.as_name, takes_only=args.takes_only)
+        merged = bundles.merge_bundle(studio, args.bundle, args.as_name, takes_only=args.takes_only, force=args.force)
         lines = [f"merged into {merged.project!r}: {merged.takes_added} new take(s)"]
         if merged.shots_added or merged.characters_added:
             lines.append(f"added shots {merged.shots_added} and {merged.characters_added} character(s)")

@@ -464,14 +464,16 @@ class Project:
                     stem.parent.rmdir()  # only if the failed request left it empty
             raise
 
-    def pack(self, bundle: str | Path, *, takes: str = "approved") -> bundles.PackResult:
-        """Write the project (rows and media; ``takes`` is ``approved``, ``all`` or ``none``) to a zip bundle."""
-        return bundles.pack_project(self._core, self._id, bundle, takes=takes)
+    def pack(self, bundle: str | Path, *, takes: str = "approved", overwrite: bool = False) -> bundles.PackResult:
+        """Write the project (rows and media; ``takes`` is ``approved``, ``all`` or ``none``) to a zip bundle. An
+        existing file is replaced only with ``overwrite``; a path inside the data directory is refused."""
+        return bundles.pack_project(self._core, self._id, bundle, takes=takes, overwrite=overwrite)
 
-    def merge(self, bundle: str | Path, *, takes_only: bool = False) -> bundles.MergeResult:
+    def merge(self, bundle: str | Path, *, takes_only: bool = False, force: bool = False) -> bundles.MergeResult:
         """Bring back what a bundle of this project (packed elsewhere) has that is not here yet: takes, and shots
-        and characters added there (unless ``takes_only``). A shot that differs keeps this side's version."""
-        return bundles.merge_bundle(self._core, bundle, self._id, takes_only=takes_only)
+        and characters added there (unless ``takes_only``). A shot that differs keeps this side's version. A bundle
+        that does not say it came from this project is merged only with ``force``."""
+        return bundles.merge_bundle(self._core, bundle, self._id, takes_only=takes_only, force=force)
 
 
 _UNITS = {"verify": "take", "copy": "clip", "encode": "frame"}
@@ -625,11 +627,11 @@ class Studio:
         return self.project(bundles.unpack_bundle(self.core, bundle, as_name=as_name).project_id)
 
     def merge(
-        self, bundle: str | Path, project: str | int | None = None, *, takes_only: bool = False
+        self, bundle: str | Path, project: str | int | None = None, *, takes_only: bool = False, force: bool = False
     ) -> bundles.MergeResult:
         """Bring a bundle's new takes, shots and characters back into the project it came from (named as in the
         bundle, or ``project``); see :meth:`Project.merge`."""
-        return bundles.merge_bundle(self.core, bundle, project, takes_only=takes_only)
+        return bundles.merge_bundle(self.core, bundle, project, takes_only=takes_only, force=force)
 
     def verify(self) -> maintenance.MediaReport:
         """Re-hash every stored media file."""

@@ -2,19 +2,19 @@
 
 Member names must be plain (no ``..``, absolute paths, backslashes, drive letters or symlinks), declared sizes and
 compression ratios are bounded and never relied on (a member is read only up to its declared size), every member
-must be one the manifest lists, and every media file is re-hashed as it is extracted into a temporary folder.
-:func:`open_bundle` yields the checked manifest, the upgraded ``project.json`` and the extracted media; a service
-then stores the media it needs with :func:`store_media` (through ``studio.store_file``, inside its transaction)
-and writes rows under :func:`rows_checked`, so a bad bundle leaves the target data directory as it was.
+must be one the manifest lists, and every media file is re-hashed as it is extracted into a staging folder
+(:mod:`projects.staging`, so a process killed mid-unpack leaves nothing for good). JSON with a key given twice, or
+NaN, is refused; every row and media file then goes through :mod:`projects.bundle_checks`, as strict as an upload.
+:func:`open_bundle` yields the checked manifest, the upgraded and cleaned ``project.json`` and the extracted media;
+a service then stores the media it needs with :func:`store_media` (through ``studio.store_file``, inside its
+transaction) and writes rows under :func:`rows_checked`, so a bad bundle leaves the target data directory as it was.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import stat
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,8 +25,19 @@ from typing import Any, BinaryIO
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from projects.bundle_checks import (
+    MediaUse,
+    check_document,
+    check_extension,
+    check_manifest,
+    check_media_file,
+    kind_of,
+    measured_references,
+)
 from projects.bundle_format import FORMAT_VERSION, upgrade_document
 from projects.errors import InvalidInput, StudioError
+from projects.staging import staging_folder
+from projects.storyboard_file import json_failure, parse_json
 from projects.studio import Studio
 from storage.migrate import known_revisions
 from storage.models import MediaObject
@@ -82,9 +93,13 @@ def _read_json(archive: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], name
     buffer = _Buffer()
     read_member(archive, info, path, buffer)
     try:
-        return json.loads(bytes(buffer.data).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _bad(path, f"{name} is not valid JSON ({exc})") from exc
+        text = bytes(buffer.data).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _bad(path, f"{name} is not UTF-8 text ({exc})") from None
+    try:
+        return parse_json(text)
+    except (ValueError, RecursionError) as exc:
+        raise _bad(path, f"{name} {json_failure(exc)}") from None
 
 
 class _Buffer:
@@ -107,16 +122,19 @@ class MediaFile:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A checked bundle: its manifest, its ``project.json`` upgraded to this version, its media by SHA-256."""
+    """A checked bundle: its manifest, its ``project.json`` upgraded to this version and cleaned, its media by
+    SHA-256, how the rows use each media file, and the bundle's path (for messages)."""
 
     manifest: dict[str, Any]
     document: dict[str, Any]
     media: dict[str, MediaFile]
+    uses: dict[str, MediaUse]
+    path: Path
 
 
 @contextmanager
 def open_bundle(studio: Studio, bundle_path: str | Path) -> Iterator[Bundle]:
-    """Check a bundle and extract its media into a temporary folder (removed afterwards)."""
+    """Check a bundle and extract its media into a staging folder (removed afterwards)."""
     path = Path(bundle_path).expanduser()
     if not path.is_file():
         raise InvalidInput(f"there is no bundle file {path}")
@@ -126,7 +144,7 @@ def open_bundle(studio: Studio, bundle_path: str | Path) -> Iterator[Bundle]:
         raise _bad(path, "it is not a zip file, or it is truncated or damaged") from exc
     except OSError as exc:
         raise _bad(path, f"it cannot be read ({exc.strerror or exc})") from exc
-    with archive, tempfile.TemporaryDirectory(dir=studio.media.temp_dir, prefix="bundle-") as scratch:
+    with archive, staging_folder(studio.media) as scratch:
         infos = archive.infolist()
         if len(infos) > MAX_MEMBERS:
             raise _bad(path, f"it has more than {MAX_MEMBERS} members")
@@ -147,9 +165,14 @@ def open_bundle(studio: Studio, bundle_path: str | Path) -> Iterator[Bundle]:
         declared = {}
         for item in manifest["media"]:
             try:
-                declared[f"media/{item['sha256']}.{item['extension']}"] = item
+                name = f"media/{item['sha256']}.{item['extension']}"
             except (TypeError, KeyError) as exc:
                 raise _bad(path, "manifest.json lists a media file without sha256 and extension") from exc
+            try:
+                check_extension(name, str(item["extension"]))
+            except InvalidInput as exc:
+                raise _bad(path, str(exc)) from None
+            declared[name] = item
         for name in by_name:
             if name.endswith("/") or name in ("manifest.json", "project.json"):
                 continue
@@ -161,7 +184,12 @@ def open_bundle(studio: Studio, bundle_path: str | Path) -> Iterator[Bundle]:
         if not isinstance(document, dict) or not isinstance(document.get("project"), dict):
             raise _bad(path, "project.json has no project")
         upgrade_document(document, manifest["schema_revision"])
+        try:
+            uses = check_document(document)
+        except InvalidInput as exc:
+            raise _bad(path, f"in project.json, {exc}") from None
         media: dict[str, MediaFile] = {}
+        sizes: dict[str, tuple[int, int]] = {}
         for name, item in declared.items():
             match = _MEDIA_NAME.fullmatch(name)
             if match is None:
@@ -177,8 +205,15 @@ def open_bundle(studio: Studio, bundle_path: str | Path) -> Iterator[Bundle]:
                 actual = read_member(archive, info, path, out)
             if actual != sha256:
                 raise _bad(path, f"{name} is damaged: its bytes hash to {actual}, not to its name")
+            try:
+                size = check_media_file(target, name, extension, uses.get(sha256))
+            except InvalidInput as exc:
+                raise _bad(path, str(exc)) from None
+            if size is not None:
+                sizes[sha256] = size
             media[sha256] = MediaFile(sha256, extension, info.file_size, target)
-        yield Bundle(manifest, document, media)
+        measured_references(document, sizes)
+        yield Bundle(manifest, document, media, uses, path)
 
 
 def _check_manifest(manifest: Any, path: Path) -> None:
@@ -197,20 +232,32 @@ def _check_manifest(manifest: Any, path: Path) -> None:
         )
     if not isinstance(manifest.get("media"), list):
         raise _bad(path, "manifest.json has no media list")
+    try:
+        check_manifest(manifest)
+    except InvalidInput as exc:
+        raise _bad(path, f"in manifest.json, {exc}") from None
 
 
 def store_media(studio: Studio, session: Session, bundle: Bundle, needed: set[str]) -> int:
     """Store the ``needed`` media of ``bundle`` in the open write transaction; returns how many files are new.
 
-    A file the bundle lacks is fine when the store already holds it; otherwise the bundle is refused.
+    A file the rows use and the bundle lacks is fine when the store already holds it, as what the rows use it as
+    (a picture or a video); otherwise the bundle is refused, whether or not this unpack or merge needs the file.
     """
+    for sha256, use in sorted(bundle.uses.items()):
+        if sha256 in bundle.media:
+            continue
+        row = session.get(MediaObject, sha256)
+        if row is None:
+            raise _bad(bundle.path, f"{use.where} uses media {sha256}, which the bundle does not hold")
+        if kind_of(row.extension) != use.kind:
+            what = f"{use.where} uses media {sha256[:12]} as a {use.kind}, but it is a {row.extension} file"
+            raise _bad(bundle.path, what)
     created = 0
     for sha256 in sorted(needed):
         item = bundle.media.get(sha256)
         if item is None:
-            if session.get(MediaObject, sha256) is not None:
-                continue
-            raise InvalidInput(f"project.json uses media {sha256}, which the bundle does not hold")
+            continue
         stored = studio.store_file(session, item.path, item.extension)
         if stored.sha256 != sha256:  # pragma: no cover - hashed when extracted
             raise InvalidInput(f"media {sha256} changed while it was being stored")

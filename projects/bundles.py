@@ -4,7 +4,11 @@ The service the front ends call: :func:`pack_project` writes a bundle, :func:`un
 project, and :func:`merge_bundle` brings back into a project what a bundle of it holds that it lacks. The format
 is :mod:`projects.bundle_format`; reading an untrusted bundle, :mod:`projects.bundle_reading`; matching a bundle's
 rows against the project here, :mod:`projects.bundle_merge`. Each unpack or merge is one transaction, written only
-after the whole bundle has been checked, so a bad bundle leaves the target data directory as it was.
+after the whole bundle has been checked, so a bad bundle leaves the target data directory as it was. A merge takes
+only a bundle of the project it merges into (by its ``origin``), unless forced.
+
+Packing never writes over what it should not: a bundle path inside the data directory (its database, its media)
+is refused, and so is an existing file unless ``overwrite``.
 
 A project unpacked from a bundle keeps the original's creation time (so its ``origin`` stays that of the
 original) and is dated by the bundle's snapshot (``copied_at``): what was made before it and is missing on one
@@ -46,7 +50,8 @@ from projects.bundle_merge import MergeResult, merge_rows
 from projects.bundle_reading import Bundle, open_bundle, rows_checked, store_media
 from projects.errors import Conflict, InvalidInput, StudioError
 from projects.studio import Studio
-from projects.validation import name_key
+from projects.validation import clean_name, name_key
+from storage.db import DATABASE_FILE
 from storage.migrate import head_revision
 from storage.models import Character, MediaObject, Project, Take
 
@@ -89,17 +94,37 @@ class UnpackResult:
         }
 
 
+def _studio_owns(studio: Studio, target: Path) -> bool:
+    """Whether ``target`` is the database, one of its journal files, or inside a folder the studio keeps itself."""
+    home = studio.data_dir.resolve()
+    if not target.is_relative_to(home):
+        return False
+    first = target.relative_to(home).parts[0]
+    return first.startswith(DATABASE_FILE) or first in ("media", "workers")
+
+
 def pack_project(
-    studio: Studio, project: str | int, bundle_path: str | Path, *, takes: str = "approved"
+    studio: Studio, project: str | int, bundle_path: str | Path, *, takes: str = "approved", overwrite: bool = False
 ) -> PackResult:
-    """Write ``project`` (its rows and media) to the zip ``bundle_path``, replacing it only once complete."""
+    """Write ``project`` (its rows and media) to the zip ``bundle_path``, in place only once complete.
+
+    A path among the studio's own files (its database, media store, worker locks) is refused, even with
+    ``overwrite``; so is any other existing file, unless ``overwrite``.
+    """
     if takes not in TAKE_CHOICES:
         raise InvalidInput(f"must be one of {', '.join(TAKE_CHOICES)}, got {takes!r}", "takes")
     target = Path(bundle_path).expanduser().resolve()
+    if _studio_owns(studio, target):
+        raise InvalidInput(
+            f"{target} is one of the studio's own files in {studio.data_dir}; write the bundle somewhere else",
+            "bundle",
+        )
     if target.is_dir():
         raise InvalidInput(f"{target} is a folder; name the bundle file, for example {target / 'project.zip'}")
     if not target.parent.is_dir():
         raise InvalidInput(f"the folder {target.parent} does not exist", "bundle")
+    if target.exists() and not overwrite:
+        raise _exists(target)
     snapshot = datetime.now(UTC)  # before the read: whatever the bundle lacks was made after this
     with studio.read() as session:
         row = queries.find_project(session, project)
@@ -147,18 +172,41 @@ def pack_project(
                     )
             raw.flush()
             os.fsync(raw.fileno())
-        temp_path.replace(target)
+        _put_in_place(temp_path, target, overwrite)
     except BaseException:
         temp_path.unlink(missing_ok=True)
         raise
     return PackResult(target, name, takes, counts, target.stat().st_size, origin)
 
 
+def _exists(target: Path) -> Conflict:
+    return Conflict(f"{target} already exists; choose another name, or replace it with --overwrite (overwrite=True)")
+
+
+def _put_in_place(temp_path: Path, target: Path, overwrite: bool) -> None:
+    """Move the finished bundle to ``target``; without ``overwrite``, only if nothing appeared there meanwhile."""
+    if overwrite:
+        temp_path.replace(target)
+        return
+    try:
+        os.link(temp_path, target)  # fails if target exists, atomically
+    except FileExistsError:
+        raise _exists(target) from None
+    except OSError:  # a file system without hard links
+        if target.exists():
+            raise _exists(target) from None
+        temp_path.replace(target)
+        return
+    temp_path.unlink()
+
+
 def unpack_bundle(studio: Studio, bundle_path: str | Path, *, as_name: str | None = None) -> UnpackResult:
     """Restore a bundle as a new project (named as in the bundle, or ``as_name``), in one transaction."""
     path = Path(bundle_path).expanduser()
+    if as_name is not None:
+        as_name = clean_name(as_name, "as")
     with open_bundle(studio, path) as bundle:
-        name = str(as_name if as_name is not None else bundle.document["project"].get("name", "")).strip()
+        name = as_name if as_name is not None else (bundle.document["project"].get("name") or "")
         if not name:
             raise InvalidInput("the project needs a name; use --as NAME", "as")
         with studio.write() as session:
@@ -222,7 +270,12 @@ def _restore(studio: Studio, session: Session, bundle: Bundle, name: str) -> tup
 
 
 def merge_bundle(
-    studio: Studio, bundle_path: str | Path, project: str | int | None = None, *, takes_only: bool = False
+    studio: Studio,
+    bundle_path: str | Path,
+    project: str | int | None = None,
+    *,
+    takes_only: bool = False,
+    force: bool = False,
 ) -> MergeResult:
     """Bring back what a bundle of ``project`` has that the project here lacks, in one transaction.
 
@@ -234,16 +287,25 @@ def merge_bundle(
     (edited on either) keeps this side's version and is listed. What both sides held when the copy was unpacked
     and this side deleted since (shots, takes, characters, references) stays deleted; between projects neither of
     which is a copy (or a bundle from before copies were dated), nothing can be told deleted, and it comes back.
+
+    The bundle must say it came from this project (its manifest's ``origin``, which copies keep); one that says
+    nothing of where it came from, or names another project, is refused unless ``force``.
     """
     path = Path(bundle_path).expanduser()
     with open_bundle(studio, path) as bundle:
         target = project if project is not None else bundle.document["project"].get("name", "")
         with studio.write() as session:
             row = queries.find_project(session, target)
-            if bundle.manifest.get("origin") and bundle.manifest["origin"] != project_origin(row):
+            origin = bundle.manifest.get("origin")
+            if not force and not origin:
+                raise Conflict(
+                    f"{path.name} does not say which project it came from, so it cannot be told to be a bundle of "
+                    f"{row.name!r}; unpack it as a new project with --as NAME, or merge it anyway with --force"
+                )
+            if not force and origin != project_origin(row):
                 raise Conflict(
                     f"{path.name} did not come from project {row.name!r} (or a copy unpacked from it); "
-                    "unpack it as a new project with --as NAME instead"
+                    "unpack it as a new project with --as NAME instead, or merge it anyway with --force"
                 )
             with rows_checked(path):
                 result = merge_rows(studio, session, bundle, row, takes_only=takes_only)

@@ -9,6 +9,11 @@ the file must then be new to the project, and shots may name the project's exist
 
 Paths in a storyboard (reference images, keyframes) are relative to the storyboard file and must stay
 inside its folder, so a storyboard handed over by someone else cannot read files elsewhere on the machine.
+
+JSON is read by :func:`parse_json`, which refuses what Python's parser lets through silently: a key given twice in
+one object (the last would win) and NaN or Infinity. Two imports of one storyboard started together make one
+project: whichever writes second finds the project made meanwhile and is refused, rather than adding every shot a
+second time.
 """
 
 from __future__ import annotations
@@ -20,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from projects import queries
 from projects.cast import attach_reference, new_character
-from projects.errors import InvalidInput, StudioError
+from projects.errors import Conflict, InvalidInput, StudioError
 from projects.images import CheckedImage, check_image
 from projects.records import ImportResult
 from projects.storyboard import ShotFields, clean_shot_fields, insert_shot
@@ -77,6 +82,43 @@ class StoryboardPlan:
     shots: tuple[ShotFields, ...]
 
 
+class JsonProblem(ValueError):
+    """JSON that Python's parser would take but the studio refuses (the message says why)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise JsonProblem(f"the key {key!r} appears twice in one object; JSON would keep only the last, silently")
+        found[key] = value
+    return found
+
+
+def _no_constant(name: str) -> Any:
+    raise JsonProblem(f"{name} is not a number JSON allows")
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads``, refusing a key given twice in one object and NaN or Infinity (:class:`JsonProblem`).
+
+    Also raises ``json.JSONDecodeError``, ``RecursionError`` (nested too deeply) and ``ValueError`` (a number too
+    long to read), which callers turn into their own messages.
+    """
+    return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+
+
+def json_failure(exc: Exception) -> str:
+    """What is wrong with JSON that :func:`parse_json` refused, in words."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+    if isinstance(exc, JsonProblem):
+        return f"is not usable JSON: {exc}"
+    if isinstance(exc, RecursionError):
+        return "is not usable JSON: it is nested too deeply"
+    return f"is not valid JSON ({exc})"
+
+
 def read_storyboard(path: Path) -> StoryboardPlan:
     """Parse and check a ``.json`` or ``.csv`` storyboard; raise :class:`InvalidInput` on the first problem."""
     path = Path(path)
@@ -100,10 +142,18 @@ def read_storyboard(path: Path) -> StoryboardPlan:
 def import_storyboard(studio: Studio, path: Path, *, project: str | None = None) -> ImportResult:
     """Create (or extend) a project from a storyboard file, all or nothing."""
     path = Path(path)
+    with studio.read() as session:
+        # Project ids are never handed out twice: a project with a larger id was made after this import began.
+        newest = session.scalar(select(func.max(Project.id))) or 0
     plan = read_storyboard(path)
     name = clean_name(project if project is not None else (plan.project or path.stem), "project name")
     with studio.write() as session:
         row = session.scalar(select(Project).where(Project.name_key == name_key(name)))
+        if row is not None and row.id > newest:
+            raise Conflict(
+                f"project {row.name!r} already exists: it was created while this import of {path.name} was "
+                "running (the same storyboard imported twice at once?); nothing was imported"
+            )
         created = row is None
         if row is None:
             row = Project(name=name, name_key=name_key(name), **plan.settings)
@@ -146,11 +196,9 @@ def import_storyboard(studio: Studio, path: Path, *, project: str | None = None)
 
 def _from_json(text: str, path: Path) -> StoryboardPlan:
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"{path.name} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        ) from None
+        data = parse_json(text)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"{path.name} {json_failure(exc)}") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"{path.name} must hold a JSON object with 'shots' (and 'characters', 'settings')")
     _no_unknown(data, TOP_FIELDS, "storyboard")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from sqlalchemy.exc import DatabaseError
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from projects.defaults import DATA_ENV, DEFAULT_DATA_DIR
 from projects.errors import StudioError
 from projects.images import CheckedImage
+from projects.staging import remove_abandoned
 from storage import media as media_rows
 from storage.db import DATABASE_FILE, Database, open_database
 from storage.media import MediaStore, StoredFile
@@ -139,6 +140,8 @@ def open_studio(data_dir: str | Path | None = None) -> Studio:
             f"cannot use {media} as the media folder ({exc.strerror or exc}); it must be a folder the studio can "
             "write to"
         ) from exc
+    with suppress(OSError):
+        remove_abandoned(db, store)  # what a process killed mid-unpack left in the store (projects.staging)
     return Studio(path, db, store)
 
 

@@ -444,7 +444,7 @@ def test_bad_rows_leave_target_unchanged(other: Studio, good: Path, tmp_path: Pa
             data = json.dumps(document).encode()
         return [(info, data)]
 
-    refuse(other, rewrite(good, tmp_path / "rows.zip", broken), "cannot accept")
+    refuse(other, rewrite(good, tmp_path / "rows.zip", broken), r"shot 2\.duration: must be more than 0 seconds")
 
 
 def test_pack_and_unpack_commands(film: Studio, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -492,3 +492,191 @@ def test_merge_command_reports_what_came_back(
         "merged into 'Film': 0 new take(s)",
         ("shots [3] differ from the bundle's: kept as they are here"),
     ]
+
+
+# A merge needs to know where the bundle came from.
+
+
+def without_origin(info: zipfile.ZipInfo, data: bytes):
+    if info.filename == "manifest.json":
+        manifest = json.loads(data)
+        del manifest["origin"]
+        data = json.dumps(manifest).encode()
+    return [(info, data)]
+
+
+def test_merge_of_a_bundle_that_does_not_say_where_it_came_from_needs_force(
+    film: Studio, other: Studio, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.cli import main
+
+    bundles.unpack_bundle(other, bundles.pack_project(film, "Film", tmp_path / "out.zip").path)
+    render_queue.queue_renders(other, "Film", shots=[2], seed=99)
+    assert render_all(other) == 1
+    back = bundles.pack_project(other, "Film", tmp_path / "back.zip", takes="all").path
+    anonymous = rewrite(back, tmp_path / "anonymous.zip", without_origin)
+    before = snapshot(film)
+    with pytest.raises(Conflict, match=r"does not say which project it came from.*force"):
+        bundles.merge_bundle(film, anonymous)
+    assert snapshot(film) == before
+    home = ["--data-dir", str(film.data_dir)]
+    assert main(["unpack", str(anonymous), "--merge", *home]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert snapshot(film) == before
+
+    assert main(["unpack", str(anonymous), "--merge", "--force", "--json", *home]) == 0
+    assert json.loads(capsys.readouterr().out)["takes_added"] == 1
+    assert verified(film) == []
+
+
+def test_merge_of_another_projects_bundle_needs_force(film: Studio, other: Studio, tmp_path: Path) -> None:
+    project.create_project(other, "Film")
+    storyboard.add_shot(other, "Film", prompt="something else", duration=1.0)
+    foreign = bundles.pack_project(other, "Film", tmp_path / "foreign.zip").path
+    with pytest.raises(Conflict, match="force"):
+        bundles.merge_bundle(film, foreign)
+    merged = bundles.merge_bundle(film, foreign, force=True)
+    assert merged.shots_added == [1]  # first there, so first here
+
+
+# Packing never writes over what it should not.
+
+
+def test_pack_never_writes_over_the_studios_own_files(film: Studio, tmp_path: Path) -> None:
+    database = film.data_dir / "continuity.db"
+    outside_link = tmp_path / "innocent.zip"
+    outside_link.symlink_to(database)
+    before = database.read_bytes()
+    owned = (database, film.data_dir / "continuity.db-wal", film.data_dir / "media" / "x.zip", outside_link)
+    for target in owned:
+        with pytest.raises(InvalidInput, match="one of the studio's own files"):
+            bundles.pack_project(film, "Film", target, overwrite=True)
+    assert database.read_bytes() == before
+    assert not (film.data_dir / "media" / "x.zip").exists()
+    assert [p.name for p in project.list_projects(film)] == ["Film"]
+    beside = bundles.pack_project(film, "Film", film.data_dir / "film.zip")  # a bundle kept with the studio is fine
+    assert beside.path.is_file()
+
+
+def test_pack_refuses_an_existing_file_unless_told_to_overwrite(
+    film: Studio, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.cli import main
+
+    notes = tmp_path / "notes.zip"
+    notes.write_text("three years of notes")
+    with pytest.raises(Conflict, match=r"already exists.*overwrite"):
+        bundles.pack_project(film, "Film", notes)
+    assert notes.read_text() == "three years of notes"
+    home = ["--data-dir", str(film.data_dir)]
+    assert main(["pack", "Film", str(notes), *home]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert notes.read_text() == "three years of notes"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []
+
+    assert main(["pack", "Film", str(notes), "--overwrite", *home]) == 0
+    assert zipfile.is_zipfile(notes)
+    replaced = bundles.pack_project(film, "Film", notes, overwrite=True)
+    assert replaced.path == notes.resolve() and members(notes)[1]["project"] == "Film"
+
+
+# A process killed mid-unpack or mid-merge leaves nothing behind once the data directory is opened again.
+
+KILLED_MID_WRITE = r"""
+import sys, time
+from pathlib import Path
+
+from projects import bundle_merge, bundles
+from projects.studio import open_studio
+
+data, bundle, operation, ready = sys.argv[1:5]
+
+
+def store_then_hang(store_media):
+    def step(*args, **kwargs):
+        created = store_media(*args, **kwargs)
+        Path(ready).write_text(str(created))  # the files are in the store; the rows are not committed
+        time.sleep(600)
+        return created
+
+    return step
+
+
+bundles.store_media = store_then_hang(bundles.store_media)
+bundle_merge.store_media = store_then_hang(bundle_merge.store_media)
+studio = open_studio(data)
+if operation == "unpack":
+    bundles.unpack_bundle(studio, bundle)
+else:
+    bundles.merge_bundle(studio, bundle, "Film")
+"""
+
+
+def unrecorded(studio: Studio) -> set[str]:
+    return {path.name for path in studio.media.stored_paths() if path.stem not in media_hashes(studio)}
+
+
+@pytest.mark.parametrize("operation", ["unpack", "merge"])
+def test_a_kill_mid_unpack_or_merge_leaves_no_file_once_opened_again(
+    film: Studio, edited_there: Path, tmp_path: Path, operation: str
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = film.data_dir if operation == "merge" else tmp_path / "fresh"
+    target = open_studio(data)
+    before = counts(target)
+    ready = tmp_path / "ready"
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_MID_WRITE, str(data), str(edited_there), operation, str(ready)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert process.poll() is None, process.communicate()[1].decode()
+            assert time.monotonic() < deadline, "the unpack never reached the store"
+            time.sleep(0.05)
+        assert int(ready.read_text()) > 0
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    # As the kill left it: files in the store that no row names, and the bundle's extracted media.
+    assert unrecorded(target) != set()
+    assert list(target.media.temp_dir.iterdir()) != []
+    target.close()
+
+    reopened = open_studio(data)
+    try:
+        assert unrecorded(reopened) == set()
+        assert list(reopened.media.temp_dir.iterdir()) == []
+        assert counts(reopened) == before
+        assert verified(reopened) == []  # no file a committed row names was taken
+        if operation == "merge":
+            assert bundles.merge_bundle(reopened, edited_there).takes_added == 2
+        else:
+            assert bundles.unpack_bundle(reopened, edited_there).counts.takes == 6
+        assert verified(reopened) == []
+    finally:
+        reopened.close()
+
+
+def test_an_unpack_in_progress_keeps_its_files_when_another_process_opens_the_studio(film: Studio) -> None:
+    """Only the staging folder of a process that died is cleaned up: a live one holds its lock."""
+    from projects.staging import staging_folder
+
+    with staging_folder(film.media) as folder:
+        (folder / f"{'a' * 64}.png").write_bytes(b"not yet stored")
+        open_studio(film.data_dir).close()
+        assert (folder / f"{'a' * 64}.png").is_file()
+    assert list(film.media.temp_dir.iterdir()) == []

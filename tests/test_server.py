@@ -21,8 +21,9 @@ from projects.errors import StudioError
 GOOD_AUTH = "user:longpassword"
 
 
-class ServerWouldStart(Exception):
-    """Raised by the stand-in for ``open_studio``: the refusal did not happen."""
+class ServerWouldStart(BaseException):
+    """Raised by the stand-in for ``open_studio``: the refusal did not happen. Not an ``Exception``, which the
+    command line would turn into an error message like any other failure."""
 
 
 @pytest.fixture(autouse=True)

@@ -778,3 +778,81 @@ def test_more_cells_error_names_the_shot_as_other_errors_do(board):
     with pytest.raises(InvalidInput) as caught:
         read_storyboard(path)
     assert str(caught.value).startswith("shot 2")
+
+
+# Two imports of one storyboard at once.
+
+IMPORT_ALONGSIDE = r"""
+import sys, time
+from pathlib import Path
+
+from projects import storyboard_file
+
+data, board, mine, theirs = sys.argv[1:5]
+read_storyboard = storyboard_file.read_storyboard
+
+
+def read_alongside(path):
+    # Both imports have read and checked the file before either writes, as when two are started together.
+    plan = read_storyboard(path)
+    Path(mine).touch()
+    deadline = time.monotonic() + 60
+    while not Path(theirs).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return plan
+
+
+storyboard_file.read_storyboard = read_alongside
+from app.cli import main
+
+sys.exit(main(["import", board, "--data-dir", data]))
+"""
+
+
+def shots_only(project: str) -> dict[str, Any]:
+    """The good storyboard without its cast: a second import of it clashes on nothing but the shots."""
+    data = storyboard(project)
+    del data["characters"]
+    for shot in data["shots"]:
+        shot.pop("characters", None)
+        shot.pop("keyframe_character", None)
+    return data
+
+
+def test_two_imports_of_one_storyboard_at_once_make_one_project(studio, board, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = write_json(board, shots_only("Racing"))
+    root = Path(__file__).resolve().parent.parent
+    flags = [tmp_path / "first", tmp_path / "second"]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", IMPORT_ALONGSIDE, str(studio.data_dir), str(path), str(mine), str(theirs)],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for mine, theirs in (flags, flags[::-1])
+    ]
+    outcomes = sorted((process.wait(timeout=120), *process.communicate()) for process in processes)
+    (won, won_out, _), (lost, _, lost_err) = outcomes
+    assert (won, lost) == (0, 1), outcomes
+    assert "created project 'Racing'" in won_out
+    assert "project 'Racing' already exists" in lost_err
+    [made] = list_projects(studio)
+    assert (made.name, made.shot_count) == ("Racing", 3)
+    with studio.read() as session:
+        assert media_rows.verify(session, studio.media) == []
+    assert len(media_files(studio)) == 1  # the keyframe, stored once
+
+
+def test_importing_again_afterwards_still_adds_to_the_project(studio, board):
+    """One import after another is a request to add the shots again (a storyboard may extend a project)."""
+    path = write_json(board, shots_only("Twice"))
+    import_storyboard(studio, path)
+    again = import_storyboard(studio, path)
+    assert (again.created_project, again.shots_added, again.project.shot_count) == (False, 3, 6)
