@@ -32,8 +32,11 @@ from typing import IO
 import numpy as np
 
 from pipelines.ffmpeg import (
+    AUDIO_DEMUXERS,
+    VIDEO_DEMUXERS,
     VideoError,
     ffmpeg_quiet,
+    file_input,
     find_tools,
     last_lines,
     raw_input_arguments,
@@ -42,6 +45,7 @@ from pipelines.ffmpeg import (
     stderr_tail,
     stop_process,
 )
+from pipelines.probe import probe_audio
 from pipelines.video import SCALE_FLAGS, h264_output_arguments
 
 logger = logging.getLogger(__name__)
@@ -79,11 +83,13 @@ Segment = ClipSource | StillSource
 
 @dataclass(frozen=True)
 class AudioTrack:
-    """A music track under the whole film: looped if shorter, cut if longer, faded out over the last seconds."""
+    """A music track under the whole film: looped if shorter, cut if longer, faded out over the last seconds.
+    It is read only as audio, as ``demuxer`` (None: as :func:`render_film` finds it is by probing it)."""
 
     path: Path
     seconds: float  # the film's length
     fade_out: float = 2.0
+    demuxer: str | None = None
 
 
 # Command builders.
@@ -99,10 +105,17 @@ def concat_list(paths: Sequence[Path | str]) -> str:
 
 
 def concat_copy_command(ffmpeg: str, list_path: Path | str, out_path: Path | str) -> list[str]:
-    """ffmpeg arguments that join the files a concat script names into one MP4 by stream copy (no re-encoding)."""
+    """ffmpeg arguments that join the files a concat script names into one MP4 by stream copy (no re-encoding).
+
+    The script is read as a concat script, and every file it names (local files only) as MP4/MOV.
+    """
     return ffmpeg_quiet(
         ffmpeg,
         "-y",
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        "concat,mov",  # the demuxer passes both lists on to each file it opens
         "-f",
         "concat",
         "-safe",
@@ -140,7 +153,7 @@ def decode_batch_command(ffmpeg: str, clips: Sequence[ClipSource], width: int, h
         if clip.frames < 1:
             raise ValueError(f"a clip needs at least one frame, got {clip.frames}")
         seek = ["-ss", f"{clip.start:.6f}"] if clip.start > 0 else []
-        arguments += ["-threads", "1", *seek, "-i", str(clip.path)]
+        arguments += ["-threads", "1", *seek, *file_input(clip.path, VIDEO_DEMUXERS)]
         chains.append(
             f"[{index}:v:0]fps={fps},"
             f"scale={width}:{height}:force_original_aspect_ratio=decrease:force_divisible_by=2:"
@@ -190,7 +203,7 @@ def film_encode_command(
         "pipe:0",
     ]
     if audio is not None:
-        arguments += ["-stream_loop", "-1", "-i", str(audio.path)]
+        arguments += ["-stream_loop", "-1", *file_input(audio.path, AUDIO_DEMUXERS, demuxer=audio.demuxer)]
     arguments += ["-map", "0:v:0"]
     if audio is not None:
         fade = max(0.0, min(audio.fade_out, audio.seconds))
@@ -290,6 +303,8 @@ def render_film(
         if segment.frames < max(1, joins * crossfade_frames):
             raise ValueError(f"segment {index + 1} has {segment.frames} frames, too few for its crossfades")
     out_path = Path(out_path)
+    if audio is not None and audio.demuxer is None:  # a playlist or a picture is refused here, with its reason
+        audio = AudioTrack(audio.path, audio.seconds, audio.fade_out, probe_audio(audio.path).demuxer or None)
     total = film_frame_count(segments, crossfade_frames)
     ffmpeg = find_tools().ffmpeg
     command = film_encode_command(ffmpeg, width, height, fps, out_path, audio=audio, crf=crf)

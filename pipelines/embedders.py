@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines.model_folder import PICKLE_SUFFIXES, ModelError, resolve_source
+from pipelines.pictures import canvas_scale, canvas_size, to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -231,13 +232,11 @@ def _rgb_array(image: ImageLike) -> np.ndarray:
         if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
             raise ValueError(f"an image array must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
         return np.ascontiguousarray(image[:, :, :3])
-    return np.asarray(image.convert("RGB"))
+    return np.asarray(to_rgb(image))  # 16- and 32-bit pictures scaled, not clipped to white
 
 
 def _pil(image: ImageLike) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image.convert("RGB") if image.mode != "RGB" else image
-    return Image.fromarray(_rgb_array(image))
+    return to_rgb(image) if isinstance(image, Image.Image) else Image.fromarray(_rgb_array(image))
 
 
 # The transformers embedder.
@@ -423,6 +422,8 @@ def unload_embedders() -> int:
 
 _CASCADES = threading.local()  # one classifier per thread: OpenCV does not promise a shared one is thread-safe
 DETECT_SIDE = 256  # images with a shorter side are enlarged to this before detection (the cascade window is 24 px)
+DETECT_LONG_SIDE = 1024  # ...unless the longer side would pass this: frames up to 4:1 are not affected
+CASCADE_WINDOW = 24
 MIN_FACE = 0.10  # the smallest face worth scoring, as a fraction of the image's shorter side
 
 
@@ -440,8 +441,9 @@ def _cascade(name: str) -> cv2.CascadeClassifier:
 def detect_faces(image: ImageLike) -> list[Box]:
     """Frontal faces in ``image`` as ``(x, y, width, height)`` boxes, largest first.
 
-    Images are scaled so that their shorter side is 256 px: a 128x96 frame holds faces of 20 px, below the
-    cascade's 24 px window, and a 1080p frame would take a second to search. Faces smaller than a tenth of the
+    Images are scaled so that their shorter side is 256 px (and their longer at most 1024 px: a 12000x4 strip
+    would otherwise become a canvas of gigabytes): a 128x96 frame holds faces of 20 px, below the cascade's
+    24 px window, and a 1080p frame would take a second to search. Faces smaller than a tenth of the
     shorter side are ignored, and each face found by the default cascade must be confirmed by the ``alt2``
     cascade around it. On the scikit-image photographs at 96-600 px, the default cascade alone (as commonly
     tuned) found 5-18 false faces in coins, the moon, a clock and the cat; with these settings none, while the
@@ -451,11 +453,13 @@ def detect_faces(image: ImageLike) -> list[Box]:
     grey = cv2.cvtColor(_rgb_array(image), cv2.COLOR_RGB2GRAY)
     height, width = grey.shape
     # Every image is brought to the same detection size: small frames are enlarged (the cascade's window is
-    # 24 px) and large ones reduced, which keeps detection at a few milliseconds whatever the frame size.
-    scale = DETECT_SIDE / max(1, min(height, width))
+    # 24 px) and large ones reduced, which keeps detection at a few milliseconds whatever the frame's size or shape.
+    scale = canvas_scale(height, width, DETECT_SIDE, DETECT_LONG_SIDE)
     if scale != 1.0:
         interpolation = cv2.INTER_LINEAR if scale > 1.0 else cv2.INTER_AREA
-        grey = cv2.resize(grey, (round(width * scale), round(height * scale)), interpolation=interpolation)
+        grey = cv2.resize(grey, canvas_size(height, width, scale), interpolation=interpolation)
+    if min(grey.shape) < CASCADE_WINDOW:
+        return []  # a strip of a picture: nothing face-sized fits in it
     grey = cv2.equalizeHist(grey)
     smallest = max(24, round(min(grey.shape) * MIN_FACE))
     found = _cascade("haarcascade_frontalface_default.xml").detectMultiScale(

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines.embedders import EmbedderError, normalise_rows
+from pipelines.pictures import to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ class FaceModel:
         return normalise_rows(np.concatenate(rows))
 
     def _prepare(self, crop: Image.Image | np.ndarray) -> np.ndarray:
-        rgb = np.asarray(crop.convert("RGB")) if isinstance(crop, Image.Image) else _rgb(crop)
+        rgb = np.asarray(to_rgb(crop)) if isinstance(crop, Image.Image) else _rgb(crop)
         height, width = rgb.shape[:2]
         shrinking = height > FACE_SIDE or width > FACE_SIDE
         face = cv2.resize(rgb, (FACE_SIDE, FACE_SIDE), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)

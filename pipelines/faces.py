@@ -8,8 +8,9 @@ Its weights ship in the ``face-recognition-models`` package on PyPI (Davis King'
 dlib itself in the ``dlib-bin`` wheels, so nothing is downloaded at run time.
 
 - Faces are found by dlib's HOG detector (far better than OpenCV's Haar cascades on real photographs) on the frame
-  brought to a working size; where it finds none, once more with the detector's own upsampling, which finds
-  faces half the size.
+  brought to a working size, bounded on both sides whatever the picture's shape
+  (:func:`pipelines.pictures.canvas_scale`); where it finds none, once more with the detector's own upsampling,
+  which finds faces half the size.
 - Each face is aligned on its 5 landmarks (eyes' corners, nose) before the recognizer sees it, so a turned head or
   a mirrored shot is compared as a face, not as pixels.
 - :func:`same_person` turns a distance into the calibrated score in 0..1 (0.5 at dlib's own threshold) and
@@ -33,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines.embedders import EmbedderError
+from pipelines.pictures import canvas_scale, canvas_size, to_rgb
 
 FACE_RECOGNIZER_ID = "dlib-resnet-v1"
 MODELS_PACKAGE = "face-recognition-models"
@@ -49,6 +51,7 @@ SAME, UNSURE, DIFFERENT, NO_FACE = "same person", "unsure", "different person", 
 DETECT_SHORT_SIDE = 480  # frames are brought to this shorter side (at most 1280 on the longer) before detection
 FALLBACK_SHORT_SIDE = 360  # where none is found there: upsampled by the detector, at this reduced size
 DETECT_LONG_SIDE = 1280
+HOG_WINDOW = 80  # the detector's window: a canvas narrower than this holds no face it can find
 REMEMBERED_REFERENCES = 256  # reference pictures whose faces are kept, oldest forgotten first
 MIN_DETECTION_SCORE = 0.0  # the HOG detector's own margin; below it, patterns that only resemble a face
 
@@ -168,6 +171,8 @@ class FaceRecognizer:
         return known
 
     def _detect(self, rgb: np.ndarray, *, upsample: int) -> list[tuple[Any, float]]:
+        if min(rgb.shape[:2]) << upsample < HOG_WINDOW:
+            return []  # a strip of a picture: nothing face-sized fits in it
         rects, scores, _ = self._detector.run(rgb, upsample, MIN_DETECTION_SCORE)
         return list(zip(rects, scores, strict=True))
 
@@ -203,7 +208,7 @@ def load_face_recognizer() -> FaceRecognizer:
 
 def _rgb(image: Image.Image | np.ndarray) -> np.ndarray:
     if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB"))
+        image = np.asarray(to_rgb(image))  # 16- and 32-bit pictures scaled, not clipped to white
     array = np.ascontiguousarray(image, dtype=np.uint8)
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
@@ -214,12 +219,12 @@ def _rgb(image: Image.Image | np.ndarray) -> np.ndarray:
 
 def _working_size(rgb: np.ndarray, short_side: int) -> tuple[np.ndarray, float]:
     """The image at a detection size and the scale it was brought by: small frames are enlarged (the HOG window
-    is 80 px) and very large ones reduced (search time grows with the area)."""
+    is 80 px) and very large ones reduced (search time grows with the area); neither side passes the long-side
+    bound, so a 12000x4 strip costs no more than a frame."""
     height, width = rgb.shape[:2]
-    scale = short_side / max(1, min(height, width))
-    scale = min(scale, DETECT_LONG_SIDE * short_side / DETECT_SHORT_SIDE / max(1, max(height, width)))
+    scale = canvas_scale(height, width, short_side, DETECT_LONG_SIDE * short_side // DETECT_SHORT_SIDE)
     if abs(scale - 1.0) < 0.05:
         return rgb, 1.0
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    size = canvas_size(height, width, scale)
     resample = Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BOX
     return np.asarray(Image.fromarray(rgb).resize(size, resample)), scale

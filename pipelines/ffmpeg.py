@@ -4,6 +4,12 @@ The system's ``ffmpeg``/``ffprobe`` are used when they are on ``PATH``; otherwis
 ``imageio-ffmpeg`` bundles (it has no ffprobe, so probing then reads ``ffmpeg -i`` and counts packets, see
 :mod:`pipelines.probe`). Every failure is a :class:`VideoError` carrying the last lines ffmpeg wrote.
 
+Every media file is opened through :func:`file_input`: ffmpeg guesses a file's format from its bytes, and some
+formats it can guess are lists of other inputs (a concat script, an HLS playlist) that it goes on to read, so a
+"music file" that is really a playlist would put the user's other files into the film. An input is read only
+through the ``file`` protocol and only by a demuxer of the kind expected (ffmpeg checks the whitelist after
+guessing and before reading anything the file names), with its format forced where it is already known.
+
 Command builders here and in the modules that use them return plain argument lists, so that they are tested
 without encoding anything.
 """
@@ -11,14 +17,24 @@ without encoding anything.
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from pipelines.backend import BackendError
 
 STDERR_LINES = 8  # how much of ffmpeg's complaint goes into a VideoError
+
+# The demuxers a media input may be read by (ffmpeg's names: "mov" reads MP4, MOV and M4A, "matroska" also WebM).
+# None of them opens another file: lists of inputs (concat, hls, dash, imf) and still images are left out.
+VIDEO_DEMUXERS = ("mov", "matroska", "avi", "mpegts")
+AUDIO_DEMUXERS = ("wav", "w64", "mp3", "aac", "flac", "ogg", "aiff", "mov", "matroska")
+# Demuxers that read other files a file names: what a refused input most likely is, in the user's words.
+LIST_DEMUXERS = frozenset({"concat", "hls", "dash", "webm_dash_manifest", "imf"})
+_REFUSED_DEMUXER = re.compile(r"\[([\w,]+) @ 0x[0-9a-f]+\] Format not on whitelist")
 
 
 class VideoError(BackendError):
@@ -50,6 +66,29 @@ def find_tools() -> FFmpegTools:
 def ffmpeg_quiet(ffmpeg: str, *arguments: str) -> list[str]:
     """An ffmpeg command that reads nothing from the terminal and prints only errors."""
     return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", *arguments]
+
+
+def file_input(path: Path | str, demuxers: tuple[str, ...], *, demuxer: str | None = None) -> list[str]:
+    """ffmpeg or ffprobe arguments that open ``path`` as one input: the file itself and nothing else.
+
+    Only the ``file`` protocol, only one of ``demuxers`` (``-format_whitelist``), the format forced with ``-f``
+    where the caller knows it (``demuxer``), and the name given as a ``file:`` URL, so that no part of it is
+    taken for another protocol.
+    """
+    forced = ["-f", demuxer] if demuxer else []
+    allowed = ",".join(demuxers)
+    return ["-protocol_whitelist", "file", "-format_whitelist", allowed, *forced, "-i", file_url(path)]
+
+
+def file_url(path: Path | str) -> str:
+    """``path`` as ffmpeg's ``file:`` URL (absolute): read as a file whatever its name holds."""
+    return f"file:{Path(path).absolute()}"
+
+
+def refused_demuxer(stderr: bytes) -> str | None:
+    """The demuxer ffmpeg guessed for an input that the whitelist then refused (first of its names), if any."""
+    found = _REFUSED_DEMUXER.search(stderr.decode("utf-8", "replace"))
+    return found[1].split(",")[0] if found else None
 
 
 def raw_input_arguments(ffmpeg: str, pix_fmt: str, width: int, height: int, fps: int) -> list[str]:

@@ -3,6 +3,11 @@
 ffprobe answers where it is at hand; with only imageio-ffmpeg's bundled ffmpeg (no ffprobe), the stream
 description ``ffmpeg -i`` prints is read instead, and video packets are counted by copying them to nowhere.
 A still image (PNG, JPEG: ffmpeg's ``image2`` or ``*_pipe`` formats) is not a video.
+
+Every file is opened through :func:`pipelines.ffmpeg.file_input`: read as one local file, by a video demuxer
+(:data:`~pipelines.ffmpeg.VIDEO_DEMUXERS`) or an audio one (:data:`~pipelines.ffmpeg.AUDIO_DEMUXERS`), never
+as a playlist of other files. What a file was read as is kept (``demuxer``), so that decoding it later forces
+the same format.
 """
 
 from __future__ import annotations
@@ -10,12 +15,21 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from pipelines.ffmpeg import VideoError, find_tools, last_lines
+from pipelines.ffmpeg import (
+    AUDIO_DEMUXERS,
+    LIST_DEMUXERS,
+    VIDEO_DEMUXERS,
+    VideoError,
+    file_input,
+    find_tools,
+    last_lines,
+    refused_demuxer,
+)
 
 AUDIO_EXTENSIONS_HINT = "WAV, MP3, AAC/M4A, FLAC or Ogg"
 
@@ -31,6 +45,7 @@ class VideoInfo:
     duration: float  # seconds
     codec: str
     pix_fmt: str
+    demuxer: str = field(default="", compare=False)  # what ffmpeg read the file as: "mov", "matroska", ...
 
 
 @dataclass(frozen=True)
@@ -39,13 +54,17 @@ class AudioInfo:
     seconds: float
     sample_rate: int
     channels: int
+    demuxer: str = ""  # what ffmpeg read the file as: "wav", "mp3", "mov", ...
 
 
 # Command builders.
 
 
-def probe_command(ffprobe: str, path: Path | str, *, count_frames: bool = False) -> list[str]:
-    """ffprobe arguments for the first video stream's facts as JSON (``count_frames`` decodes to count)."""
+def probe_command(
+    ffprobe: str, path: Path | str, *, count_frames: bool = False, demuxer: str | None = None
+) -> list[str]:
+    """ffprobe arguments for the first video stream's facts as JSON (``count_frames`` decodes to count), reading
+    ``path`` only as a video file (as ``demuxer`` where it is known)."""
     entries = "stream=codec_name,pix_fmt,width,height,avg_frame_rate,r_frame_rate,nb_frames,nb_read_frames,duration"
     return [
         ffprobe,
@@ -58,7 +77,7 @@ def probe_command(ffprobe: str, path: Path | str, *, count_frames: bool = False)
         f"{entries}:stream_disposition=attached_pic:format=duration,format_name",
         "-of",
         "json",
-        str(path),
+        *file_input(path, VIDEO_DEMUXERS, demuxer=demuxer),
     ]
 
 
@@ -68,8 +87,7 @@ def fallback_probe_command(ffmpeg: str, path: Path | str) -> list[str]:
         ffmpeg,
         "-hide_banner",
         "-nostdin",
-        "-i",
-        str(path),
+        *file_input(path, VIDEO_DEMUXERS),
         "-map",
         "0:v:0",
         "-c",
@@ -95,8 +113,13 @@ def audio_probe_command(ffprobe: str, path: Path | str) -> list[str]:
         "stream=codec_name,sample_rate,channels,duration:format=duration,format_name",
         "-of",
         "json",
-        str(path),
+        *file_input(path, AUDIO_DEMUXERS),
     ]
+
+
+def fallback_audio_probe_command(ffmpeg: str, path: Path | str) -> list[str]:
+    """ffmpeg arguments that describe ``path``, read only as an audio file, on stderr (no ffprobe)."""
+    return [ffmpeg, "-hide_banner", "-nostdin", *file_input(path, AUDIO_DEMUXERS)]
 
 
 # Video.
@@ -114,7 +137,7 @@ def probe(path: Path | str) -> VideoInfo:
     stream = data["stream"]
     frames = _int(stream.get("nb_frames"))
     if not frames:  # containers without a frame index (Matroska, WebM): decode and count
-        stream = _ffprobe(tools.ffprobe, path, count_frames=True)["stream"]
+        stream = _ffprobe(tools.ffprobe, path, count_frames=True, demuxer=data["demuxer"])["stream"]
         frames = _int(stream.get("nb_read_frames"))
     fps = _rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate"))
     duration = _float(stream.get("duration")) or _float(data["format"].get("duration"))
@@ -128,17 +151,18 @@ def probe(path: Path | str) -> VideoInfo:
         duration=duration,
         codec=str(stream.get("codec_name", "")),
         pix_fmt=str(stream.get("pix_fmt", "")),
+        demuxer=data["demuxer"],
     )
 
 
-def _ffprobe(ffprobe: str, path: Path, *, count_frames: bool) -> dict[str, Any]:
-    command = probe_command(ffprobe, path, count_frames=count_frames)
+def _ffprobe(ffprobe: str, path: Path, *, count_frames: bool, demuxer: str | None = None) -> dict[str, Any]:
+    command = probe_command(ffprobe, path, count_frames=count_frames, demuxer=demuxer)
     try:
         done = subprocess.run(command, capture_output=True, check=False)
     except OSError as exc:
         raise VideoError(f"could not run ffprobe ({ffprobe}): {exc}") from exc
     if done.returncode != 0:
-        raise VideoError(f"{path.name} is not a video ffmpeg can read: {last_lines(done.stderr)}")
+        raise not_readable(path, done.stderr, "a video")
     data = json.loads(done.stdout or b"{}")
     streams = [s for s in data.get("streams", []) if not s.get("disposition", {}).get("attached_pic")]
     form = data.get("format", {})
@@ -146,7 +170,24 @@ def _ffprobe(ffprobe: str, path: Path, *, count_frames: bool) -> dict[str, Any]:
         raise VideoError(f"{path.name} has no video stream")
     if _is_still(str(form.get("format_name", ""))):
         raise VideoError(f"{path.name} is a still image ({form.get('format_name')}), not a video")
-    return {"stream": streams[0], "format": form}
+    return {"stream": streams[0], "format": form, "demuxer": _first_name(form.get("format_name"))}
+
+
+def not_readable(path: Path, stderr: bytes, wanted: str) -> VideoError:
+    """The error for a file ffmpeg would not open as ``wanted`` ("a video", "an audio file"), in the user's words:
+    a playlist, a still image, another kind of file, or what ffmpeg itself said."""
+    demuxer = refused_demuxer(stderr)
+    if demuxer in LIST_DEMUXERS:
+        return VideoError(
+            f"{path.name} is a playlist naming other files ({demuxer}), not {wanted}: only the file itself is read, "
+            "never the files it names"
+        )
+    if demuxer is not None and _is_still(demuxer):
+        return VideoError(f"{path.name} is a still image ({demuxer}), not {wanted}")
+    if demuxer is not None:
+        kinds = "MP4, MOV, Matroska/WebM, AVI or MPEG-TS" if wanted == "a video" else AUDIO_EXTENSIONS_HINT
+        return VideoError(f"{path.name} is {demuxer} data, not {wanted} ({kinds})")
+    return VideoError(f"{path.name} is not {wanted} ffmpeg can read: {last_lines(stderr)}")
 
 
 _STREAM = re.compile(r"Stream #\d+:\d+\S*: Video: (?P<spec>.*)")
@@ -167,7 +208,7 @@ def _probe_with_ffmpeg(ffmpeg: str, path: Path) -> VideoInfo:
     log = done.stderr.decode("utf-8", "replace")
     stream = _STREAM.search(log)
     if done.returncode != 0 or stream is None:
-        raise VideoError(f"{path.name} is not a video ffmpeg can read: {last_lines(done.stderr)}")
+        raise not_readable(path, done.stderr, "a video")
     form = _INPUT.search(log)
     if form and _is_still(form["format"].rstrip(",")):
         raise VideoError(f"{path.name} is a still image, not a video")
@@ -192,6 +233,7 @@ def _probe_with_ffmpeg(ffmpeg: str, path: Path) -> VideoInfo:
         duration=duration,
         codec=codec,
         pix_fmt=pix_fmt,
+        demuxer=_first_name(form["format"]) if form else "",
     )
 
 
@@ -216,6 +258,11 @@ def _is_still(format_name: str) -> bool:
     return any(name == "image2" or name.endswith("_pipe") for name in format_name.split(","))
 
 
+def _first_name(format_name: Any) -> str:
+    """The name ``-f`` takes for a demuxer ffmpeg reports by all its names (``mov,mp4,m4a,...``: ``mov``)."""
+    return str(format_name or "").rstrip(",").split(",")[0]
+
+
 # Audio.
 
 
@@ -232,7 +279,7 @@ def probe_audio(path: Path | str) -> AudioInfo:
     except OSError as exc:
         raise VideoError(f"could not run ffprobe ({tools.ffprobe}): {exc}") from exc
     if done.returncode != 0:
-        raise VideoError(f"{path.name} is not a file ffmpeg can read: {last_lines(done.stderr)}")
+        raise not_readable(path, done.stderr, "an audio file")
     data = json.loads(done.stdout or b"{}")
     streams = data.get("streams") or []
     if not streams:
@@ -244,21 +291,26 @@ def probe_audio(path: Path | str) -> AudioInfo:
         seconds=seconds,
         sample_rate=int(_float(stream.get("sample_rate"))),
         channels=int(_float(stream.get("channels"))),
+        demuxer=_first_name(form.get("format_name")),
     )
 
 
 def _probe_audio_with_ffmpeg(ffmpeg: str, path: Path) -> AudioInfo:
     try:
-        done = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, check=False)
+        done = subprocess.run(fallback_audio_probe_command(ffmpeg, path), capture_output=True, check=False)
     except OSError as exc:
         raise VideoError(f"could not run ffmpeg ({ffmpeg}): {exc}") from exc
     log = done.stderr.decode("utf-8", "replace")
     stream = _AUDIO_STREAM.search(log)
     if stream is None:
+        if refused_demuxer(done.stderr) is not None:
+            raise not_readable(path, done.stderr, "an audio file")
         raise VideoError(f"{path.name} has no audio stream ffmpeg can read")
     layout = stream["layout"] or ""
     channels = {"mono": 1, "stereo": 2}.get(layout.strip(), 0)
-    return AudioInfo(stream["codec"], _duration(log) or 0.0, int(stream["rate"]), channels)
+    form = _INPUT.search(log)
+    demuxer = _first_name(form["format"]) if form else ""
+    return AudioInfo(stream["codec"], _duration(log) or 0.0, int(stream["rate"]), channels, demuxer)
 
 
 # Numbers as ffmpeg writes them.

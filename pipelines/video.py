@@ -28,8 +28,10 @@ import numpy as np
 from PIL import Image
 
 from pipelines.ffmpeg import (
+    VIDEO_DEMUXERS,
     VideoError,
     ffmpeg_quiet,
+    file_input,
     find_tools,
     raw_input_arguments,
     read_into,
@@ -103,20 +105,22 @@ def h264_output_arguments(crf: int, path: Path | str) -> list[str]:
     ]
 
 
-def decode_command(ffmpeg: str, path: Path | str, *, from_end: float | None = None) -> list[str]:
+def decode_command(
+    ffmpeg: str, path: Path | str, *, from_end: float | None = None, demuxer: str | None = None
+) -> list[str]:
     """ffmpeg arguments that decode the first video stream of ``path`` to ``rgb24`` frames on stdout.
 
     ``from_end``: start that many seconds before the end (ffmpeg seeks to the keyframe before it and decodes
     forward, so the frames are exactly those a full decode gives). Rotation metadata is not applied, so frames
-    have the size :func:`probe` reports.
+    have the size :func:`probe` reports. The file is read only as a video, as ``demuxer`` (what :func:`probe`
+    read it as) where that is known.
     """
     seek = ["-sseof", f"-{from_end:g}"] if from_end is not None else []
     return ffmpeg_quiet(
         ffmpeg,
         "-noautorotate",
         *seek,
-        "-i",
-        str(path),
+        *file_input(path, VIDEO_DEMUXERS, demuxer=demuxer),
         "-map",
         "0:v:0",
         "-vf",
@@ -190,7 +194,8 @@ def read_frames(path: Path | str) -> np.ndarray:
     frames = np.empty((max(info.num_frames, 1), info.height, info.width, 3), dtype=np.uint8)
     count = 0
     extra: list[np.ndarray] = []  # frames beyond what the container promised (rare, but not to be lost)
-    for frame in _decode(decode_command(find_tools().ffmpeg, path), info, Path(path).name):
+    command = decode_command(find_tools().ffmpeg, path, demuxer=info.demuxer or None)
+    for frame in _decode(command, info, Path(path).name):
         if count < frames.shape[0]:
             frames[count] = frame
         else:
@@ -211,7 +216,11 @@ def last_frame(path: Path | str) -> Image.Image:
     """
     info = probe(path)
     ffmpeg = find_tools().ffmpeg
-    for command in (decode_command(ffmpeg, path, from_end=LAST_FRAME_SEEK_SECONDS), decode_command(ffmpeg, path)):
+    demuxer = info.demuxer or None
+    for command in (
+        decode_command(ffmpeg, path, from_end=LAST_FRAME_SEEK_SECONDS, demuxer=demuxer),
+        decode_command(ffmpeg, path, demuxer=demuxer),
+    ):
         final: np.ndarray | None = None
         for frame in _decode(command, info, Path(path).name):
             final = frame

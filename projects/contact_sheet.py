@@ -17,6 +17,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 from sqlalchemy import select
 
+from pipelines.pictures import open_rgb
 from projects import queries
 from projects.drawing import fit_text, font
 from projects.errors import Conflict
@@ -155,13 +156,13 @@ def contact_sheet_image(info: ProjectInfo, shots: Sequence[_SheetShot]) -> tuple
 
 
 def sheet_picture(path: Path | None, width: int, height: int) -> Image.Image:
-    """The picture fitted inside the cell on black (its aspect kept), or a grey box where there is none."""
+    """The picture (upright, wide samples scaled: :func:`pipelines.pictures.open_rgb`) fitted inside the cell on
+    black (its aspect kept), or a grey box where there is none."""
     box = Image.new("RGB", (width, height), SHEET_EMPTY_PICTURE)
     if path is None:
         return box
     try:
-        with Image.open(path) as opened:
-            picture = opened.convert("RGB")
+        picture = open_rgb(path)
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         log.warning("contact sheet: cannot read %s (%s); leaving a grey box", path, exc)
         return box

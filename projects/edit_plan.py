@@ -5,8 +5,9 @@ crossfades, title cards and a music track, at the project's size and frame rate 
 Everything is checked before anything is written: shots without an approved take (listed by number, unless
 ``allow_missing`` puts a black placeholder in their place or leaves them out), take files that are missing or no
 longer match their hash (every file is re-hashed), a music file with no sound in it, a crossfade longer than a
-clip allows. The :class:`Edit` it returns holds no database rows, so the film and the timeline are written from
-it after the session has closed.
+clip allows. The music is read only as an audio file (a playlist naming other files is refused, see
+:mod:`pipelines.ffmpeg`). The :class:`Edit` it returns holds no database rows, so the film and the timeline are
+written from it after the session has closed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy.orm import selectinload
 
 from pipelines.backend import frames_for
 from pipelines.ffmpeg import VideoError
-from pipelines.probe import probe_audio
+from pipelines.probe import AUDIO_EXTENSIONS_HINT, probe_audio
 from projects import queries
 from projects.defaults import MISSING_CHOICES
 from projects.drawing import colour
@@ -294,10 +295,13 @@ def _check_audio(path: Path | str | None) -> tuple[Path | None, float]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise InvalidInput(f"{path} does not exist or is not a file", "audio")
+    if path.stat().st_size == 0:
+        raise InvalidInput(f"{path.name} is empty (0 bytes)", "audio")
     try:
-        info = probe_audio(path)
+        info = probe_audio(path)  # read only as an audio file: a playlist naming other files is refused
     except VideoError as exc:
-        raise InvalidInput(f"{path.name} is not an audio file ffmpeg can play ({exc})", "audio") from exc
+        said = str(exc) if path.name in str(exc) else f"{path.name}: {exc}"
+        raise InvalidInput(f"{said}; choose a {AUDIO_EXTENSIONS_HINT} file", "audio") from exc
     if not info.seconds > 0:
         raise InvalidInput(f"{path.name} has no sound in it (its audio lasts 0 seconds)", "audio")
     return path.resolve(), info.seconds

@@ -2,7 +2,8 @@
 
 Pillow's own decompression-bomb limit stays on (``Image.MAX_IMAGE_PIXELS`` is never cleared); on top of it
 the studio refuses images larger than any video model takes, so a single upload cannot exhaust memory.
-The whole image is decoded once, because only a full decode finds a truncated file.
+The whole image is decoded once, because only a full decode finds a truncated file. Its size is the size it is
+shown at: a photo with an EXIF orientation is turned upright wherever it is used (:mod:`pipelines.pictures`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from pipelines.pictures import upright_size
 from projects.errors import InvalidImage
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
@@ -55,6 +57,7 @@ def check_image(path: Path, field: str = "image") -> CheckedImage:
                         field,
                     )
                 image.load()
+                width, height = upright_size(image)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise InvalidImage(f"{shown} declares an enormous size (a decompression bomb); refused", field) from None
         except UnidentifiedImageError:

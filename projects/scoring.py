@@ -41,6 +41,7 @@ from pipelines.consistency import continuity, identity, look, stability
 from pipelines.embedders import Embedder, load_embedder
 from pipelines.face_model import FaceModel, load_face_model
 from pipelines.faces import FaceRecognizer, load_face_recognizer
+from pipelines.pictures import open_rgb
 from pipelines.video import last_frame, read_frames
 from projects import queries
 from projects.errors import Conflict, InvalidInput
@@ -184,8 +185,7 @@ def score_take(
         details["identity"] = _details(person)
     if previous_video is not None:
         if anchor_path is not None:
-            with Image.open(anchor_path) as image:
-                anchor = np.asarray(image.convert("RGB"))
+            anchor = np.asarray(open_rgb(anchor_path))
         else:
             anchor = np.asarray(last_frame(previous_video).convert("RGB"))
         scores["continuity"] = _clip01(continuity(frames, anchor, model))
@@ -380,8 +380,7 @@ def _references(studio: Studio, shot: Shot) -> dict[str, list[Image.Image]]:
     for character in shot.characters:
         images = []
         for ref in character.references:
-            with Image.open(studio.media.path_for(ref.sha256, ref.media.extension)) as image:
-                images.append(image.convert("RGB"))
+            images.append(open_rgb(studio.media.path_for(ref.sha256, ref.media.extension)))
         if images:
             found[character.name] = images
     return found

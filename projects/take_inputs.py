@@ -19,6 +19,7 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from pipelines.backend import GenerationRequest
+from pipelines.pictures import open_rgb
 from pipelines.registry import backend_class
 from pipelines.video import last_frame
 from projects.render_queue import RenderSettings
@@ -143,7 +144,6 @@ def _image(studio: Studio, media: tuple[str, str] | None) -> Image.Image | None:
     if media is None:
         return None
     sha256, extension = media
-    with Image.open(studio.media.path_for(sha256, extension)) as image:
-        loaded = image.convert("RGB")
+    loaded = open_rgb(studio.media.path_for(sha256, extension))  # upright, and 16-bit PNGs not white
     loaded.info["sha256"] = sha256
     return loaded

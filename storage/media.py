@@ -9,6 +9,10 @@ Order of side effects, which is what makes a crash harmless:
 2. the temporary file is renamed to its content path (atomic on one file system) and the folder is fsynced;
 3. only then does the caller commit the row that references it.
 
+Storing bytes whose content path already exists checks that file's own bytes: a copy damaged on disk (even one
+of the same size) is replaced by the good bytes in the same atomic way, so storing the original again heals
+what ``verify`` reports.
+
 A crash before 2 leaves only a temporary file, which is not a content path and is swept the next time the
 store opens; a crash between 2 and 3 leaves a complete file that no row references, which
 :func:`remove_unrecorded_files` removes once it is old enough not to be another process's write in progress
@@ -74,6 +78,14 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _holds(path: Path, sha256: str, size: int) -> bool:
+    """Whether ``path`` is a file of ``size`` bytes whose SHA-256 is ``sha256`` (sizes first: hashing costs)."""
+    try:
+        return path.is_file() and path.stat().st_size == size and file_sha256(path) == sha256
+    except OSError:
+        return False  # unreadable: replaced like a damaged copy
+
+
 class MediaStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -93,7 +105,8 @@ class MediaStore:
             return self.put_stream(f, extension)
 
     def put_stream(self, stream: BinaryIO, extension: str) -> StoredFile:
-        """Copy ``stream`` into the store; returns where it lives. Storing the same bytes twice is a no-op."""
+        """Copy ``stream`` into the store; returns where it lives. Storing the same bytes twice is a no-op, unless
+        the stored copy no longer holds them (missing or damaged): then it is replaced (``created`` is True)."""
         extension = extension.lower().lstrip(".")
         if not _EXTENSION.fullmatch(extension):
             raise ValueError(f"unsupported file extension {extension!r}")
@@ -111,12 +124,14 @@ class MediaStore:
                 os.fsync(out.fileno())
             sha256 = digest.hexdigest()
             final = self.path_for(sha256, extension)
-            created = not (final.exists() and final.stat().st_size == size)
+            created = not _holds(final, sha256, size)
             if not created:
                 temp_path.unlink()
                 # Fresh again: the age guard in remove_unrecorded_files must see this file as just written.
                 os.utime(final)
             else:
+                if final.exists():
+                    log.warning("replacing %s, which no longer held the bytes it is named by", final)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 temp_path.replace(final)
                 _fsync_dir(final.parent)

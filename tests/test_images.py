@@ -1,4 +1,5 @@
-"""projects.images.check_image: what gets into the studio as an image, and the clear refusals of everything else.
+"""projects.images.check_image: what gets into the studio as an image, and the clear refusals of everything else;
+and pipelines.pictures: how an accepted picture is seen (upright, wide samples scaled).
 
 Every file here is a real photograph (the ``photos`` fixture), a real photograph damaged on purpose, or a PNG
 whose header is crafted by hand so that a huge declared size costs a few bytes on disk.
@@ -11,7 +12,9 @@ import struct
 import warnings
 import zlib
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -181,3 +184,78 @@ def test_multi_picture_jpeg_is_a_jpeg(tmp_path, photos):
         image.convert("RGB").save(path, format="MPO", save_all=True, append_images=[image.convert("RGB")])
     checked = check_image(path)
     assert (checked.extension, checked.width, checked.height) == ("jpg", 128, 128)
+
+
+# Pictures as they are meant to be seen (pipelines.pictures).
+
+
+def ramp() -> np.ndarray:
+    return np.tile(np.arange(256, dtype=np.uint8), (32, 1))
+
+
+@pytest.mark.parametrize(
+    ("mode", "samples"),
+    [
+        ("I;16", lambda: ramp().astype(np.uint16) * 257),
+        ("I", lambda: ramp().astype(np.int32) * 257),
+        ("F", lambda: ramp().astype(np.float32) / 255),
+        ("F", lambda: ramp().astype(np.float32)),
+        ("I", lambda: ramp().astype(np.int32) * 1000 - 70_000),  # no known range: stretched end to end
+    ],
+    ids=["16-bit", "32-bit-int-16-bit-range", "float-fraction", "float-8-bit-range", "int-any-range"],
+)
+def test_wide_samples_are_scaled_not_clipped_to_white(mode: str, samples: Any) -> None:
+    from pipelines.pictures import to_rgb
+
+    picture = Image.fromarray(samples())
+    assert picture.mode == mode
+    rgb = np.asarray(to_rgb(picture))
+    assert rgb.shape == (32, 256, 3) and rgb.dtype == np.uint8
+    assert np.abs(rgb.astype(np.int16) - ramp()[:, :, None]).max() <= 1
+
+
+def test_a_16_bit_png_is_accepted_and_opens_as_its_picture(tmp_path: Path) -> None:
+    from pipelines.pictures import open_rgb
+
+    path = tmp_path / "ramp16.png"
+    Image.fromarray(ramp().astype(np.uint16) * 257).save(path)
+    checked = check_image(path)
+    assert (checked.extension, checked.width, checked.height) == ("png", 256, 32)
+    assert np.abs(np.asarray(open_rgb(path)).astype(np.int16) - ramp()[:, :, None]).max() <= 1
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_jpeg_with_an_exif_orientation_opens_upright_at_its_upright_size(
+    tmp_path: Path, photos: dict[str, Path], orientation: int
+) -> None:
+    from pipelines.pictures import open_rgb
+
+    with Image.open(photos["chelsea"]) as image:
+        upright = image.convert("RGB").crop((0, 0, 128, 96))
+    stored = {
+        3: Image.Transpose.ROTATE_180,
+        6: Image.Transpose.ROTATE_90,  # shown turned a quarter clockwise: stored a quarter the other way
+        8: Image.Transpose.ROTATE_270,
+    }[orientation]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"phone-{orientation}.jpg"
+    upright.transpose(stored).save(path, quality=95, exif=exif)
+
+    checked = check_image(path)
+    assert (checked.width, checked.height) == upright.size
+    seen = open_rgb(path)
+    assert seen.size == upright.size and seen.mode == "RGB"
+    assert np.abs(np.asarray(seen).astype(np.int16) - np.asarray(upright)).mean() < 4
+
+
+def test_damaged_exif_leaves_the_picture_as_stored(tmp_path: Path, photos: dict[str, Path]) -> None:
+    from pipelines.pictures import open_rgb
+
+    path = tmp_path / "odd-exif.jpg"
+    with Image.open(photos["chelsea"]) as image:
+        image.convert("RGB").save(path, exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05\x01")  # cut short
+    with pytest.warns(UserWarning, match="Corrupt EXIF"):  # Pillow's own notice, each time the file opens
+        seen = open_rgb(path)
+        with Image.open(path) as image:
+            assert seen.size == image.size and np.array_equal(np.asarray(seen), np.asarray(image.convert("RGB")))

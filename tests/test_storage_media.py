@@ -501,3 +501,37 @@ def test_cleanup_during_open_transaction_keeps_deduplicated_file(studio: Studio,
 
     with studio.db.read() as session:
         assert verify(session, studio.media) == []
+
+
+def test_storing_the_same_bytes_over_a_damaged_copy_heals_it(studio: Studio, tmp_path: Path) -> None:
+    """A copy damaged on disk at the same size used to stay damaged: the store compared sizes only."""
+    store = studio.media
+    data = bytes(range(256)) * 4_200  # more than one 1 MiB chunk is not needed: the hash covers every byte
+    first = store.put_bytes(data, "png")
+    with studio.db.write() as session:
+        register(session, first)
+    damaged = bytearray(data)
+    damaged[1000] ^= 0x01
+    first.path.write_bytes(bytes(damaged))  # same size, one bit off
+    assert store.check(first.sha256, "png") == "hash mismatch"
+
+    source = tmp_path / "original.png"
+    source.write_bytes(data)
+    healed = store.put_file(source, "png")
+
+    assert healed.created is True  # the good bytes were written, not taken as already there
+    assert healed.path == first.path and first.path.read_bytes() == data
+    assert store.check(first.sha256, "png") is None
+    assert part_files(store) == []
+    with studio.db.read() as session:
+        assert verify(session, store) == []
+    again = store.put_bytes(data, "png")  # and an intact copy is still left as it is
+    assert again.created is False
+
+
+def test_an_intact_copy_is_kept_and_only_its_bytes_are_read(store: MediaStore) -> None:
+    data = b"frame" * 1000
+    first = store.put_bytes(data, "png")
+    inode = first.path.stat().st_ino
+    again = store.put_bytes(data, "png")
+    assert again.created is False and first.path.stat().st_ino == inode  # not replaced

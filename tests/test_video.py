@@ -300,3 +300,73 @@ def test_thumbnail_is_a_small_png_with_the_frame_aspect(photo: np.ndarray, tmp_p
         assert image.size == (60, 40)  # never enlarged
     with pytest.raises(ValueError, match="uint8"):
         write_thumbnail(frame.astype(np.float32), tmp_path / "bad.png")
+
+
+# Inputs read only as themselves.
+
+
+def input_of(command: list[str], path: Path) -> list[str]:
+    """The options ``command`` gives the input ``path``: everything from the previous input up to its ``-i``."""
+    at = command.index(f"file:{path.absolute()}")
+    assert command[at - 1] == "-i"
+    before = [i for i, word in enumerate(command[: at - 1]) if word == "-i"]
+    return command[(before[-1] + 2 if before else 0) : at - 1]
+
+
+def test_every_media_input_is_one_local_file_read_by_a_whitelisted_demuxer(tmp_path: Path) -> None:
+    from pipelines import edit
+    from pipelines.ffmpeg import AUDIO_DEMUXERS, VIDEO_DEMUXERS
+    from pipelines.probe import audio_probe_command, fallback_probe_command, probe_command
+
+    clip, other, music = tmp_path / "a.mp4", tmp_path / "b.mp4", tmp_path / "music.mp3"
+    videos = [
+        probe_command("ffprobe", clip),
+        probe_command("ffprobe", clip, count_frames=True, demuxer="mov"),
+        fallback_probe_command("ffmpeg", clip),
+        decode_command("ffmpeg", clip, from_end=3.0, demuxer="mov"),
+        edit.decode_batch_command("ffmpeg", [edit.ClipSource(clip, 4), edit.ClipSource(other, 4, 0.5)], 64, 48, 8),
+    ]
+    for command in videos:
+        options = input_of(command, clip)
+        assert options[options.index("-protocol_whitelist") + 1] == "file"
+        assert options[options.index("-format_whitelist") + 1] == ",".join(VIDEO_DEMUXERS)
+    assert input_of(videos[3], clip)[-2:] == ["-f", "mov"]  # what probe read it as, forced
+    assert input_of(videos[4], other)[-2:] == ["-format_whitelist", ",".join(VIDEO_DEMUXERS)]
+    track = edit.AudioTrack(music, 4.0, demuxer="mp3")
+    for command in (
+        audio_probe_command("ffprobe", music),
+        edit.film_encode_command("ffmpeg", 64, 48, 8, "o", audio=track),
+    ):
+        options = input_of(command, music)
+        assert options[options.index("-format_whitelist") + 1] == ",".join(AUDIO_DEMUXERS)
+        assert options[options.index("-protocol_whitelist") + 1] == "file"
+    assert input_of(edit.film_encode_command("ffmpeg", 64, 48, 8, "o", audio=track), music)[-2:] == ["-f", "mp3"]
+    joined = edit.concat_copy_command("ffmpeg", tmp_path / "list.ffconcat", tmp_path / "out.mp4")
+    assert joined[joined.index("-format_whitelist") + 1] == "concat,mov"  # the list, then MP4s only
+    for demuxers in (VIDEO_DEMUXERS, AUDIO_DEMUXERS):
+        assert not {"concat", "hls", "dash", "image2", "lavfi"} & set(demuxers)
+
+
+def test_a_file_named_like_a_protocol_is_read_as_itself(
+    clip: tuple[np.ndarray, Path, VideoInfo], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ffmpeg takes a relative ``concat:take.mp4`` for its concat protocol, reading ``take.mp4`` instead; the studio
+    names every input as a ``file:`` URL."""
+    frames, path, _ = clip
+    monkeypatch.chdir(tmp_path)
+    Path("concat:take.mp4").write_bytes(path.read_bytes())
+    write_mp4(np.zeros((3, HEIGHT, WIDTH, 3), dtype=np.uint8), FPS, Path("take.mp4"))  # what would be read instead
+    assert probe(Path("concat:take.mp4")).num_frames == FRAMES
+    assert read_frames(Path("concat:take.mp4")).shape == frames.shape
+
+
+def test_a_playlist_stored_as_a_take_is_refused_and_nothing_it_names_is_decoded(
+    clip: tuple[np.ndarray, Path, VideoInfo], tmp_path: Path
+) -> None:
+    _, path, _ = clip
+    (tmp_path / "real.mp4").write_bytes(path.read_bytes())
+    playlist = tmp_path / "take.mp4"
+    playlist.write_text("ffconcat version 1.0\nfile 'real.mp4'\n")
+    for read in (probe, read_frames, last_frame):
+        with pytest.raises(VideoError, match=r"take\.mp4 is a playlist naming other files \(concat\)"):
+            read(playlist)
