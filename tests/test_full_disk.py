@@ -81,3 +81,22 @@ def test_a_full_disk_is_said_in_words_and_changes_nothing(
     assert [p["name"] for p in json.loads(capsys.readouterr().out)["projects"]] == ["Film"]
     assert main(["verify", "--data-dir", str(data)]) == 0  # no stray file in the store
     assert main(["character", "add", "Film", "Mara", "--reference", str(photo), "--data-dir", str(data)]) == 0
+
+
+def test_a_read_only_data_directory_is_not_called_damaged(
+    small_disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = small_disk / "data"
+    assert main(["project", "create", "Film", "--data-dir", str(data)]) == 0
+    made = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("cannot remount the tmpfs read-only here")
+    capsys.readouterr()
+
+    listed = main(["project", "list", "--data-dir", str(data)])
+    created = main(["project", "create", "Other", "--data-dir", str(data)])
+
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "restore it from a backup" not in err, err
+    assert listed == 1 or created == 1
+    assert "read-only" in err or "for writing" in err, err
