@@ -98,6 +98,9 @@ def resolve_characters(session: Session, project: Project, names: Iterable[str],
 
     A shot keeps its characters as a set, listed in cast order, whatever order they were given in.
     """
+    names = list(names)
+    if not names:
+        return []
     known = {c.name_key: c for c in session.scalars(select(Character).where(Character.project_id == project.id))}
     chosen: list[Character] = []
     for name in names:

@@ -263,6 +263,33 @@ def insert_shot(
     return shot
 
 
+def append_shots(studio: Studio, session: Session, project: Project, shots: Sequence[ShotFields]) -> list[Shot]:
+    """Add ``shots`` at the end of the storyboard in one go (a storyboard file's): one count, one flush, and the
+    stale mark of the first only, the one new shot that can continue from a shot with takes. A storyboard of
+    thousands of shots holds the write lock for a moment, not for seconds. Errors name ``shot N`` (1-based)."""
+    count = queries.shot_count(session, project.id)
+    made: list[Shot] = []
+    with session.no_autoflush:
+        for index, fields in enumerate(shots, start=1):
+            shot = Shot(project_id=project.id, position=count + index, prompt=fields.prompt, duration=fields.duration)
+            try:
+                _apply_fields(session, shot, fields, project=project)
+                if fields.keyframe is not None:
+                    shot.keyframe_sha256 = studio.store_image(session, fields.keyframe).sha256
+                elif fields.keyframe_character:
+                    shot.keyframe_character_id = queries.resolve_characters(
+                        session, project, [fields.keyframe_character], "keyframe_character"
+                    )[0].id
+            except InvalidInput as exc:
+                raise exc.within(f"shot {index}") from None
+            session.add(shot)
+            made.append(shot)
+    session.flush()
+    if made:
+        refresh_stale(session, made[0])
+    return made
+
+
 def _apply_fields(session: Session, shot: Shot, fields: ShotFields, project: Project | None = None) -> None:
     project = project or shot.project
     shot.prompt = fields.prompt

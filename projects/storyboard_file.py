@@ -32,7 +32,7 @@ from projects.cast import attach_reference, new_character
 from projects.errors import Conflict, InvalidInput, StudioError
 from projects.images import CheckedImage, check_image
 from projects.records import ImportResult
-from projects.storyboard import ShotFields, clean_shot_fields, insert_shot
+from projects.storyboard import ShotFields, append_shots, clean_shot_fields
 from projects.studio import Studio
 from projects.validation import (
     MAX_DESCRIPTION_LENGTH,
@@ -179,12 +179,7 @@ def import_storyboard(studio: Studio, path: Path, *, project: str | None = None)
                 raise exc.within(where) from None
             except StudioError as exc:
                 raise type(exc)(f"{where}: {exc}") from None
-        for i, fields in enumerate(plan.shots, start=1):
-            try:
-                insert_shot(studio, session, row, fields)
-            except InvalidInput as exc:
-                raise exc.within(f"shot {i}") from None
-        session.flush()
+        append_shots(studio, session, row, plan.shots)
         return ImportResult(
             project=queries.project_info(session, row),
             created_project=created,
