@@ -100,3 +100,22 @@ def test_a_read_only_data_directory_is_not_called_damaged(
     assert "Traceback" not in err and "restore it from a backup" not in err, err
     assert listed == 1 or created == 1
     assert "read-only" in err or "for writing" in err, err
+
+
+def test_packing_onto_a_full_disk_says_so_and_leaves_no_bundle(
+    small_disk: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"  # the studio on a roomy disk, the bundle going to the full one
+    photo = noisy_png(tmp_path / "mara.png")
+    assert main(["project", "create", "Film", "--data-dir", str(data)]) == 0
+    assert main(["character", "add", "Film", "Mara", "--reference", str(photo), "--data-dir", str(data)]) == 0
+    filler = fill(small_disk, leave=200_000)
+    capsys.readouterr()
+
+    packed = main(["pack", "Film", str(small_disk / "film.zip"), "--data-dir", str(data)])
+
+    err = capsys.readouterr().err
+    assert packed == 1 and err.startswith("error: ") and "disk is full" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # no bundle, no half of one
+    filler.unlink()
+    assert main(["pack", "Film", str(small_disk / "film.zip"), "--data-dir", str(data)]) == 0
