@@ -41,6 +41,7 @@ def check_output_path(path: Path | str, suffixes: Sequence[str], field: str) -> 
         raise InvalidInput(f"cannot write in the folder {folder}: {exc.strerror or exc}", field) from exc
     os.close(fd)
     Path(name).unlink()
+    sweep_abandoned(folder)  # once per output path, not for every file an export writes there
     return path
 
 
@@ -49,9 +50,9 @@ def replacing(path: Path, field: str) -> Iterator[Path]:
     """A temporary path beside ``path``; renamed onto it when the block completes, removed when it fails.
 
     Inside :func:`together`, the rename waits for the whole group. The temporary name carries this process's id,
-    so what a killed export leaves is recognised and removed (:func:`sweep_abandoned`).
+    so what a killed export leaves is recognised and removed (:func:`sweep_abandoned`, when the next export's
+    output path is checked).
     """
-    sweep_abandoned(path.parent)
     try:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=PART)
     except OSError as exc:

@@ -244,20 +244,7 @@ def insert_shot(
     if isinstance(position, bool) or not isinstance(position, int) or not 1 <= position <= count + 1:
         raise InvalidInput(f"must be a shot number between 1 and {count + 1}, got {position!r}", "position")
     shift_positions(session, project.id, position, count, +1)
-    shot = Shot(
-        project_id=project.id,
-        position=position,
-        prompt=fields.prompt,
-        duration=fields.duration,
-    )
-    _apply_fields(session, shot, fields, project=project)
-    if fields.keyframe is not None:
-        shot.keyframe_sha256 = studio.store_image(session, fields.keyframe).sha256
-    elif fields.keyframe_character:
-        shot.keyframe_character_id = queries.resolve_characters(
-            session, project, [fields.keyframe_character], "keyframe_character"
-        )[0].id
-    session.add(shot)
+    shot = _new_shot(studio, session, project, fields, position)
     session.flush()
     refresh_stale(session, shot)  # the shot after an inserted one continues from it now, not from its old neighbour
     return shot
@@ -271,23 +258,28 @@ def append_shots(studio: Studio, session: Session, project: Project, shots: Sequ
     made: list[Shot] = []
     with session.no_autoflush:
         for index, fields in enumerate(shots, start=1):
-            shot = Shot(project_id=project.id, position=count + index, prompt=fields.prompt, duration=fields.duration)
             try:
-                _apply_fields(session, shot, fields, project=project)
-                if fields.keyframe is not None:
-                    shot.keyframe_sha256 = studio.store_image(session, fields.keyframe).sha256
-                elif fields.keyframe_character:
-                    shot.keyframe_character_id = queries.resolve_characters(
-                        session, project, [fields.keyframe_character], "keyframe_character"
-                    )[0].id
+                made.append(_new_shot(studio, session, project, fields, count + index))
             except InvalidInput as exc:
                 raise exc.within(f"shot {index}") from None
-            session.add(shot)
-            made.append(shot)
     session.flush()
     if made:
         refresh_stale(session, made[0])
     return made
+
+
+def _new_shot(studio: Studio, session: Session, project: Project, fields: ShotFields, position: int) -> Shot:
+    """A shot at ``position`` (free already) with ``fields`` and its keyframe, added to the session."""
+    shot = Shot(project_id=project.id, position=position, prompt=fields.prompt, duration=fields.duration)
+    _apply_fields(session, shot, fields, project=project)
+    if fields.keyframe is not None:
+        shot.keyframe_sha256 = studio.store_image(session, fields.keyframe).sha256
+    elif fields.keyframe_character:
+        shot.keyframe_character_id = queries.resolve_characters(
+            session, project, [fields.keyframe_character], "keyframe_character"
+        )[0].id
+    session.add(shot)
+    return shot
 
 
 def _apply_fields(session: Session, shot: Shot, fields: ShotFields, project: Project | None = None) -> None:

@@ -251,12 +251,10 @@ class RenderWorker:
         return job_id
 
     def _claim(self) -> int | None:
-        def claim() -> int | None:
-            with self.studio.write() as session:
-                job = lifecycle.claim(session, worker=self.name, device=self.device)
-                return job.id if job is not None else None
-
-        return claim()  # a failure here claimed nothing: run() waits and looks again
+        # A database error here claimed nothing: run() waits and looks again.
+        with self.studio.write() as session:
+            job = lifecycle.claim(session, worker=self.name, device=self.device)
+            return job.id if job is not None else None
 
     def _render(self, job_id: int) -> None:
         cancel = CancelToken()
