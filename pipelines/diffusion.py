@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pipelines.backend import Backend, CancelToken, GenerationCancelled, ProgressFn
+from pipelines.keyframes import PictureBackend
 from pipelines.loading import LoadSpec, PipelineCache, choose_profile, cuda_free_memory, is_cuda, load_pipeline
 from pipelines.model_folder import ModelFolder, inspect_model_folder, resolve_source
 
@@ -27,9 +28,12 @@ def shared_cache() -> PipelineCache:
     return _SHARED_CACHE
 
 
-class DiffusionBackend(Backend):
-    """A backend whose stages are diffusers pipelines loaded from a :class:`LoadSpec`."""
+class DiffusionModel:
+    """What a backend made of diffusers pipelines loaded from a :class:`LoadSpec` does with its weights: settle
+    the spec for this machine, load through the cache, unload, and say which weights made a result. The video
+    backends (:class:`DiffusionBackend`) and the keyframe backends (:mod:`pipelines.keyframes`) share it."""
 
+    name: ClassVar[str]
     needs_weights: ClassVar[bool] = True
     required_modules: ClassVar[tuple[str, ...]] = ("torch", "diffusers", "transformers")
     default_source: ClassVar[str | None] = None
@@ -91,6 +95,14 @@ class DiffusionBackend(Backend):
             "libraries": library_versions(),
             "device": device_name(spec.device),
         }
+
+
+class DiffusionBackend(DiffusionModel, Backend):
+    """A video backend whose stages are diffusers pipelines loaded from a :class:`LoadSpec`."""
+
+
+class DiffusionPictureBackend(DiffusionModel, PictureBackend):
+    """A keyframe backend that is a diffusers image pipeline loaded from a :class:`LoadSpec`."""
 
 
 class Loaded:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.backend import Availability, Backend, BackendError, Capabilities
+from pipelines.keyframes import PictureBackend, PictureCapabilities
 from pipelines.loading import LoadSpec, PipelineCache
 from pipelines.model_folder import ModelError, inspect_model_folder, resolve_source
 
@@ -36,6 +37,14 @@ _CLASSES = {
 }
 DEFAULT_BACKEND = "animatic"
 
+# Keyframe backends (:mod:`pipelines.keyframes`): they draw a shot's first or last frame from the cast.
+_PICTURE_CLASSES = {
+    "compose": "pipelines.compose:ComposeBackend",
+    "qwen-image-edit": "pipelines.qwen_edit:QwenImageEditBackend",
+    "flux2-klein": "pipelines.flux2_klein:Flux2KleinBackend",
+}
+DEFAULT_PICTURE_BACKEND = "compose"
+
 
 @dataclass(frozen=True)
 class BackendInfo:
@@ -43,12 +52,14 @@ class BackendInfo:
     label: str
     available: bool
     reason: str
-    capabilities: Capabilities
+    capabilities: Capabilities | PictureCapabilities
     source: str | None
+    kind: str = "video"  # or "keyframe"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "kind": self.kind,
             "label": self.label,
             "available": self.available,
             "reason": self.reason,
@@ -65,8 +76,31 @@ def backend_class(name: str) -> type[Backend]:
     try:
         module_name, class_name = _CLASSES[name].split(":")
     except KeyError:
+        if name in _PICTURE_CLASSES:
+            raise BackendError(
+                f"{name} draws keyframes, not videos; the video backends are {', '.join(_CLASSES)}"
+            ) from None
         raise BackendError(f"unknown backend {name!r}; the backends are {', '.join(_CLASSES)}") from None
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def picture_backend_names() -> list[str]:
+    return list(_PICTURE_CLASSES)
+
+
+def picture_backend_class(name: str) -> type[PictureBackend]:
+    try:
+        module_name, class_name = _PICTURE_CLASSES[name].split(":")
+    except KeyError:
+        raise BackendError(
+            f"unknown keyframe backend {name!r}; the keyframe backends are {', '.join(_PICTURE_CLASSES)}"
+        ) from None
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def any_backend_class(name: str) -> type[Backend] | type[PictureBackend]:
+    """A video or a keyframe backend's class, by name."""
+    return picture_backend_class(name) if name in _PICTURE_CLASSES else backend_class(name)
 
 
 def env_name(name: str) -> str:
@@ -75,7 +109,7 @@ def env_name(name: str) -> str:
 
 def model_source(name: str, models_dir: Path | None, env: Mapping[str, str] | None = None) -> str | None:
     """Where backend ``name``'s weights are, by the rules in this module's docstring; None where none is known."""
-    return weights_source(name, getattr(backend_class(name), "default_source", None), models_dir, env)
+    return weights_source(name, getattr(any_backend_class(name), "default_source", None), models_dir, env)
 
 
 def models_folder(default: Path | None, env: Mapping[str, str] | None = None) -> Path | None:
@@ -109,20 +143,25 @@ def _in_hub_cache(source: str) -> bool:
 
 
 def describe(name: str, models_dir: Path | None = None, env: Mapping[str, str] | None = None) -> BackendInfo:
-    cls = backend_class(name)
+    cls = any_backend_class(name)
+    kind = getattr(cls, "kind", "video")
     if not getattr(cls, "needs_weights", False):
         availability = cls().availability()
-        return BackendInfo(name, cls.label, availability.available, availability.reason, cls.capabilities, None)
+        available, reason = availability.available, availability.reason
+        return BackendInfo(name, cls.label, available, reason, cls.capabilities, None, kind)
     source = model_source(name, models_dir, env)
     availability = weights_availability(cls, source, models_dir)
-    return BackendInfo(name, cls.label, availability.available, availability.reason, cls.capabilities, source)
+    return BackendInfo(name, cls.label, availability.available, availability.reason, cls.capabilities, source, kind)
 
 
 def list_backends(models_dir: Path | None = None, env: Mapping[str, str] | None = None) -> list[BackendInfo]:
-    return [describe(name, models_dir, env) for name in _CLASSES]
+    """Every backend, the video backends first, then the keyframe backends."""
+    return [describe(name, models_dir, env) for name in (*_CLASSES, *_PICTURE_CLASSES)]
 
 
-def weights_availability(cls: type[Backend], source: str | None, models_dir: Path | None = None) -> Availability:
+def weights_availability(
+    cls: type[Backend] | type[PictureBackend], source: str | None, models_dir: Path | None = None
+) -> Availability:
     """Whether a diffusion backend can run from ``source``; the reason says what to do when it cannot."""
     for module in getattr(cls, "required_modules", ()):
         if importlib.util.find_spec(module) is None:
@@ -177,3 +216,24 @@ def create_backend(
         refiner = weights_source(refiner_key, getattr(cls, "refiner_default_source", None), models_dir)
         extra["refiner_spec"] = LoadSpec(source=refiner, device=spec.device) if refiner else None
     return cls(spec, cache=cache, **extra)  # type: ignore[call-arg]
+
+
+def create_picture_backend(
+    name: str,
+    *,
+    source: str | None = None,
+    models_dir: Path | None = None,
+    spec: LoadSpec | None = None,
+    cache: PipelineCache | None = None,
+    device: str = "auto",
+) -> PictureBackend:
+    """An instance of keyframe backend ``name`` (weights are looked for as a video backend's are)."""
+    cls = picture_backend_class(name)
+    if not getattr(cls, "needs_weights", False):
+        return cls()
+    if spec is None:
+        found = source or model_source(name, models_dir)
+        if found is None:
+            raise BackendError(weights_availability(cls, None, models_dir).reason)
+        spec = LoadSpec(source=found, device=device)
+    return cls(spec, cache=cache)  # type: ignore[call-arg]

@@ -21,6 +21,7 @@ from PIL import Image
 
 from app.cli import main
 from pipelines.backend import BackendError, GenerationRequest
+from pipelines.keyframes import PictureCapabilities
 from pipelines.loading import LoadSpec, PipelineCache
 from pipelines.model_folder import ModelError
 from pipelines.registry import (
@@ -31,12 +32,14 @@ from pipelines.registry import (
     env_name,
     list_backends,
     model_source,
+    picture_backend_names,
     weights_source,
 )
 from projects.studio import Studio
 
 REPO = Path(__file__).parents[1]
 ORDER = ["animatic", "sana-wm", "wan-i2v", "wan-vace"]
+PICTURE_ORDER = ["compose", "qwen-image-edit", "flux2-klein"]
 DIFFUSION = ORDER[1:]
 CAPABILITY_KEYS = {
     "image_to_video",
@@ -87,12 +90,14 @@ def by_name(models_dir: Path | None) -> dict[str, object]:
 def test_list_backends_without_weights(models: Path) -> None:
     infos = list_backends(models)
 
-    assert [info.name for info in infos] == ORDER == backend_names()
-    animatic = infos[0]
-    assert animatic.available
-    assert animatic.source is None
-    assert not animatic.capabilities.needs_gpu
-    for info in infos[1:]:
+    assert [info.name for info in infos] == ORDER + PICTURE_ORDER
+    assert backend_names() == ORDER and picture_backend_names() == PICTURE_ORDER
+    assert [info.kind for info in infos] == ["video"] * 4 + ["keyframe"] * 3
+    for embedded in (infos[0], infos[4]):  # animatic and compose: no weights, no GPU
+        assert embedded.available
+        assert embedded.source is None
+        assert not embedded.capabilities.needs_gpu
+    for info in infos[1:4] + infos[5:]:
         assert not info.available, info.name
         assert info.source is None
         assert info.capabilities.needs_gpu
@@ -356,9 +361,15 @@ def test_cli_backends_json(tmp_path: Path, capsys: pytest.CaptureFixture[str], c
     payload = json.loads(out)
     assert list(payload) == ["backends"]
     entries = payload["backends"]
-    assert [entry["name"] for entry in entries] == ORDER
+    assert [entry["name"] for entry in entries] == ORDER + PICTURE_ORDER
+    assert [entry["kind"] for entry in entries] == ["video"] * 4 + ["keyframe"] * 3
+    pictures, entries = entries[4:], entries[:4]
+    assert [entry["available"] for entry in pictures] == [True, False, False]
+    assert set(pictures[1]["capabilities"]) == set(PictureCapabilities.__dataclass_fields__)
+    assert pictures[1]["capabilities"]["max_images"] == 3 and pictures[2]["capabilities"]["max_images"] == 4
+    assert "CONTINUITY_MODEL_QWEN_IMAGE_EDIT" in pictures[1]["reason"]
     for entry in entries:
-        assert set(entry) == {"name", "label", "available", "reason", "source", "capabilities"}
+        assert set(entry) == {"name", "kind", "label", "available", "reason", "source", "capabilities"}
         assert set(entry["capabilities"]) == CAPABILITY_KEYS
         assert isinstance(entry["available"], bool)
         assert entry["reason"]
@@ -389,9 +400,10 @@ def test_cli_backends_sees_the_data_dir_models(
     code, text = run_cli(capsys, "backends", "--data-dir", str(data))
     assert code == 0
     lines = dict(line.split(maxsplit=1) for line in text.strip().splitlines())
-    assert list(lines) == ORDER
-    assert lines["sana-wm"].startswith("ready")
-    assert lines["wan-vace"].startswith("unavailable")
+    assert list(lines) == ORDER + PICTURE_ORDER
+    assert lines["sana-wm"].split()[:2] == ["video", "ready"]
+    assert lines["wan-vace"].split()[:2] == ["video", "unavailable"]
+    assert lines["compose"].split()[:2] == ["keyframe", "ready"]
 
 
 # Listing stays light
@@ -412,7 +424,7 @@ def test_listing_backends_does_not_import_torch(tmp_path: Path) -> None:
 
     assert done.returncode == 0, done.stderr
     available, torch_imported = done.stdout.strip().splitlines()
-    assert available == "[True, False, False, False]"
+    assert available == "[True, False, False, False, True, False, False]"  # the video, then the keyframe backends
     assert torch_imported == "False"
 
 

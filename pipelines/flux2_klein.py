@@ -1,0 +1,154 @@
+"""FLUX.2 [klein]: a keyframe drawn from up to four of the cast's pictures in one pass.
+
+diffusers' ``Flux2KleinPipeline`` (FLUX.2 [klein] 4B, Apache-2.0: a 4B flow transformer, the Qwen3-4B text
+encoder and the FLUX.2 VAE) takes its input pictures as one ordered list. Each is encoded by the VAE and joined to
+the picture being drawn as its own tokens, told apart by their place in the list; prompts name them "image 1",
+"image 2", ... So :meth:`PictureRequest.input_pictures` chooses and orders them (each character's best reference,
+then the scene) and :meth:`PictureRequest.model_prompt` says in the same words which image shows whom.
+
+What the pipeline does with them, and so what a request must give:
+
+- each input picture must be at least 64 px on a side and no more than 8:1; pictures over one megapixel are
+  scaled down and each is cropped to a multiple of 16 by the pipeline itself;
+- the picture drawn is the request's size, which must be a multiple of 16 (the VAE's 8x and 2x2 latent patches);
+- there is no negative prompt in FLUX.2: one given is recorded as unused in the candidate's notes;
+- the released 4B is step-distilled (``is_distilled`` in its ``model_index.json``): 4 steps and no
+  classifier-free guidance. The undistilled "base" release, loaded from the same kind of folder, takes 50 steps
+  with guidance 4.0; the defaults follow what the folder says it is.
+
+Model folder layout (what ``hf download black-forest-labs/FLUX.2-klein-4B`` or ``save_pretrained`` writes)::
+
+    flux2-klein/    model_index.json, transformer/, text_encoder/, tokenizer/, vae/, scheduler/
+
+Nothing here imports torch or diffusers at import time.
+"""
+
+from __future__ import annotations
+
+from pipelines.backend import BackendError, CancelToken, ProgressFn, RequestError
+from pipelines.diffusion import DiffusionPictureBackend, Loaded, StageTimer, check_cancelled, generator, step_callback
+from pipelines.keyframes import VIEWS, PictureCapabilities, PictureRequest, PictureResult
+from pipelines.model_folder import ModelError
+
+PIPELINE_CLASS = "Flux2KleinPipeline"
+MAX_IMAGES = 4  # FLUX.2 [klein] conditions on up to four reference pictures
+IMAGE_WORD = "Image"  # FLUX.2's prompts refer to input pictures as "image 1", "image 2", ...
+MIN_PICTURE_SIDE = 64  # Flux2ImageProcessor.check_image_input refuses smaller pictures
+MAX_ASPECT_RATIO = 8.0
+BASE_STEPS = 50  # the undistilled [klein] base models
+BASE_GUIDANCE = 4.0
+
+
+class Flux2KleinBackend(DiffusionPictureBackend):
+    """Keyframes from FLUX.2 [klein] 4B. The transformer and the Qwen3 text encoder are the components worth
+    quantizing (``choose_profile``'s big components); the VAE stays in the working dtype."""
+
+    name = "flux2-klein"
+    label = "FLUX.2 klein"
+    default_source = "black-forest-labs/FLUX.2-klein-4B"
+    default_steps = 4  # step-distilled
+    default_guidance = 1.0  # guidance-free: the distilled model takes no classifier-free guidance
+    capabilities = PictureCapabilities(
+        max_images=MAX_IMAGES,
+        views=VIEWS,
+        size_multiple=16,
+        max_side=2048,
+        needs_gpu=True,
+    )
+
+    @classmethod
+    def check_request(cls, request: PictureRequest) -> None:
+        """The shared checks, then the pictures the pipeline would refuse half-way through a draw."""
+        super().check_request(request)
+        for what, picture in request.input_pictures(cls.capabilities.max_images):
+            width, height = picture.size
+            if min(width, height) < MIN_PICTURE_SIDE:
+                raise RequestError(
+                    f"{_named(request, what)} is {width}x{height}; {cls.label} needs input pictures at least "
+                    f"{MIN_PICTURE_SIDE} px on each side"
+                )
+            if max(width / height, height / width) > MAX_ASPECT_RATIO:
+                raise RequestError(
+                    f"{_named(request, what)} is {width}x{height}; {cls.label} takes input pictures no longer than "
+                    f"{MAX_ASPECT_RATIO:g}:1, crop it"
+                )
+
+    def preflight(self, request: PictureRequest) -> None:
+        """A folder holding another pipeline is found before anything loads (settling reads only its index)."""
+        del request
+        if self.settled is None:
+            self.settle()
+        if self.model is not None and self.model.pipeline_class != PIPELINE_CLASS:
+            raise ModelError(
+                f"{self.model.path} holds a {self.model.pipeline_class or 'model without a pipeline class'}, not "
+                f"{PIPELINE_CLASS}; point {self.name} at a FLUX.2 [klein] folder such as {self.default_source}"
+            )
+
+    def _loaded(self) -> Loaded:
+        from diffusers import Flux2KleinPipeline
+
+        return self.load(self.name, Flux2KleinPipeline, self.spec)
+
+    def _draw(self, request: PictureRequest, progress: ProgressFn, cancel: CancelToken) -> PictureResult:
+        timer = StageTimer()
+        with timer.stage("load"):
+            loaded = self._loaded()
+        pipe = loaded.pipe
+        distilled = bool(pipe.config.get("is_distilled", False))
+        chosen = request.input_pictures(MAX_IMAGES)
+        pictures = [picture.convert("RGB") for _what, picture in chosen]
+        prompt = request.model_prompt(MAX_IMAGES, IMAGE_WORD)
+        steps = request.steps or (self.default_steps if distilled else BASE_STEPS)
+        guidance, notes = self._guidance(request, distilled)
+        if request.negative_prompt.strip():
+            notes.append(f"FLUX.2 takes no negative prompt; {request.negative_prompt.strip()!r} was not used")
+        with timer.stage("keyframe"):
+            out = pipe(
+                image=pictures or None,
+                prompt=prompt,
+                height=request.height,
+                width=request.width,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                generator=generator(request.seed),
+                callback_on_step_end=step_callback(progress, cancel, "keyframe", steps),
+            )
+        check_cancelled(cancel, "the keyframe")
+        image = out.images[0].convert("RGB")
+        if image.size != (request.width, request.height):
+            raise BackendError(
+                f"{self.label} drew {image.width}x{image.height} for a {request.width}x{request.height} request; "
+                f"this model's sizes go in steps of {pipe.vae_scale_factor * 2} px"
+            )
+        parameters = request.parameters() | {
+            "backend": self.name,
+            "steps": steps,
+            "guidance": guidance,
+            "distilled": distilled,
+            "model_prompt": prompt,
+            "input_pictures": [what for what, _picture in chosen],
+            "provenance": self.provenance(),
+        }
+        return PictureResult(
+            image=image,
+            parameters=parameters,
+            timings=dict(timer.timings),
+            peak_memory=timer.peak_memory(),
+            notes=tuple(notes),
+        )
+
+    def _guidance(self, request: PictureRequest, distilled: bool) -> tuple[float, list[str]]:
+        """The guidance scale passed to the pipeline. A step-distilled model has none (the pipeline would ignore
+        it and log a warning), so it gets 1.0 and a request for more is noted, not silently dropped."""
+        if not distilled:
+            return (request.guidance if request.guidance is not None else BASE_GUIDANCE), []
+        if request.guidance is not None and request.guidance != 1.0:
+            return 1.0, [f"{self.label} is step-distilled and takes no guidance; {request.guidance:g} was not used"]
+        return 1.0, []
+
+
+def _named(request: PictureRequest, what: str) -> str:
+    """An input picture in words: a character's reference, or the scene."""
+    if any(subject.name == what for subject in request.subjects):
+        return f"{what}'s reference picture"
+    return f"the {what} picture"
