@@ -15,6 +15,9 @@ What the schema guarantees, whatever code writes to it:
   closed set.
 - Media files are referenced by their SHA-256 through ``media_objects``; a media row cannot be deleted
   while anything references it (``ON DELETE RESTRICT``), so files are collected only when orphaned.
+
+The module is longer than most here on purpose: it is the whole schema, every table with its constraints, read
+in one place and compared as one by the migrations' tests.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ TAKE_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 TAKE_INPUT_ROLES = ("keyframe", "last_frame", "reference")
 SCORE_METRICS = ("identity", "look", "continuity", "stability")
+SHOT_PICTURE_ROLES = ("first", "last")  # a shot's first frame (its keyframe) and its last frame
+SHEET_VIEWS = ("front", "three-quarter", "profile", "full-figure")  # views of a character's sheet
+PICTURE_ROLES = SHOT_PICTURE_ROLES + SHEET_VIEWS
+PICTURE_INPUT_ROLES = ("subject", "scene")
 
 # Stable constraint names make Alembic migrations (batch mode on SQLite) deterministic.
 NAMING_CONVENTION = {
@@ -225,6 +232,10 @@ class Shot(Base):
         ForeignKey("characters.id", ondelete="SET NULL"), index=True
     )
     continue_from_previous: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The frame the shot ends on, for backends that take one: a picture of its own, or (``last_frame_from_next``)
+    # the next shot's first frame, so the cut between them is bridged.
+    last_frame_sha256: Mapped[str | None] = mapped_column(media_fk(), index=True)
+    last_frame_from_next: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
     # Set when the take this shot continues from changed (another take was approved upstream) after the
     # shot's takes were rendered; cleared when a take rendered from the current source finishes.
     stale: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
@@ -234,7 +245,11 @@ class Shot(Base):
     project: Mapped[Project] = relationship(back_populates="shots")
     characters: Mapped[list[Character]] = relationship(secondary=shot_characters, order_by="Character.id")
     keyframe_character: Mapped[Character | None] = relationship(foreign_keys=[keyframe_character_id])
-    keyframe: Mapped[MediaObject | None] = relationship(lazy="joined")
+    keyframe: Mapped[MediaObject | None] = relationship(lazy="joined", foreign_keys=[keyframe_sha256])
+    last_frame: Mapped[MediaObject | None] = relationship(foreign_keys=[last_frame_sha256])
+    pictures: Mapped[list[PictureTake]] = relationship(
+        back_populates="shot", passive_deletes=True, order_by="(PictureTake.role, PictureTake.number)"
+    )
     takes: Mapped[list[Take]] = relationship(
         back_populates="shot", cascade="all, delete-orphan", passive_deletes=True, order_by="Take.take_number"
     )
@@ -296,6 +311,111 @@ class Take(Base):
     )
 
 
+class PictureTake(Base):
+    """One drawing of a picture by a keyframe backend, with everything needed to draw it again: a candidate for a
+    shot's first or last frame (``shot_id``, role ``first``/``last``), or a view of a character's sheet
+    (``character_id``, role one of :data:`SHEET_VIEWS`).
+
+    Rendered through the same queue as video takes (a :class:`Job` names it). ``params`` holds every drawing
+    parameter and the input pictures by hash; ``scores`` the identity (and continuity) it scored when drawn.
+    A shot has at most one approved picture per role; approving one makes it the shot's keyframe (or last frame).
+    A character's views are ``approved`` when kept as references; any number may be.
+    """
+
+    __tablename__ = "picture_takes"
+    __table_args__ = (
+        CheckConstraint("(shot_id IS NULL) != (character_id IS NULL)", name="one_owner"),
+        CheckConstraint(_in("role", PICTURE_ROLES), name="role_known"),
+        CheckConstraint(f"(shot_id IS NULL) OR {_in('role', SHOT_PICTURE_ROLES)}", name="shot_pictures_are_frames"),
+        CheckConstraint(f"(character_id IS NULL) OR {_in('role', SHEET_VIEWS)}", name="character_pictures_are_views"),
+        CheckConstraint(_in("status", TAKE_STATUSES), name="status_known"),
+        CheckConstraint("number >= 1", name="number_positive"),
+        CheckConstraint("width > 0 AND height > 0", name="size_positive"),
+        CheckConstraint("NOT approved OR status = 'done'", name="approved_only_when_done"),
+        Index(
+            "uq_picture_takes_shot_role_number",
+            "shot_id",
+            "role",
+            "number",
+            unique=True,
+            sqlite_where=text("shot_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_picture_takes_character_role_number",
+            "character_id",
+            "role",
+            "number",
+            unique=True,
+            sqlite_where=text("character_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_picture_takes_one_approved_per_shot_role",
+            "shot_id",
+            "role",
+            unique=True,
+            sqlite_where=text("approved AND shot_id IS NOT NULL"),
+        ),
+        IDS_NEVER_REUSED,
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shot_id: Mapped[int | None] = mapped_column(ForeignKey("shots.id", ondelete="CASCADE"))
+    character_id: Mapped[int | None] = mapped_column(ForeignKey("characters.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    number: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    backend: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int]
+    prompt: Mapped[str] = mapped_column(Text)
+    width: Mapped[int]
+    height: Mapped[int]
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    image_sha256: Mapped[str | None] = mapped_column(media_fk(), index=True)
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    provenance: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    approved: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    shot: Mapped[Shot | None] = relationship(back_populates="pictures")
+    character: Mapped[Character | None] = relationship()
+    image: Mapped[MediaObject | None] = relationship(lazy="joined")
+    job: Mapped[Job | None] = relationship(
+        back_populates="picture_take", cascade="all, delete-orphan", passive_deletes=True
+    )
+    inputs: Mapped[list[PictureInput]] = relationship(
+        back_populates="picture_take",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="PictureInput.position",
+    )
+
+
+class PictureInput(Base):
+    """A picture a :class:`PictureTake` was drawn from, by content hash: a character's reference (``subject``) or
+    the location or neighbouring keyframe it is set in (``scene``). Kept so the drawing can be repeated and its
+    pictures stay stored while it exists."""
+
+    __tablename__ = "picture_inputs"
+    __table_args__ = (
+        UniqueConstraint("picture_take_id", "position", name="uq_picture_inputs_picture_take_position"),
+        CheckConstraint(_in("role", PICTURE_INPUT_ROLES), name="role_known"),
+        CheckConstraint("position >= 0", name="position_nonnegative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    picture_take_id: Mapped[int] = mapped_column(ForeignKey("picture_takes.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    position: Mapped[int] = mapped_column(default=0)
+    sha256: Mapped[str] = mapped_column(media_fk(), index=True)
+    character_id: Mapped[int | None] = mapped_column(ForeignKey("characters.id", ondelete="SET NULL"))
+
+    picture_take: Mapped[PictureTake] = relationship(back_populates="inputs")
+
+
 class Job(Base):
     """One entry of the render queue: the work of producing one take.
 
@@ -310,12 +430,16 @@ class Job(Base):
         CheckConstraint(_in("state", JOB_STATES), name="state_known"),
         CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
         CheckConstraint("progress_step >= 0 AND progress_total >= 0", name="progress_nonnegative"),
+        CheckConstraint("(take_id IS NULL) != (picture_take_id IS NULL)", name="renders_one_thing"),
         Index("ix_jobs_queue_order", "state", text("priority DESC"), "position"),
         IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    take_id: Mapped[int] = mapped_column(ForeignKey("takes.id", ondelete="CASCADE"), unique=True)
+    take_id: Mapped[int | None] = mapped_column(ForeignKey("takes.id", ondelete="CASCADE"), unique=True)
+    picture_take_id: Mapped[int | None] = mapped_column(
+        ForeignKey("picture_takes.id", ondelete="CASCADE"), unique=True
+    )
     state: Mapped[str] = mapped_column(String(16), default="queued")
     priority: Mapped[int] = mapped_column(default=0)
     position: Mapped[int] = mapped_column(default=0)
@@ -332,7 +456,15 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
 
-    take: Mapped[Take] = relationship(back_populates="job")
+    take: Mapped[Take | None] = relationship(back_populates="job")
+    picture_take: Mapped[PictureTake | None] = relationship(back_populates="job")
+
+    @property
+    def work(self) -> Take | PictureTake:
+        """What this job renders: a take of a video, or a take of a picture."""
+        work = self.take if self.take_id is not None else self.picture_take
+        assert work is not None
+        return work
 
 
 class TakeInput(Base):

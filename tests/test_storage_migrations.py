@@ -229,8 +229,10 @@ def test_check_constraints_and_delete_rules_match_models(tmp_path: Path) -> None
     }
     assert reflected_checks == model_checks
     assert ("takes", "ck_takes_approved_only_when_done") in reflected_checks
-    # 2 media, 3 projects, 1 characters, 1 references, 3 shots, 6 takes, 3 jobs, 2 take inputs, 2 scores
-    assert len(reflected_checks) == 23
+    # 2 media, 3 projects, 1 characters, 1 references, 3 shots, 6 takes, 4 jobs, 2 take inputs, 2 scores,
+    # 8 picture takes, 2 picture inputs
+    assert len(reflected_checks) == 34
+    assert ("jobs", "ck_jobs_renders_one_thing") in reflected_checks
     assert reflected_fks == model_fks
     assert ("shots", "keyframe_character_id", "characters", "SET NULL") in reflected_fks
     assert ("reference_images", "sha256", "media_objects", "RESTRICT") in reflected_fks
@@ -505,7 +507,7 @@ def test_data_dir_inside_a_file_is_refused(tmp_path: Path) -> None:
 
 # Ids are never reused (0005)
 
-ID_TABLES = ("projects", "characters", "reference_images", "shots", "takes", "jobs")
+ID_TABLES = ("projects", "characters", "reference_images", "shots", "takes", "jobs", "picture_takes")
 
 
 def create_sql(engine: Engine, table: str) -> str:
