@@ -7,7 +7,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pipelines.registry import BackendInfo, backend_class, backend_names, create_backend, list_backends, models_folder
+from pipelines.registry import (
+    BackendInfo,
+    any_backend_class,
+    backend_names,
+    create_backend,
+    create_picture_backend,
+    list_backends,
+    models_folder,
+    picture_backend_names,
+)
 from projects.errors import Conflict, InvalidInput, StudioError
 from projects.studio import Studio
 
@@ -28,8 +37,8 @@ def models_dir(studio: Studio) -> Path:
 def weight_names() -> list[str]:
     """Names weights are kept under: the diffusion backends, and the refiners they find the same way."""
     names = []
-    for name in backend_names():
-        cls = backend_class(name)
+    for name in backend_names() + picture_backend_names():
+        cls = any_backend_class(name)
         if getattr(cls, "default_source", None) is not None:
             names.append(name)
         refiner = getattr(cls, "refiner_key", None)
@@ -128,7 +137,10 @@ def memory_profile(studio: Studio, name: str) -> tuple[dict[str, Any], str] | No
 
     Settling only reads the model folder and the free VRAM: nothing is loaded.
     """
-    backend = create_backend(name, models_dir=models_dir(studio))
+    if name in picture_backend_names():
+        backend: Any = create_picture_backend(name, models_dir=models_dir(studio))
+    else:
+        backend = create_backend(name, models_dir=models_dir(studio))
     settle = getattr(backend, "settle", None)
     if settle is None:
         return None

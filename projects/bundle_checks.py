@@ -259,6 +259,7 @@ def _shot(row: dict[str, Any], where: str, characters: dict[str, str], uses: dic
         characters=names,
         keyframe_character=row.get("keyframe_character"),
         continue_from_previous=row.get("continue_from_previous", False),
+        last_frame_from_next=row.get("last_frame_from_next", False),
     )
     keys = [name_key(_named(name, f"characters[{i}]", characters)) for i, name in enumerate(fields.characters)]
     if len(set(keys)) != len(keys):
@@ -268,6 +269,9 @@ def _shot(row: dict[str, Any], where: str, characters: dict[str, str], uses: dic
     keyframe = _media(row.get("keyframe_sha256"), "keyframe_sha256", "picture", uses, f"{where} keyframe")
     if keyframe is not None and fields.keyframe_character is not None:
         raise InvalidInput("give a keyframe image or a keyframe character, not both", "keyframe_sha256")
+    ending = _media(row.get("last_frame_sha256"), "last_frame_sha256", "picture", uses, f"{where} last frame")
+    if ending is not None and fields.last_frame_from_next:
+        raise InvalidInput("give a last frame or end on the next shot's first frame, not both", "last_frame_sha256")
     row.update(
         prompt=fields.prompt,
         duration=fields.duration,
@@ -277,6 +281,7 @@ def _shot(row: dict[str, Any], where: str, characters: dict[str, str], uses: dic
         characters=list(fields.characters),
         keyframe_character=fields.keyframe_character,
         continue_from_previous=fields.continue_from_previous,
+        last_frame_from_next=fields.last_frame_from_next,
         stale=clean_flag(row.get("stale", False), "stale"),
     )
     _time(row, "created_at")

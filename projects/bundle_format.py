@@ -185,6 +185,8 @@ def project_document(project: Project, mode: str) -> tuple[dict[str, Any], set[s
                 "keyframe_sha256": shot.keyframe_sha256,
                 "keyframe_character": shot.keyframe_character.name if shot.keyframe_character else None,
                 "continue_from_previous": shot.continue_from_previous,
+                "last_frame_sha256": shot.last_frame_sha256,
+                "last_frame_from_next": shot.last_frame_from_next,
                 "stale": shot.stale,
                 "characters": [character.name for character in shot.characters],
                 "created_at": timestamp(shot.created_at),
@@ -321,6 +323,8 @@ def new_shot(project: Project, row: dict[str, Any], position: int, characters: d
         keyframe_sha256=row.get("keyframe_sha256"),
         keyframe_character_id=keyframe_character.id if keyframe_character else None,
         continue_from_previous=bool(row.get("continue_from_previous", False)),
+        last_frame_sha256=row.get("last_frame_sha256"),
+        last_frame_from_next=bool(row.get("last_frame_from_next", False)),
         stale=bool(row.get("stale", False)),
         created_at=parse_timestamp(row.get("created_at")) or datetime.now(UTC),
     )

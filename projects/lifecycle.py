@@ -1,4 +1,5 @@
-"""The life of a take and of the job that renders it. Every change of ``Job.state`` and ``Take.status`` is made here.
+"""The life of a take and of the job that renders it. Every change of ``Job.state``, ``Take.status`` and
+``PictureTake.status`` is made here.
 
 ::
 
@@ -7,7 +8,9 @@
        |                 '--recover (worker died)--> queued (once), then failed
        '--cancel--> cancelled
 
-A take and its job always move together: the job says where the rendering stands (its worker, device, attempts,
+A job renders a take of a video or a take of a picture (a keyframe candidate, a character's view): its
+:attr:`~storage.models.Job.work`. Both live the same life. A take and its job always move together:
+ the job says where the rendering stands (its worker, device, attempts,
 progress), the take says what the user sees. Each function changes rows in the caller's write transaction
 (``with studio.write() as session``), so a transition commits with whatever else the caller writes beside it
 (the finished take's files and provenance, a new take's row) or not at all.
@@ -16,6 +19,7 @@ progress), the take says what the user sees. Each function changes rows in the c
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -23,17 +27,18 @@ from sqlalchemy.orm import Session
 from projects.errors import Conflict
 from projects.takes import refresh_stale
 from storage.media import StoredFile
-from storage.models import Job, Take, TakeInput, utcnow
+from storage.models import Job, PictureInput, PictureTake, Take, TakeInput, utcnow
 
 MAX_ATTEMPTS = 2  # a job interrupted twice is failed, not retried forever
 ENDINGS = ("failed", "cancelled")
 
 
-def enqueue(session: Session, take: Take, *, priority: int = 0) -> Job:
-    """The job of a new ``queued`` take, at the end of the queue."""
+def enqueue(session: Session, take: Take | PictureTake, *, priority: int = 0) -> Job:
+    """The job of a new ``queued`` take (of a video or of a picture), at the end of the queue."""
     if take.status != "queued":
         raise Conflict(f"take {take.id} is {take.status}; only a new take is queued")
-    job = Job(take_id=take.id, priority=priority, position=_next_position(session))
+    owner = {"picture_take_id": take.id} if isinstance(take, PictureTake) else {"take_id": take.id}
+    job = Job(**owner, priority=priority, position=_next_position(session))
     session.add(job)
     session.flush()
     return job
@@ -50,7 +55,7 @@ def claim(session: Session, *, worker: str, device: str) -> Job | None:
     job.state, job.attempts, job.started_at, job.heartbeat_at = "running", job.attempts + 1, now, now
     job.worker, job.device, job.error, job.finished_at = worker, device, None, None
     _progress(job, "starting", 0, 0)
-    job.take.status, job.take.started_at, job.take.error = "running", now, None
+    job.work.status, job.work.started_at, job.work.error = "running", now, None
     return job
 
 
@@ -81,6 +86,23 @@ def finish(session: Session, job: Job, *, video: StoredFile, thumbnail: StoredFi
     _progress(job, "done", 1, 1)
     refresh_stale(session, take.shot)
     return take
+
+
+def finish_picture(session: Session, job: Job, *, image: StoredFile, scores: dict[str, Any]) -> PictureTake:
+    """A drawn picture is done: its take names the stored image and keeps the scores it was given when drawn.
+    As :func:`finish`, in the caller's transaction, and a cancel requested meanwhile wins."""
+    if job.state != "running":
+        raise Conflict(f"job {job.id} is {job.state}; only a running job can finish")
+    if job.cancel_requested:
+        raise Conflict(f"job {job.id} was cancelled while its picture was being written")
+    picture = job.picture_take
+    if picture is None:
+        raise Conflict(f"job {job.id} renders a video take, not a picture")
+    picture.image_sha256, picture.scores = image.sha256, scores
+    picture.status, picture.finished_at, picture.error = "done", utcnow(), None
+    job.state, job.finished_at = "done", utcnow()
+    _progress(job, "done", 1, 1)
+    return picture
 
 
 def end(session: Session, job_id: int, state: str, reason: str) -> Job | None:
@@ -117,7 +139,7 @@ def retry(session: Session, job: Job) -> None:
     job.started_at = job.finished_at = None
     _progress(job, "", 0, 0)
     job.position = _next_position(session)
-    take = job.take
+    take = job.work
     take.status, take.error, take.started_at, take.finished_at = "queued", None, None, None
     _forget_inputs(session, take)
 
@@ -130,14 +152,14 @@ def recover(session: Session, devices: Iterable[str]) -> list[int]:
     recovered = []
     stuck = session.scalars(select(Job).where(Job.state == "running", Job.device.in_(list(devices)))).all()
     for job in stuck:
-        _forget_inputs(session, job.take)
+        _forget_inputs(session, job.work)
         if job.cancel_requested:
             _end(job, "cancelled", "cancelled (the worker stopped before it could finish cancelling)")
         elif job.attempts < MAX_ATTEMPTS:
             job.state, job.cancel_requested = "queued", False
             _progress(job, "", 0, 0)
             job.error = "the worker stopped while rendering this take; it was queued again"
-            job.take.status, job.take.started_at = "queued", None
+            job.work.status, job.work.started_at = "queued", None
         else:
             _end(
                 job,
@@ -152,7 +174,7 @@ def recover(session: Session, devices: Iterable[str]) -> list[int]:
 def _end(job: Job, state: str, reason: str) -> None:
     now = utcnow()
     job.state, job.error, job.finished_at = state, reason, now
-    job.take.status, job.take.error, job.take.finished_at = state, reason, now
+    job.work.status, job.work.error, job.work.finished_at = state, reason, now
 
 
 def _progress(job: Job, stage: str, step: int, total: int) -> None:
@@ -163,5 +185,8 @@ def _next_position(session: Session) -> int:
     return (session.scalar(select(func.max(Job.position))) or 0) + 1
 
 
-def _forget_inputs(session: Session, take: Take) -> None:
-    session.execute(TakeInput.__table__.delete().where(TakeInput.take_id == take.id))
+def _forget_inputs(session: Session, take: Take | PictureTake) -> None:
+    if isinstance(take, PictureTake):
+        session.execute(PictureInput.__table__.delete().where(PictureInput.picture_take_id == take.id))
+    else:
+        session.execute(TakeInput.__table__.delete().where(TakeInput.take_id == take.id))

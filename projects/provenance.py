@@ -1,4 +1,4 @@
-"""A finished take's provenance: everything needed to know how it was made and to make it again.
+"""A finished take's (or drawn picture's) provenance: everything needed to know how it was made and to make it again.
 
 Stored as JSON on the take: the backend and its load spec as it settled (quantization, offload, device), the
 seed, the input pictures and the take it continued from (by SHA-256 and id), the frames' and the video's hashes,
@@ -12,10 +12,11 @@ from typing import Any
 
 from pipelines.backend import GenerationResult
 from pipelines.diffusion import library_versions
+from pipelines.keyframes import PictureResult
 from pipelines.probe import VideoInfo
 from pipelines.video import frames_sha256
 from storage.media import StoredFile
-from storage.models import Take
+from storage.models import PictureTake, Take
 
 
 def take_provenance(
@@ -31,6 +32,28 @@ def take_provenance(
         "source_take_id": take.source_take_id,
         "frames_sha256": frames_sha256(result.frames),
         "video": {"sha256": video.sha256, "codec": info.codec, "pix_fmt": info.pix_fmt},
+        "peak_memory": result.peak_memory,
+        "worker": worker,
+        "device": from_backend.get("device", device),
+        "libraries": from_backend.get("libraries") or library_versions(),
+        "studio_version": studio_version(),
+    }
+
+
+def picture_provenance(
+    picture: PictureTake, result: PictureResult, *, backend: str, image: StoredFile, worker: str, device: str
+) -> dict[str, Any]:
+    """The provenance of a drawn picture (a keyframe candidate or a character's view): as a take's, with the
+    prompt the model was given and its input pictures by SHA-256, in the order it was given them."""
+    from_backend = json_safe(result.parameters.get("provenance", {}))
+    return {
+        "backend": backend,
+        **from_backend,
+        "seed": picture.seed,
+        "prompt": picture.prompt,
+        "model_prompt": result.parameters.get("model_prompt"),
+        "inputs": [{"role": i.role, "sha256": i.sha256, "character_id": i.character_id} for i in picture.inputs],
+        "image": {"sha256": image.sha256, "width": result.image.width, "height": result.image.height},
         "peak_memory": result.peak_memory,
         "worker": worker,
         "device": from_backend.get("device", device),

@@ -12,11 +12,12 @@ from typing import TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from projects import shot_pictures
 from projects.errors import Conflict, InvalidInput, NotFound
 from projects.records import CharacterInfo, Keyframe, ProjectInfo, ReferenceInfo, ShotInfo, TakeInfo
 from projects.validation import name_key
 from storage.media import MediaStore
-from storage.models import Character, MediaObject, Project, ReferenceImage, Shot, Take
+from storage.models import Character, MediaObject, PictureTake, Project, ReferenceImage, Shot, Take
 
 T = TypeVar("T")
 
@@ -183,6 +184,21 @@ def shot_infos(session: Session, media: MediaStore, shots: Sequence[Shot]) -> li
     )
     for shot_id, sha256, extension in session.execute(shown).all():
         pictures[shot_id] = media.path_for(sha256, extension)
+    drawn: dict[tuple[int, str], Keyframe] = {}
+    approved_pictures = (
+        select(PictureTake.shot_id, PictureTake.role, PictureTake.id, MediaObject.sha256, MediaObject.extension)
+        .join(MediaObject, MediaObject.sha256 == PictureTake.image_sha256)
+        .where(PictureTake.shot_id.in_(ids), PictureTake.approved)
+    )
+    for shot_id, role, picture_id, sha256, extension in session.execute(approved_pictures).all():
+        drawn[(shot_id, role)] = Keyframe("drawn", sha256, media.path_for(sha256, extension), None, picture_id)
+    candidates = dict(
+        session.execute(
+            select(PictureTake.shot_id, func.count())
+            .where(PictureTake.shot_id.in_(ids), PictureTake.status == "done")
+            .group_by(PictureTake.shot_id)
+        ).all()
+    )
     return [
         ShotInfo(
             id=shot.id,
@@ -194,15 +210,33 @@ def shot_infos(session: Session, media: MediaStore, shots: Sequence[Shot]) -> li
             duration=shot.duration,
             camera=shot.camera,
             characters=tuple(c.name for c in shot.characters),
-            keyframe=_keyframe(media, shot),
+            keyframe=drawn.get((shot.id, "first")) or _keyframe(media, shot),
             continue_from_previous=shot.continue_from_previous,
             take_count=counts.get(shot.id, 0),
             approved_take_id=approved.get(shot.id),
-            picture=pictures.get(shot.id) or _keyframe_picture(media, shot),
+            picture=pictures.get(shot.id) or _drawn_path(drawn, shot.id) or _keyframe_picture(media, shot),
             stale=shot.stale,
+            last_frame=drawn.get((shot.id, "last")) or _last_frame(session, media, shot),
+            last_frame_from_next=shot.last_frame_from_next,
+            keyframe_candidates=candidates.get(shot.id, 0),
         )
         for shot in shots
     ]
+
+
+def _drawn_path(drawn: dict[tuple[int, str], Keyframe], shot_id: int) -> Path | None:
+    found = drawn.get((shot_id, "first"))
+    return found.path if found is not None else None
+
+
+def _last_frame(session: Session, media: MediaStore, shot: Shot) -> Keyframe:
+    if shot.last_frame_sha256 is None and not shot.last_frame_from_next:
+        return Keyframe("none")  # the common case, known without a query
+    found = shot_pictures.last_frame(session, shot)
+    if found is None:
+        return Keyframe("none")
+    path = media.path_for(found.sha256, found.extension)
+    return Keyframe(found.source, found.sha256, path, found.character, found.picture_take_id)
 
 
 def _keyframe_picture(media: MediaStore, shot: Shot) -> Path | None:

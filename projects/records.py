@@ -84,12 +84,15 @@ class CharacterInfo:
 
 @dataclass(frozen=True)
 class Keyframe:
-    """Where a shot's first frame comes from: ``image``, ``character`` (its first reference) or ``none``."""
+    """Where a shot's first (or last) frame comes from: ``drawn`` (an approved keyframe candidate), ``image``
+    (uploaded), ``character`` (its first reference), ``next shot`` (a last frame: the next shot's first) or
+    ``none``. See :mod:`projects.shot_pictures`."""
 
     source: str
     sha256: str | None = None
     path: Path | None = None
     character: str | None = None
+    picture_take_id: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         shown: dict[str, Any] = {"source": self.source}
@@ -98,6 +101,8 @@ class Keyframe:
             shown["path"] = str(self.path)
         if self.character:
             shown["character"] = self.character
+        if self.picture_take_id is not None:
+            shown["keyframe_candidate_id"] = self.picture_take_id
         return shown
 
 
@@ -118,6 +123,9 @@ class ShotInfo:
     approved_take_id: int | None = None
     picture: Path | None = None  # what the storyboard shows: approved take, else newest take, else keyframe
     stale: bool = False
+    last_frame: Keyframe = Keyframe("none")
+    last_frame_from_next: bool = False
+    keyframe_candidates: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,6 +143,9 @@ class ShotInfo:
             "approved_take_id": self.approved_take_id,
             "picture": str(self.picture) if self.picture else None,
             "stale": self.stale,
+            "last_frame": self.last_frame.to_json(),
+            "last_frame_from_next": self.last_frame_from_next,
+            "keyframe_candidates": self.keyframe_candidates,
         }
 
 

@@ -15,22 +15,22 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, contains_eager, joinedload
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
 
 from pipelines.backend import BackendError, GenerationRequest, RefinerSettings, RequestError, frames_for
 from pipelines.registry import backend_class, describe
 from pipelines.windows import plan_render
-from projects import lifecycle, queries
+from projects import lifecycle, queries, shot_pictures
 from projects.backends import models_dir
 from projects.errors import Conflict, InvalidInput, NotFound
+from projects.job_records import WITH_WORK, JobInfo, job_info
 from projects.records import TakeInfo
 from projects.studio import Studio
 from projects.validation import MAX_SEED, clean_seed
-from storage.models import Job, Project, Shot, Take
+from storage.models import Character, Job, PictureTake, Project, Shot, Take
 
 MAX_TAKES_PER_SHOT = 100
 QUEUE_BATCH = 200  # takes written per transaction when queuing
@@ -59,51 +59,6 @@ class RenderSettings:
     def from_params(cls, params: dict[str, Any]) -> RenderSettings:
         known = {key: params[key] for key in cls.__dataclass_fields__ if key in params}
         return cls(**known)
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    id: int
-    take_id: int
-    project_id: int
-    shot_id: int
-    shot_number: int
-    take_number: int
-    state: str
-    priority: int
-    position: int
-    attempts: int
-    backend: str
-    seed: int
-    stage: str
-    step: int
-    total: int
-    cancel_requested: bool
-    error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "take_id": self.take_id,
-            "shot_id": self.shot_id,
-            "shot_number": self.shot_number,
-            "take_number": self.take_number,
-            "state": self.state,
-            "priority": self.priority,
-            "position": self.position,
-            "attempts": self.attempts,
-            "backend": self.backend,
-            "seed": self.seed,
-            "progress": {"stage": self.stage, "step": self.step, "total": self.total},
-            "cancel_requested": self.cancel_requested,
-            "error": self.error,
-            "created_at": self.created_at.isoformat(),
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-        }
 
 
 def shot_frames(duration: float, fps: int) -> int:
@@ -215,7 +170,7 @@ def check_shot(session: Session, project: Project, shot: Shot, settings: RenderS
     cls = backend_class(settings.backend)
     caps = cls.capabilities
     where = f"shot {shot.position}"
-    has_keyframe = shot.keyframe_sha256 is not None or _character_keyframe(shot) is not None
+    has_keyframe = shot_pictures.first_frame(session, shot) is not None
     continues = shot.continue_from_previous and shot.position > 1
     if shot.keyframe_character_id is not None and _character_keyframe(shot) is None:
         raise InvalidInput(
@@ -225,8 +180,9 @@ def check_shot(session: Session, project: Project, shot: Shot, settings: RenderS
         )
     if not has_keyframe and not continues and not caps.text_only:
         raise InvalidInput(
-            f"it has no keyframe and nothing to continue from; {cls.label} starts from an image. Upload a "
-            "keyframe, pick a character's reference, or mark it to continue from the previous shot",
+            f"it has no keyframe and nothing to continue from; {cls.label} starts from an image. Draw keyframes "
+            "from its cast, upload a keyframe, pick a character's reference, or mark it to continue from the "
+            "previous shot",
             where,
         )
     frames = shot_frames(shot.duration, project.fps)
@@ -341,9 +297,17 @@ def list_jobs(
 ) -> list[JobInfo]:
     """Jobs in the order they run (running first, then queued by priority and position, then the finished)."""
     with studio.read() as session:
-        query = select(Job).join(Job.take).join(Take.shot).options(contains_eager(Job.take).contains_eager(Take.shot))
+        query = select(Job).options(*WITH_WORK)
         if project is not None:
-            query = query.where(Shot.project_id == queries.find_project(session, project).id)
+            project_id = queries.find_project(session, project).id
+            takes = select(Take.id).join(Shot).where(Shot.project_id == project_id)
+            pictures = (
+                select(PictureTake.id)
+                .outerjoin(Shot, Shot.id == PictureTake.shot_id)
+                .outerjoin(Character, Character.id == PictureTake.character_id)
+                .where(or_(Shot.project_id == project_id, Character.project_id == project_id))
+            )
+            query = query.where(or_(Job.take_id.in_(takes), Job.picture_take_id.in_(pictures)))
         if states:
             query = query.where(Job.state.in_(list(states)))
         order = {"running": 0, "queued": 1}
@@ -362,7 +326,7 @@ def get_job(studio: Studio, job_id: int) -> JobInfo:
 def get_jobs(studio: Studio, job_ids: Sequence[int]) -> dict[int, JobInfo]:
     """Several jobs by id, in one read (a job that does not exist is missing from the result)."""
     with studio.read() as session:
-        found = session.scalars(select(Job).where(Job.id.in_(job_ids)).options(_WITH_TAKE_AND_SHOT))
+        found = session.scalars(select(Job).where(Job.id.in_(job_ids)).options(*WITH_WORK))
         return {job.id: job_info(session, job) for job in found}
 
 
@@ -425,38 +389,7 @@ def _job(session: Session, job_id: int) -> Job:
     return job
 
 
-# A job's record needs its take and shot: loaded with the jobs, not one query per job.
-_WITH_TAKE_AND_SHOT = joinedload(Job.take).joinedload(Take.shot)
-
-
-def job_info(session: Session, job: Job) -> JobInfo:
-    take = job.take
-    shot = take.shot
-    return JobInfo(
-        id=job.id,
-        take_id=take.id,
-        project_id=shot.project_id,
-        shot_id=shot.id,
-        shot_number=shot.position,
-        take_number=take.take_number,
-        state=job.state,
-        priority=job.priority,
-        position=job.position,
-        attempts=job.attempts,
-        backend=take.backend,
-        seed=take.seed,
-        stage=job.progress_stage,
-        step=job.progress_step,
-        total=job.progress_total,
-        cancel_requested=job.cancel_requested,
-        error=job.error,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-    )
-
-
 def takes_of_jobs(studio: Studio, job_ids: Sequence[int]) -> list[TakeInfo]:
     with studio.read() as session:
         jobs = [_job(session, job_id) for job_id in job_ids]
-        return [queries.take_info(studio.media, job.take, job.take.shot.position) for job in jobs]
+        return [queries.take_info(studio.media, job.take, job.take.shot.position) for job in jobs if job.take]

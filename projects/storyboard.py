@@ -48,6 +48,8 @@ class ShotFields:
     keyframe: CheckedImage | None = None
     keyframe_character: str | None = None
     continue_from_previous: bool = False
+    last_frame: CheckedImage | None = None
+    last_frame_from_next: bool = False
 
 
 def clean_shot_fields(
@@ -61,6 +63,8 @@ def clean_shot_fields(
     keyframe: Path | str | None = None,
     keyframe_character: Any = None,
     continue_from_previous: Any = False,
+    last_frame: Path | str | None = None,
+    last_frame_from_next: Any = False,
 ) -> ShotFields:
     """Validate every field of a shot; raise :class:`InvalidInput` naming the first bad one."""
     if isinstance(characters, str):
@@ -82,7 +86,16 @@ def clean_shot_fields(
         keyframe=check_image(Path(keyframe), "keyframe") if keyframe not in (None, "") else None,
         keyframe_character=clean_text(keyframe_character, "keyframe_character", max_length=MAX_NAME_LENGTH) or None,
         continue_from_previous=clean_flag(continue_from_previous, "continue_from_previous"),
+        last_frame=check_image(Path(last_frame), "last_frame") if last_frame not in (None, "") else None,
+        last_frame_from_next=_ending(last_frame, last_frame_from_next),
     )
+
+
+def _ending(last_frame: Any, from_next: Any) -> bool:
+    flag = clean_flag(from_next, "last_frame_from_next")
+    if flag and last_frame not in (None, ""):
+        raise InvalidInput("give a last frame or end on the next shot's first frame, not both", "last_frame")
+    return flag
 
 
 def add_shot(studio: Studio, project: str | int, *, position: int | None = None, **fields: Any) -> ShotInfo:
@@ -110,8 +123,11 @@ def update_shot(
     keyframe: Any = UNCHANGED,
     keyframe_character: Any = UNCHANGED,
     continue_from_previous: Any = UNCHANGED,
+    last_frame: Any = UNCHANGED,
+    last_frame_from_next: Any = UNCHANGED,
 ) -> ShotInfo:
-    """Change some fields of a shot; the others keep their values. ``keyframe=None`` clears the keyframe."""
+    """Change some fields of a shot; the others keep their values. ``keyframe=None`` clears the keyframe,
+    ``last_frame=None`` the last frame."""
     with studio.write() as session:
         shot = queries.get_shot(session, shot_id)
         current = {
@@ -135,12 +151,22 @@ def update_shot(
         merged = {key: current[key] if value is UNCHANGED else value for key, value in given.items()}
         new_keyframe = keyframe not in (UNCHANGED, None, "")
         new_character = keyframe_character not in (UNCHANGED, None, "")
+        new_last = last_frame not in (UNCHANGED, None, "")
+        from_next = shot.last_frame_from_next if last_frame_from_next is UNCHANGED else last_frame_from_next
+        if new_last and last_frame_from_next is UNCHANGED:
+            from_next = False  # a picture of its own replaces ending on the next shot's
         cleaned = clean_shot_fields(
             **merged,
             keyframe=keyframe if new_keyframe else None,
             keyframe_character=keyframe_character if new_character else None,
+            last_frame=last_frame if new_last else None,
+            last_frame_from_next=from_next,
         )
         _apply_fields(session, shot, cleaned)
+        if new_last:
+            shot.last_frame_sha256 = studio.store_image(session, cleaned.last_frame).sha256
+        elif last_frame is None or last_frame == "" or cleaned.last_frame_from_next:
+            shot.last_frame_sha256 = None
         if new_keyframe:
             shot.keyframe_character_id = None
             shot.keyframe_sha256 = studio.store_image(session, cleaned.keyframe).sha256
@@ -155,8 +181,8 @@ def update_shot(
             if keyframe_character is None or keyframe_character == "":
                 shot.keyframe_character_id = None
         session.flush()
-        refresh_stale(session, shot)  # an edit can change only this shot's mark (its continue flag)
-        session.expire(shot, ["keyframe", "keyframe_character"])
+        refresh_stale(session, shot)  # an edit changes this shot's pictures, and so its neighbours' marks at most
+        session.expire(shot, ["keyframe", "keyframe_character", "last_frame"])
         return queries.shot_info(session, studio.media, shot)
 
 
@@ -272,6 +298,8 @@ def _new_shot(studio: Studio, session: Session, project: Project, fields: ShotFi
     """A shot at ``position`` (free already) with ``fields`` and its keyframe, added to the session."""
     shot = Shot(project_id=project.id, position=position, prompt=fields.prompt, duration=fields.duration)
     _apply_fields(session, shot, fields, project=project)
+    if fields.last_frame is not None:
+        shot.last_frame_sha256 = studio.store_image(session, fields.last_frame).sha256
     if fields.keyframe is not None:
         shot.keyframe_sha256 = studio.store_image(session, fields.keyframe).sha256
     elif fields.keyframe_character:
@@ -290,6 +318,7 @@ def _apply_fields(session: Session, shot: Shot, fields: ShotFields, project: Pro
     shot.title = fields.title
     shot.camera = fields.camera
     shot.continue_from_previous = fields.continue_from_previous
+    shot.last_frame_from_next = fields.last_frame_from_next
     shot.characters = queries.resolve_characters(session, project, fields.characters, "characters")
 
 

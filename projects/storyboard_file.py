@@ -61,6 +61,8 @@ SHOT_FIELDS = (
     "keyframe",
     "keyframe_character",
     "continue_from_previous",
+    "last_frame",
+    "last_frame_from_next",
 )
 REQUIRED_SHOT_FIELDS = ("prompt", "duration")
 
@@ -291,12 +293,17 @@ def _shot(entry: dict[str, Any], storyboard: Path, where: str) -> ShotFields:
     try:
         keyframe = entry.get("keyframe")
         image = _image(storyboard, keyframe, "keyframe") if keyframe not in (None, "") else None
-        fields = clean_shot_fields(**{key: value for key, value in entry.items() if key != "keyframe"})
+        ending = entry.get("last_frame")
+        last = _image(storyboard, ending, "last_frame") if ending not in (None, "") else None
+        pictures = ("keyframe", "last_frame")
+        fields = clean_shot_fields(**{key: value for key, value in entry.items() if key not in pictures})
+        if last is not None and fields.last_frame_from_next:
+            raise InvalidInput("give a last frame or end on the next shot's first frame, not both", "last_frame")
     except InvalidInput as exc:
         raise exc.within(where) from None
     if image is not None and fields.keyframe_character:
         raise InvalidInput("give a keyframe image or a keyframe character, not both", f"{where}.keyframe")
-    return ShotFields(**{**fields.__dict__, "keyframe": image})
+    return ShotFields(**{**fields.__dict__, "keyframe": image, "last_frame": last})
 
 
 def _image(storyboard: Path, value: Any, field: str) -> CheckedImage:

@@ -22,6 +22,7 @@ from pipelines.backend import GenerationRequest
 from pipelines.pictures import open_rgb
 from pipelines.registry import backend_class
 from pipelines.video import last_frame
+from projects import shot_pictures
 from projects.render_queue import RenderSettings
 from projects.studio import Studio
 from projects.takes import source_take_for
@@ -89,20 +90,21 @@ def _resolve(studio: Studio, session: Session, shot: Shot, take: Take) -> Inputs
                 f"shot {shot.position} continues from shot {shot.position - 1}, which has no finished take yet; "
                 f"render shot {shot.position - 1} first"
             )
-    if keyframe is None and shot.keyframe is not None:
-        keyframe = (shot.keyframe.sha256, shot.keyframe.extension)
-    if keyframe is None and shot.keyframe_character is not None and shot.keyframe_character.references:
-        ref = shot.keyframe_character.references[0]
-        keyframe = (ref.sha256, ref.media.extension)
+    if keyframe is None:
+        own = shot_pictures.first_frame(session, shot)
+        keyframe = (own.sha256, own.extension) if own is not None else None
+    caps = backend_class(take.backend).capabilities
+    ending = shot_pictures.last_frame(session, shot) if caps.last_frame else None
     references: list[tuple[str, str, int | None]] = []
-    capacity = backend_class(take.backend).capabilities.reference_images
+    capacity = caps.reference_images
     for character in shot.characters:
         if len(references) >= capacity:
             break
         if character.references:
             ref = character.references[0]
             references.append((ref.sha256, ref.media.extension, character.id))
-    return Inputs(keyframe, None, tuple(references), source_take_id)
+    last = (ending.sha256, ending.extension) if ending is not None else None
+    return Inputs(keyframe, last, tuple(references), source_take_id)
 
 
 def _pinned(session: Session, pinned: dict[str, Any]) -> Inputs:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from projects import queries
+from projects import queries, shot_pictures
 from projects.errors import Conflict, InvalidInput
 from projects.records import Page, TakeInfo
 from projects.studio import Studio
@@ -63,15 +63,15 @@ def _current_take(session: Session, shot: Shot) -> Take | None:
 
 
 def refresh_stale(session: Session, shot: Shot) -> None:
-    """Recompute the stale mark of ``shot`` and of the shot after it (whose source may just have changed).
+    """Recompute the stale mark of ``shot`` and of its neighbours: the shot after it (whose source may just have
+    changed) and the shot before it (which may end on this shot's first frame).
 
-    A shot that continues from the previous one is stale when its current take (approved, else newest) was
-    started from a take other than the one it would start from now.
+    A shot is stale when its current take (approved, else newest) no longer starts from what it would start
+    from now: a shot that continues from the previous one, from another take; any other shot, from another first
+    frame (a keyframe candidate was approved, the keyframe was replaced); and a take that ended on a given last
+    frame, from another last frame.
     """
-    following = session.scalar(
-        select(Shot).where(Shot.project_id == shot.project_id, Shot.position == shot.position + 1)
-    )
-    for candidate in (shot, following):
+    for candidate in (shot_pictures.neighbour(session, shot, -1), shot, shot_pictures.neighbour(session, shot, +1)):
         if candidate is not None:
             candidate.stale = _is_stale(session, candidate)
     session.flush()
@@ -85,13 +85,22 @@ def refresh_project_stale(session: Session, project_id: int) -> None:
 
 
 def _is_stale(session: Session, shot: Shot) -> bool:
-    if not shot.continue_from_previous or shot.position == 1:
-        return False
     current = _current_take(session, shot)
+    if current is None:
+        return False
+    started = {i.role: i.sha256 for i in current.inputs if i.role in ("keyframe", "last_frame") and i.position == 0}
+    if "last_frame" in started:
+        ending = shot_pictures.last_frame(session, shot)
+        if ending is None or ending.sha256 != started["last_frame"]:
+            return True
+    if not shot.continue_from_previous or shot.position == 1:
+        own = shot_pictures.first_frame(session, shot)
+        # A take with no recorded first frame (text only, or from an older bundle) cannot be judged by it.
+        return "keyframe" in started and own is not None and own.sha256 != started["keyframe"]
     source = source_take_for(session, shot)
     # A take that continued another shot's take is stale too when the shot before has no take now (a new shot
     # was inserted before it, or the takes it started from were deleted).
-    return current is not None and current.source_take_id != (source.id if source is not None else None)
+    return current.source_take_id != (source.id if source is not None else None)
 
 
 def delete_take(studio: Studio, take_id: int) -> TakeInfo:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import logging
 import os
 import re
@@ -31,22 +32,23 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
 from pipelines.backend import Backend, BackendError, CancelToken, GenerationCancelled, GenerationResult
+from pipelines.keyframes import PictureBackend
 from pipelines.loading import PipelineCache, cuda_device_count, free_memory
-from pipelines.registry import create_backend
+from pipelines.registry import create_backend, create_picture_backend
 from pipelines.video import write_mp4, write_thumbnail
 from pipelines.windows import render_long
-from projects import lifecycle, take_inputs
+from projects import lifecycle, picture_inputs, take_inputs
 from projects.backends import models_dir
 from projects.errors import Conflict, InvalidInput, StudioError
-from projects.provenance import generation_parameters, take_provenance
+from projects.provenance import generation_parameters, json_safe, picture_provenance, take_provenance
 from projects.render_queue import job_info
 from projects.scoring import score_finished_take
 from projects.studio import Studio
@@ -244,17 +246,22 @@ class RenderWorker:
 
     def run_next(self) -> int | None:
         """Claim and render the next queued job; returns its id, or None when the queue is empty."""
-        job_id = self._claim()
-        if job_id is None:
+        claimed = self._claim()
+        if claimed is None:
             return None
-        self._render(job_id)
+        job_id, draws_picture = claimed
+        if draws_picture:
+            self._draw(job_id)
+        else:
+            self._render(job_id)
         return job_id
 
-    def _claim(self) -> int | None:
+    def _claim(self) -> tuple[int, bool] | None:
+        """The claimed job's id, and whether it draws a picture (else it renders a video take)."""
         # A database error here claimed nothing: run() waits and looks again.
         with self.studio.write() as session:
             job = lifecycle.claim(session, worker=self.name, device=self.device)
-            return job.id if job is not None else None
+            return (job.id, job.picture_take_id is not None) if job is not None else None
 
     def _render(self, job_id: int) -> None:
         cancel = CancelToken()
@@ -267,17 +274,71 @@ class RenderWorker:
                 return take_inputs.prepare(self.studio, session, take), take.backend, take.id
 
         try:
-            request, backend_name, take_id = self._patiently("read what the take starts from", prepare)
-            result = render_long(
-                self._backend(backend_name), request, progress=self._progress(job_id, cancel), cancel=cancel
-            )
-            self._finish(job_id, backend_name, result, scratch)
-            finished = (take_id, result.frames)
+            with self._failures(job_id):
+                request, backend_name, take_id = self._patiently("read what the take starts from", prepare)
+                result = render_long(
+                    self._backend(backend_name), request, progress=self._progress(job_id, cancel), cancel=cancel
+                )
+                self._finish(job_id, backend_name, result, scratch)
+                finished = (take_id, result.frames)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if finished is not None and self.score:
+            score_finished_take(self.studio, *finished)  # best effort: the take is already done
+
+    def _draw(self, job_id: int) -> None:
+        """A picture job: resolve what it is drawn from, draw it, store and score the picture, finish."""
+        cancel = CancelToken()
+
+        def prepare() -> tuple[Any, str, int]:
+            with self.studio.write() as session:
+                picture = session.get(Job, job_id).picture_take
+                return picture_inputs.prepare(self.studio, session, picture), picture.backend, picture.id
+
+        with self._failures(job_id):
+            request, backend_name, picture_id = self._patiently("read what the picture is drawn from", prepare)
+            backend = self._picture_backend(backend_name)
+            result = backend.draw(request, progress=self._progress(job_id, cancel), cancel=cancel)
+            self._finish_picture(job_id, picture_id, backend_name, result)
+
+    def _finish_picture(self, job_id: int, picture_id: int, backend_name: str, result: Any) -> None:
+        buffer = io.BytesIO()
+        result.image.convert("RGB").save(buffer, format="PNG")
+        # Scored before it is recorded, so a candidate never shows without its scores (a picture scores in a moment).
+        scores = picture_inputs.score(self.studio, picture_id, result.image) if self.score else {}
+
+        def record() -> None:
+            with self.studio.write() as session:
+                job = session.get(Job, job_id)
+                if job.cancel_requested:
+                    raise GenerationCancelled("cancelled while the picture was being written")
+                image = self.studio.store_bytes(session, buffer.getvalue(), "png")
+                picture = job.picture_take
+                picture.params = {
+                    **picture.params,
+                    "generation": json_safe(result.parameters),
+                    "notes": list(result.notes),
+                }
+                picture.timings = {k: round(v, 4) for k, v in result.timings.items()}
+                picture.provenance = picture_provenance(
+                    picture, result, backend=backend_name, image=image, worker=self.name, device=self.device
+                )
+                lifecycle.finish_picture(session, job, image=image, scores=scores)
+
+        try:
+            self._patiently("record the drawn picture", record, give_up_after=DB_FINISH_PATIENCE)
+        except DBAPIError as exc:
+            raise JobFailed(f"the picture was drawn but could not be recorded: the database {_reason(exc)}") from None
+        log.info("job %s drew picture %s", job_id, picture_id)
+
+    @contextmanager
+    def _failures(self, job_id: int) -> Iterator[None]:
+        """A failed job ends failed (or cancelled) with the reason in words; the worker goes on."""
+        try:
+            yield
         except GenerationCancelled as exc:
             self._end(job_id, "cancelled", str(exc))
-        except JobFailed as exc:
-            self._end(job_id, "failed", str(exc))
-        except (StudioError, BackendError) as exc:
+        except (JobFailed, StudioError, BackendError) as exc:
             self._end(job_id, "failed", str(exc))
         except MemoryError:
             self._out_of_memory(job_id, "the computer ran out of memory")
@@ -286,17 +347,21 @@ class RenderWorker:
                 self._end(job_id, "failed", "the disk is full; free some space and retry the job")
             else:
                 log.exception("job %s failed", job_id)
-                self._end(job_id, "failed", f"could not write the take: {exc}")
+                self._end(job_id, "failed", f"could not write the result: {exc}")
         except Exception as exc:
             if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
                 self._out_of_memory(job_id, f"the GPU ran out of memory ({exc})")
             else:
                 log.exception("job %s failed", job_id)
                 self._end(job_id, "failed", f"{type(exc).__name__}: {exc}")
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        if finished is not None and self.score:
-            score_finished_take(self.studio, *finished)  # best effort: the take is already done
+
+    def _picture_backend(self, name: str) -> PictureBackend:
+        key = f"picture:{name}"
+        if key not in self._backends:
+            self._backends[key] = create_picture_backend(
+                name, models_dir=models_dir(self.studio), cache=self.cache, device=self.device
+            )
+        return self._backends[key]  # type: ignore[return-value]
 
     def _out_of_memory(self, job_id: int, reason: str) -> None:
         for backend in self._backends.values():

@@ -42,6 +42,9 @@ SHOT_KEYS = {
     "approved_take_id",
     "picture",
     "stale",
+    "last_frame",
+    "last_frame_from_next",
+    "keyframe_candidates",
 }
 TAKE_STATUS_KEYS = {"queued", "running", "done", "failed", "cancelled"}
 STORYBOARD_SECONDS = 2.5 + 3 + 4 + 1.5 + 2
