@@ -135,6 +135,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.set_defaults(handler="run_render")
 
+    keys = commands.add_parser(
+        "keyframes", parents=[common], help="draw candidates of each shot's first (and last) frame from its cast"
+    )
+    keys.add_argument("project", help=PROJECT)
+    which = keys.add_mutually_exclusive_group()
+    which.add_argument("--shot", type=int, help="one shot, by number")
+    which.add_argument("--shots", help="a range of shots, A-B")
+    which.add_argument("--all", action="store_true", help="every shot (the default)")
+    keys.add_argument("--candidates", type=int, default=4, help="candidates per frame (default 4)")
+    keys.add_argument("--backend", default="compose", help="which keyframe backend (see 'backends'; default compose)")
+    keys.add_argument("--last-frame", action="store_true", help="draw candidates of each shot's last frame too")
+    keys.add_argument("--seed", type=int, help="first seed (later candidates count up); random if not given")
+    keys.add_argument("--steps", type=int, help="denoising steps (the backend's default if not given)")
+    keys.add_argument("--guidance", type=float, help="guidance scale (the backend's default if not given)")
+    keys.add_argument("--priority", type=int, default=0, help="higher runs sooner (default 0)")
+    keys.add_argument("--wait", action="store_true", help="draw now, in this process, and wait for the candidates")
+    keys.set_defaults(handler="run_keyframes")
+
+    candidates = commands.add_parser(
+        "candidates", parents=[common], help="list a project's keyframe candidates with their identity scores"
+    )
+    candidates.add_argument("project", help=PROJECT)
+    candidates.add_argument("--shot", type=int, help="one shot, by number")
+    candidates.set_defaults(handler="run_candidates")
+
+    approve_key = commands.add_parser(
+        "approve-keyframe",
+        parents=[common],
+        help="approve a keyframe candidate: it becomes its shot's keyframe (or last frame); a view is kept",
+    )
+    approve_key.add_argument("candidate_id", type=int)
+    approve_key.set_defaults(handler="run_approve_keyframe")
+
+    sheet = commands.add_parser(
+        "sheet", parents=[common], help="draw a character sheet (further views) from a character's photos"
+    )
+    sheet.add_argument("project", help=PROJECT)
+    sheet.add_argument("character", help="the character's name")
+    sheet.add_argument(
+        "--views", default="front,three-quarter,profile,full-figure", help="comma-separated views (default: all four)"
+    )
+    sheet.add_argument("--candidates", type=int, default=1, help="candidates per view (default 1)")
+    sheet.add_argument("--backend", default="qwen-image-edit", help="which keyframe backend (default qwen-image-edit)")
+    sheet.add_argument("--seed", type=int, help="first seed; random if not given")
+    sheet.add_argument("--wait", action="store_true", help="draw now, in this process, and wait for the views")
+    sheet.set_defaults(handler="run_sheet")
+
     again = commands.add_parser("rerender", parents=[common], help="render a take again, exactly as it was made")
     again.add_argument("take_id", type=int)
     again.add_argument("--wait", action="store_true", help="render now and wait")
@@ -191,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     unpack.set_defaults(handler="run_unpack")
 
-    backends = commands.add_parser("backends", parents=[common], help="list video backends and whether each can run")
+    backends = commands.add_parser(
+        "backends", parents=[common], help="list video and keyframe backends and whether each can run"
+    )
     backends.set_defaults(handler="run_backends")
 
     weights = commands.add_parser(
@@ -200,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="link a model folder, or download a Hugging Face repo (safetensors only), where a backend looks",
     )
     weights.add_argument(
-        "backend", help="a backend (sana-wm, wan-i2v, wan-vace) or a refiner (wan-refiner); see 'backends'"
+        "backend",
+        help="a backend (sana-wm, wan-i2v, wan-vace, qwen-image-edit, flux2-klein) or a refiner (wan-refiner); "
+        "see 'backends'",
     )
     weights.add_argument("source", help="a diffusers model folder on this machine, or a Hugging Face repo id")
     weights.add_argument("--revision", help="a branch, tag or commit of the repo (pin it for reproducible takes)")

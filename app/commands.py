@@ -205,6 +205,96 @@ def _render_until(studio: Studio, args: argparse.Namespace, settings: RenderSett
     return "\n".join(lines), report.to_json(), 1 if missing else 0
 
 
+def run_keyframes(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
+    from projects import keyframes
+
+    settings = keyframes.DrawSettings(backend=args.backend, steps=args.steps, guidance=args.guidance)
+    jobs = keyframes.queue_keyframes(
+        studio,
+        args.project,
+        shots=_shot_numbers(args),
+        candidates=args.candidates,
+        settings=settings,
+        frames=("first", "last") if args.last_frame else ("first",),
+        seed=args.seed,
+        priority=args.priority,
+    )
+    if not args.wait:
+        text = f"queued {len(jobs)} keyframe candidate(s); run 'python app.py worker' (or add --wait) to draw them"
+        return text, {"jobs": [j.to_json() for j in jobs]}, 0
+    return _wait_for_pictures(studio, jobs)
+
+
+def run_sheet(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
+    from projects import keyframes
+
+    views = [view.strip() for view in args.views.split(",") if view.strip()]
+    jobs = keyframes.queue_sheet(
+        studio,
+        args.project,
+        args.character,
+        views=views,
+        candidates=args.candidates,
+        settings=keyframes.DrawSettings(backend=args.backend),
+        seed=args.seed,
+    )
+    if not args.wait:
+        text = f"queued {len(jobs)} view(s); run 'python app.py worker' (or add --wait) to draw them"
+        return text, {"jobs": [j.to_json() for j in jobs]}, 0
+    return _wait_for_pictures(studio, jobs)
+
+
+def _wait_for_pictures(studio: Studio, jobs: list[JobInfo]) -> tuple[str, Any, int]:
+    from projects import keyframes
+    from projects.render_now import wait_for_jobs
+
+    done = wait_for_jobs(studio, [job.id for job in jobs])
+    pictures = [keyframes.get_keyframe(studio, job.picture_take_id) for job in done if job.picture_take_id]
+    by_id = {picture.id: picture for picture in pictures}
+    lines = []
+    for job in done:
+        line = f"{job.what}: {job.state}" + (f" ({job.error})" if job.error else "")
+        picture = by_id.get(job.picture_take_id or -1)
+        if picture is not None and picture.status == "done":
+            line += f" (id {picture.id}){_picture_scores(picture.scores)}"
+        lines.append(line)
+    failed = [job for job in done if job.state != "done"]
+    payload = {"jobs": [job.to_json() for job in done], "candidates": [p.to_json() for p in pictures]}
+    return "\n".join(lines), payload, 1 if failed else 0
+
+
+def _picture_scores(scores: dict[str, Any]) -> str:
+    parts = [f"{name} {c['score']:.2f} ({c['verdict']})" for name, c in scores.get("characters", {}).items()]
+    if "continuity" in scores:
+        parts.append(f"continuity {scores['continuity']:.2f}")
+    return (": " + ", ".join(parts)) if parts else ""
+
+
+def run_candidates(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    from projects import keyframes
+
+    pictures = keyframes.list_keyframes(studio, args.project, shot_number=args.shot)
+    lines = [
+        f"{p.id:>6}  {p.label}  {p.status}{' APPROVED' if p.approved else ''}  {p.backend} seed {p.seed}"
+        + _picture_scores(p.scores)
+        + (f"  ({p.error})" if p.error else "")
+        for p in pictures
+    ]
+    return "\n".join(lines) or "no keyframe candidates yet", {"candidates": [p.to_json() for p in pictures]}
+
+
+def run_approve_keyframe(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    from projects import keyframes
+
+    picture = keyframes.approve_keyframe(studio, args.candidate_id)
+    if picture.character is not None:
+        text = f"kept {picture.label} as a reference of {picture.character}"
+    else:
+        frame = "keyframe" if picture.role == "first" else "last frame"
+        text = f"approved {picture.label}: it is shot {picture.shot_number}'s {frame}"
+    return text, picture.to_json()
+
+
 def run_rerender(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
     from projects import render_queue
 
@@ -224,10 +314,7 @@ def _wait_for(studio: Studio, jobs: list[JobInfo]) -> tuple[str, Any, int]:
     done = wait_for_jobs(studio, ids)
     takes_made = render_queue.takes_of_jobs(studio, ids)
     failed = [job for job in done if job.state != "done"]
-    lines = [
-        f"shot {job.shot_number} take {job.take_number}: {job.state}" + (f" ({job.error})" if job.error else "")
-        for job in done
-    ]
+    lines = [f"{job.what}: {job.state}" + (f" ({job.error})" if job.error else "") for job in done]
     payload = {"jobs": [job.to_json() for job in done], "takes": [take.to_json() for take in takes_made]}
     return "\n".join(lines), payload, 1 if failed else 0
 
@@ -256,7 +343,7 @@ def run_queue(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
 
     jobs = render_queue.list_jobs(studio, args.project)
     lines = [
-        f"{j.id:>6}  {j.state:<9} shot {j.shot_number} take {j.take_number}  {j.backend}  seed {j.seed}"
+        f"{j.id:>6}  {j.state:<9} {j.what}  {j.backend}  seed {j.seed}"
         + (f"  {j.stage} {j.step}/{j.total}" if j.state == "running" else "")
         + (f"  ({j.error})" if j.error else "")
         for j in jobs
@@ -337,7 +424,7 @@ def run_backends(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
     from projects.backends import available_backends
 
     infos = available_backends(studio)
-    lines = [f"{b.name:<10} {'ready' if b.available else 'unavailable':<12} {b.reason}" for b in infos]
+    lines = [f"{b.name:<16} {b.kind:<9} {'ready' if b.available else 'unavailable':<12} {b.reason}" for b in infos]
     return "\n".join(lines), {"backends": [b.to_json() for b in infos]}
 
 

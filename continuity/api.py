@@ -21,7 +21,18 @@ from typing import Any
 
 from continuity.display import Table, show_video, video_path
 from continuity.progress import progress_bar, wait_for_jobs
-from projects import bundles, cast, export, maintenance, render_queue, retakes, scoring, storyboard, takes
+from projects import (
+    bundles,
+    cast,
+    export,
+    keyframes,
+    maintenance,
+    render_queue,
+    retakes,
+    scoring,
+    storyboard,
+    takes,
+)
 from projects import project as projects_service
 from projects.backends import available_backends, fetch_weights, models_dir
 from projects.edit_plan import ExportOptions
@@ -317,6 +328,70 @@ class Project:
         )
         return self.studio._finish(jobs, wait=wait, progress=progress)
 
+    # Keyframes.
+
+    def keyframes(
+        self,
+        shots: int | Iterable[int] | None = None,
+        *,
+        candidates: int = 4,
+        backend: str = "compose",
+        last_frames: bool = False,
+        seed: int | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        priority: int = 0,
+        wait: bool = True,
+        progress: bool = True,
+    ) -> list[keyframes.PictureInfo]:
+        """Draw ``candidates`` candidates of each shot's first frame (and with ``last_frames`` its last frame) from
+        its cast, with a keyframe backend (``compose``, ``qwen-image-edit``, ``flux2-klein``); with ``wait``, now.
+        Returns the candidates, scored for identity against the cast as they land."""
+        settings = keyframes.DrawSettings(backend=backend, steps=steps, guidance=guidance)
+        jobs = keyframes.queue_keyframes(
+            self._core,
+            self._id,
+            shots=_shot_numbers(shots),
+            candidates=candidates,
+            settings=settings,
+            frames=("first", "last") if last_frames else ("first",),
+            seed=seed,
+            priority=priority,
+        )
+        return self.studio._finish_pictures(jobs, wait=wait, progress=progress)
+
+    def candidates(self, shot: int | None = None) -> list[keyframes.PictureInfo]:
+        """The keyframe candidates, in storyboard order (of one shot when asked)."""
+        return keyframes.list_keyframes(self._core, self._id, shot_number=shot)
+
+    def approve_keyframe(self, candidate: keyframes.PictureInfo | int) -> keyframes.PictureInfo:
+        """Make a candidate its shot's keyframe (or last frame); a character's view is kept as a reference."""
+        return keyframes.approve_keyframe(self._core, _picture_id(candidate))
+
+    def sheet(
+        self,
+        character: str,
+        *,
+        views: Sequence[str] = ("front", "three-quarter", "profile", "full-figure"),
+        candidates: int = 1,
+        backend: str = "qwen-image-edit",
+        seed: int | None = None,
+        wait: bool = True,
+        progress: bool = True,
+    ) -> list[keyframes.PictureInfo]:
+        """Draw a character sheet: further views of ``character`` from its photos, scored against them. Keep the
+        good ones with :meth:`approve_keyframe`."""
+        jobs = keyframes.queue_sheet(
+            self._core,
+            self._id,
+            character,
+            views=views,
+            candidates=candidates,
+            settings=keyframes.DrawSettings(backend=backend),
+            seed=seed,
+        )
+        return self.studio._finish_pictures(jobs, wait=wait, progress=progress)
+
     def render_again(self, take: TakeInfo | int, *, wait: bool = True, progress: bool = True) -> list[TakeInfo]:
         """A new take with the same backend, settings, seed and input pictures as ``take``."""
         job = render_queue.render_again(self._core, self._own_take(take))
@@ -571,10 +646,13 @@ class Studio:
     # Rendering.
 
     def backends(self) -> Table:
-        """The video backends, whether each can run here, and why not."""
+        """The video and keyframe backends, whether each can run here, and why not."""
         return Table(
-            ("backend", "available", "why not", "weights"),
-            ((b.name, b.available, "" if b.available else b.reason, b.source) for b in available_backends(self.core)),
+            ("backend", "draws", "available", "why not", "weights"),
+            (
+                (b.name, b.kind, b.available, "" if b.available else b.reason, b.source)
+                for b in available_backends(self.core)
+            ),
         )
 
     @property
@@ -619,6 +697,23 @@ class Studio:
             lines = "; ".join(f"shot {j.shot_number} take {j.take_number}: {j.error}" for j in failed)
             raise RenderFailed(f"{len(failed)} of {len(done)} take(s) failed: {lines}", made)
         return made
+
+    def _finish_pictures(
+        self, jobs: list[render_queue.JobInfo], *, wait: bool, progress: bool
+    ) -> list[keyframes.PictureInfo]:
+        ids = [job.id for job in jobs]
+        if wait:
+            done = self._watch(ids, progress=progress)
+        else:
+            done = jobs
+            if self._server is not None:
+                self._server.worker.wake()
+        drawn = [keyframes.get_keyframe(self.core, job.picture_take_id) for job in done if job.picture_take_id]
+        failed = [job for job in done if job.state == "failed"]
+        if wait and failed:
+            lines = "; ".join(f"{j.what}: {j.error}" for j in failed)
+            raise StudioError(f"{len(failed)} of {len(done)} picture(s) failed: {lines}")
+        return drawn
 
     # Bundles.
 
@@ -675,3 +770,11 @@ def open(data_dir: str | Path | None = None) -> Studio:
 
 
 __all__ = ["ExportResult", "Project", "RenderFailed", "Scores", "Studio", "open", "show"]
+
+
+def _picture_id(candidate: Any) -> int:
+    if isinstance(candidate, keyframes.PictureInfo):
+        return candidate.id
+    if isinstance(candidate, int) and not isinstance(candidate, bool):
+        return candidate
+    raise InvalidInput(f"must be a keyframe candidate or its id, got {candidate!r}", "candidate")

@@ -596,7 +596,7 @@ def test_fetch_weights_links_a_local_model_folder(
     api: continuity.Studio, sana_wm_folder: Path, tmp_path: Path
 ) -> None:
     def available() -> dict[str, bool]:
-        return {row[0]: row[1] for row in api.backends().rows}
+        return {row[0]: row[2] for row in api.backends().rows if row[1] == "video"}
 
     assert available() == {"animatic": True, "sana-wm": False, "wan-i2v": False, "wan-vace": False}
     target = api.models_dir / "sana-wm"

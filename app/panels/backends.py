@@ -1,4 +1,4 @@
-"""Settings: which video backends can run here and why not, and what a memory profile means."""
+"""Settings: which video and keyframe backends can run here and why not, and what a memory profile means."""
 
 from __future__ import annotations
 
@@ -9,19 +9,20 @@ import gradio as gr
 from app.panels.common import Context
 from projects.backends import available_backends, memory_profile, models_dir
 
-COLUMNS = ["backend", "ready", "why", "weights", "memory profile", "refiner", "max frames", "needs a GPU"]
+COLUMNS = ["backend", "draws", "ready", "why", "weights", "memory profile", "refiner", "max frames", "needs a GPU"]
 
 
 def rows(ctx: Context) -> list[list[Any]]:
     return [
         [
             b.name,
+            "videos" if b.kind == "video" else "keyframes",
             "yes" if b.available else "no",
             b.reason,
             b.source or "",
             _profile(ctx, b.name) if b.available else "",
-            "yes" if b.capabilities.refiner else "no",
-            b.capabilities.max_frames,
+            ("yes" if b.capabilities.refiner else "no") if b.kind == "video" else "",
+            b.capabilities.max_frames if b.kind == "video" else "",
             "yes" if b.capabilities.needs_gpu else "no",
         ]
         for b in available_backends(ctx.studio)

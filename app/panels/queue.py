@@ -18,12 +18,15 @@ def rows(ctx: Context, project_id: int | None) -> list[list[Any]]:
     if not project_id:
         return []
     jobs = render_queue.list_jobs(ctx.studio, project_id)
-    scored = scoring.scored_takes(ctx.studio, [job.take_id for job in jobs if job.state == "done"])
+    scored = scoring.scored_takes(ctx.studio, [job.take_id for job in jobs if job.state == "done" and job.take_id])
     out = []
     for job in jobs:
         progress = f"{job.stage} {job.step}/{job.total}" if job.state == "running" else ""
-        scores = ("scored" if job.take_id in scored else "scoring") if job.state == "done" else ""
-        row = [job.id, job.state, job.shot_number, job.take_number, job.backend, job.seed, progress, scores]
+        # A drawn picture is scored before it is recorded; a take's scores land after it is done.
+        done_scored = job.take_id in scored or job.kind != "take"
+        scores = ("scored" if done_scored else "scoring") if job.state == "done" else ""
+        which = job.take_number if job.kind == "take" else job.what
+        row = [job.id, job.state, job.shot_number or "", which, job.backend, job.seed, progress, scores]
         out.append([*row, job.error])
     return out
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.panels import keyframes as keyframes_panel
 from app.panels.common import Context, bump, need_project, picture_input, user_errors
 from pipelines.camera import PRESETS
 from projects import cast, storyboard
@@ -59,10 +60,12 @@ def build(ctx: Context) -> dict[str, Any]:
         w["up"] = gr.Button("Move up")
         w["down"] = gr.Button("Move down")
         w["delete"] = gr.Button("Delete shot", variant="stop")
+    w["keyframes"] = keyframes_panel.build(ctx)
     return w
 
 
 def wire(ctx: Context, w: dict[str, Any]) -> None:
+    keyframes_panel.wire(ctx, w["keyframes"])
     form = [w["title"], w["scene"], w["duration"], w["camera"], w["prompt"], w["characters"], w["continue"]]
 
     def refresh(project_id: int | None, shot_id: int | None) -> tuple[Any, ...]:
@@ -85,6 +88,7 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
     def opened(shot: Any) -> tuple[Any, ...]:
         """A shot's own values in the form, its keyframe picture included (or an empty picture)."""
         values = (shot.title, shot.scene, shot.duration, shot.camera, shot.prompt, list(shot.characters))
+        # The form holds the shot's own uploaded picture; a drawn keyframe is shown with its candidates below.
         picture = str(shot.keyframe.path) if shot.keyframe.source == "image" and shot.keyframe.path else None
         return shot.id, *values, shot.continue_from_previous, picture, f"Shot {shot.number} selected."
 

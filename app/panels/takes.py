@@ -115,7 +115,7 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         trigger(refresh, inputs=[ctx.project, ctx.shot], outputs=outputs, api_name=False)
 
     def backend_choices() -> Any:
-        return gr.update(choices=[b.name for b in available_backends(ctx.studio) if b.available])
+        return gr.update(choices=[b.name for b in available_backends(ctx.studio) if b.available and b.kind == "video"])
 
     ctx.project.change(backend_choices, outputs=w["backend"], api_name=False)
 
