@@ -7,8 +7,10 @@ candidates are drawn by ``compose``, the CPU default, through a real worker on a
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -279,3 +281,56 @@ def test_a_storyboard_file_names_a_last_frame_or_the_next_shots_first(
     )
     with pytest.raises(InvalidInput, match="last frame or end on the next shot's first frame, not both"):
         import_storyboard(studio, both)
+
+
+def test_the_command_line_draws_lists_and_approves_keyframes(
+    tmp_path: Path, photos: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.cli import main
+    from projects.studio import open_studio
+
+    monkeypatch.delenv("CONTINUITY_MODELS", raising=False)
+    monkeypatch.delenv("CONTINUITY_MODEL_QWEN_IMAGE_EDIT", raising=False)
+    data = tmp_path / "data"
+    opened = open_studio(data)
+    try:
+        lighthouse(opened, photos)
+    finally:
+        opened.close()
+
+    def cli(*argv: object) -> tuple[int, Any]:
+        code = main([*map(str, argv), "--data-dir", str(data), "--json"])
+        out = capsys.readouterr().out
+        return code, json.loads(out)
+
+    code, drawn = cli("keyframes", "Lighthouse", "--shots", "2-3", "--candidates", "2", "--seed", "4", "--wait")
+    assert code == 0
+    assert [job["what"] for job in drawn["jobs"]] == [
+        "shot 2 first frame 1",
+        "shot 2 first frame 2",
+        "shot 3 first frame 1",
+        "shot 3 first frame 2",
+    ]
+    verdicts = [{n: c["verdict"] for n, c in d["scores"]["characters"].items()} for d in drawn["candidates"]]
+    assert verdicts == [{"Mara": SAME, "Ben": SAME}] * 2 + [{"Ben": SAME}] * 2
+    code, listed = cli("candidates", "Lighthouse", "--shot", "3")
+    assert code == 0 and [c["number"] for c in listed["candidates"]] == [1, 2]
+    code, approved = cli("approve-keyframe", listed["candidates"][1]["id"])
+    assert code == 0 and approved["approved"] and approved["shot_number"] == 3
+    code, shots = cli("shots", "Lighthouse")
+    assert shots["shots"][2]["keyframe"]["source"] == "drawn"
+    assert shots["shots"][2]["keyframe"]["keyframe_candidate_id"] == approved["id"]
+    code, refused = cli("keyframes", "Lighthouse", "--backend", "qwen-image-edit")
+    assert code == 1 and "no Qwen-Image-Edit weights configured" in refused["error"]["message"]
+    code, refused = cli("approve-keyframe", 999)
+    assert code == 1 and refused["error"]["type"] == "NotFound"
+
+    # Weights are fetched where the keyframe backends look, and listed.
+    from tiny_qwen_edit import build_qwen_edit_folder
+
+    folder = build_qwen_edit_folder(tmp_path / "weights")
+    code, fetched = cli("fetch-weights", "qwen-image-edit", folder)
+    assert code == 0 and fetched["folder"] == str(data / "models" / "qwen-image-edit")
+    code, listed = cli("backends")
+    qwen = next(b for b in listed["backends"] if b["name"] == "qwen-image-edit")
+    assert (qwen["kind"], qwen["available"], qwen["source"]) == ("keyframe", True, fetched["folder"])
