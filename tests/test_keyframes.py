@@ -334,3 +334,44 @@ def test_the_command_line_draws_lists_and_approves_keyframes(
     code, listed = cli("backends")
     qwen = next(b for b in listed["backends"] if b["name"] == "qwen-image-edit")
     assert (qwen["kind"], qwen["available"], qwen["source"]) == ("keyframe", True, fetched["folder"])
+
+
+def test_an_edit_model_draws_candidates_through_the_queue_told_who_each_character_is(
+    studio: Studio, photos: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tiny_qwen_edit import build_qwen_edit_folder
+
+    from pipelines.loading import PipelineCache
+
+    monkeypatch.setenv("CONTINUITY_MODEL_QWEN_IMAGE_EDIT", str(build_qwen_edit_folder(tmp_path / "models")))
+    project.create_project(studio, "Edit", width=96, height=64, fps=8)
+    cast.add_character(
+        studio, "Edit", "Mara", description="a keeper in a dark suit", references=[PHOTOS / "obama-1.jpg"]
+    )
+    storyboard.add_shot(
+        studio, "Edit", prompt="Mara waits on the pier", duration=1.0, characters=["Mara"], keyframe=photos["rocket"]
+    )
+    settings = DrawSettings("qwen-image-edit", steps=2)
+    keyframes.queue_keyframes(studio, "Edit", candidates=2, settings=settings, seed=21)
+    cache = PipelineCache(capacity=1)
+    with RenderWorker(studio, device="cpu", cache=cache, keep_loaded=True) as worker:
+        assert worker.run(once=True) == 2
+    assert cache.loads == 1  # one load for both candidates
+    first, second = keyframes.list_keyframes(studio, "Edit")
+    assert (first.status, second.status) == ("done", "done"), (first.error, second.error)
+    assert first.sha256 != second.sha256
+    provenance = first.provenance
+    assert provenance["backend"] == "qwen-image-edit" and provenance["seed"] == 21
+    assert provenance["model_prompt"].startswith("Picture 1 shows Mara, a keeper in a dark suit.")
+    assert provenance["model_prompt"].endswith("Mara waits on the pier")
+    assert provenance["load_spec"]["device"] == "cpu"
+    assert provenance["model_files"]
+    location = storyboard.shot_number(studio, "Edit", 1).keyframe.sha256
+    assert [(i["role"], i["sha256"]) for i in provenance["inputs"]][-1] == ("scene", location)
+    with Image.open(first.path) as image:
+        assert image.size == (96, 64)
+    # Drawn again from its seed, the picture is the same.
+    keyframes.queue_keyframes(studio, "Edit", candidates=1, settings=settings, seed=21)
+    with RenderWorker(studio, device="cpu", cache=cache) as worker:
+        worker.run(once=True)
+    assert keyframes.list_keyframes(studio, "Edit")[2].sha256 == first.sha256
