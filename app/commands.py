@@ -407,6 +407,12 @@ def run_unpack(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
     if args.merge:
         merged = bundles.merge_bundle(studio, args.bundle, args.as_name, takes_only=args.takes_only, force=args.force)
         lines = [f"merged into {merged.project!r}: {merged.takes_added} new take(s)"]
+        if merged.keyframes_added:
+            lines.append(f"{merged.keyframes_added} new keyframe candidate(s)")
+        if merged.keyframes_differing:
+            lines.append(
+                f"shots {merged.keyframes_differing} keep their own approved keyframe (another was approved there)"
+            )
         if merged.shots_added or merged.characters_added:
             lines.append(f"added shots {merged.shots_added} and {merged.characters_added} character(s)")
         if merged.shots_differing:

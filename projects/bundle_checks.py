@@ -4,20 +4,27 @@ Every row of ``project.json`` goes through the checks a storyboard file and the 
 (:mod:`projects.validation`: names, texts, prompts, durations, cameras, seeds, sizes, frame rates); shots must be
 numbered 1..N in order; a take's parameters must have the types that rendering again and a take's inputs read
 (:func:`projects.render_queue.render_again`, :mod:`projects.take_inputs`, ``RenderSettings.from_params``); every
-name a row gives (a shot's characters, a take input's character) must be one of the bundle's characters. Media
-must be what the studio makes itself: a picture :func:`projects.images.check_image` accepts, under its own
-extension, or an MP4 video; and a file is used as what it is (no video as a reference image).
+name a row gives (a shot's characters, a take input's character) must be one of the bundle's characters. A shot's
+drawn pictures (keyframe candidates) must be drawn (``done``), numbered once per frame (first or last), at most one
+approved per frame, sized as the studio's frames are, with the fields the candidate lists and the command line show
+(scores, settings) of the types they read. Media must be what the studio makes itself: a picture
+:func:`projects.images.check_image` accepts, under its own extension, or an MP4 video; and a file is used as what it
+is (no video as a reference image or as a drawn picture).
 
 :func:`check_document` cleans the rows in place (names NFC-normalised, cameras as the studio writes them), and
 returns how each media file is used; :func:`check_media_file` checks one extracted file against that. Both raise
 :class:`InvalidInput` naming the row and field, and never echo a raw control character (values are shown with
 ``repr``).
+
+The module is longer than most here on purpose: it is every check a bundle's rows get, read in one place, as
+``tests/test_hostile_bundles.py`` tables them.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,7 +52,7 @@ from projects.validation import (
     clean_text,
     name_key,
 )
-from storage.models import SCORE_METRICS, TAKE_INPUT_ROLES
+from storage.models import PICTURE_INPUT_ROLES, SCORE_METRICS, SHOT_PICTURE_ROLES, TAKE_INPUT_ROLES
 
 PICTURES = ("png", "jpg", "webp")  # what check_image accepts, by the extension it gives
 VIDEOS = ("mp4",)  # what the worker encodes
@@ -155,6 +162,14 @@ def _backend(value: Any, field: str) -> str:
     if not isinstance(value, str) or not _BACKEND.fullmatch(value):
         raise InvalidInput(f"must be a backend's name (letters, digits, '.', '_', '+', '-'), got {value!r}", field)
     return value
+
+
+def _words(value: Any, field: str) -> str:
+    """A short text shown in a terminal as it is: no control characters."""
+    text = clean_text(value, field, max_length=200)
+    if any(unicodedata.category(char) == "Cc" for char in text):
+        raise InvalidInput("must not contain control characters", field)
+    return text
 
 
 def _media(value: Any, field: str, kind: str, uses: dict[str, MediaUse], where: str, *, required: bool = False) -> Any:
@@ -299,6 +314,19 @@ def _shot(row: dict[str, Any], where: str, characters: dict[str, str], uses: dic
             approved += take["approved"]
             if approved > 1:
                 raise InvalidInput("the shot has more than one approved take", "approved")
+    drawn: set[tuple[str, int]] = set()
+    chosen: set[str] = set()  # the frames with an approved picture
+    for j, picture in enumerate(_rows(row.get("pictures"), "pictures"), start=1):
+        with _within(f"picture {j}"):
+            _picture(picture, f"{where} picture {j}", longest, characters, uses)
+            role, number = picture["role"], picture["number"]
+            if (role, number) in drawn:
+                raise InvalidInput(f"the shot has {role} frame candidate {number} twice", "number")
+            drawn.add((role, number))
+            if picture["approved"] and role in chosen:
+                raise InvalidInput(f"the shot has more than one approved {role} frame", "approved")
+            if picture["approved"]:
+                chosen.add(role)
 
 
 def _take(
@@ -353,6 +381,62 @@ def _take(
             _number(score.get("value"), "value", 0, 1)
             _object(score.get("details"), "details", optional=True)
             _time(score, "created_at")
+
+
+def _picture(
+    picture: dict[str, Any], where: str, longest: int, characters: dict[str, str], uses: dict[str, MediaUse]
+) -> None:
+    """A shot's drawn picture (a keyframe candidate). Only drawn ones travel: nothing would draw a queued one."""
+    picture["role"] = _one_of(picture.get("role"), "role", SHOT_PICTURE_ROLES)
+    picture["number"] = _whole(picture.get("number"), "number", 1)
+    if picture.get("status", "done") != "done":
+        raise InvalidInput(f"must be done (only drawn pictures travel), got {picture.get('status')!r}", "status")
+    picture["status"] = "done"
+    # The name is not looked up among the keyframe backends: a drawn picture is never drawn again from its row,
+    # and a newer studio's backend is a fine record of where it came from.
+    picture["backend"] = _backend(picture.get("backend"), "backend")
+    picture["seed"] = clean_seed(picture.get("seed"))
+    picture["prompt"] = clean_text(picture.get("prompt"), "prompt", max_length=longest, required=True)
+    picture["width"] = clean_side(picture.get("width"), "width")
+    picture["height"] = clean_side(picture.get("height"), "height")
+    _media(picture.get("image_sha256"), "image_sha256", "picture", uses, f"{where} image", required=True)
+    picture["approved"] = _bool(picture.get("approved", False), "approved")
+    params = _object(picture.get("params"), "params", optional=True)
+    with _within("params"):
+        settings = _object(params.get("settings", {}), "settings")
+        with _within("settings"):  # what drawing it again reads (picture_inputs.prepare)
+            if "backend" in settings:
+                _backend(settings["backend"], "backend")
+            _whole(settings.get("steps"), "steps", 1, optional=True)
+            _number(settings.get("guidance"), "guidance", optional=True)
+            clean_text(settings.get("negative_prompt", ""), "negative_prompt", max_length=MAX_PROMPT_LENGTH)
+        _object(params.get("generation"), "generation", optional=True)
+        _list(params.get("notes"), "notes")
+    for key in ("timings", "provenance"):
+        _object(picture.get(key), key, optional=True)
+    scores = _object(picture.get("scores"), "scores", optional=True)
+    with _within("scores"):  # as the candidate lists show them: numbers, and each character's score and verdict
+        for key in ("identity", "look", "continuity"):
+            _number(scores.get(key), key, optional=True)
+        for key in ("embedder", "face_model"):
+            _words(scores.get(key), key)
+        for name, part in _object(scores.get("characters"), "characters", optional=True).items():
+            with _within(f"characters[{clean_name(name, 'name')!r}]"):
+                _number(_object(part, "character").get("score"), "score", optional=True)
+                _words(part.get("verdict"), "verdict")
+    for key in ("created_at", "started_at", "finished_at"):
+        _time(picture, key)
+    positions: set[int] = set()
+    for i, item in enumerate(_rows(picture.get("inputs"), "inputs"), start=1):
+        with _within(f"input {i}"):
+            _one_of(item.get("role"), "role", PICTURE_INPUT_ROLES)
+            position = _whole(item.get("position", 0), "position")
+            if position in positions:
+                raise InvalidInput(f"repeats the picture at position {position}", "position")
+            positions.add(position)  # type: ignore[arg-type]
+            _media(item.get("sha256"), "sha256", "picture", uses, f"{where} input {i}", required=True)
+            if item.get("character") is not None:
+                item["character"] = _named(item["character"], "character", characters)
 
 
 def _params(params: dict[str, Any]) -> dict[str, Any]:

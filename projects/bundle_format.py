@@ -4,9 +4,15 @@ A bundle is one zip: ``manifest.json`` (format version, schema revision, origin,
 every media file's SHA-256, extension and size), ``project.json`` (the project's rows, media named by hash and
 characters by name, so no database id leaves the studio) and ``media/<sha256>.<ext>``.
 
+Each shot carries its takes (those ``takes`` chooses) and its drawn pictures (``pictures``: keyframe candidates,
+:class:`storage.models.PictureTake`). The approved first- and last-frame pictures always travel, whatever
+``takes`` says: they are the shot's keyframe and last frame (:mod:`projects.shot_pictures`), part of the storyboard,
+and without them the shot would render from another picture; ``all`` adds every other drawn candidate.
+
 This module turns a project's rows into ``project.json`` (:func:`project_document`) and ``project.json``'s rows
-back into new rows (:func:`new_character`, :func:`new_shot`, :func:`new_take`, :func:`link_sources`). Rows are
-read by field name with defaults, so a bundle missing fields added since still loads.
+back into new rows (:func:`new_character`, :func:`new_shot`, :func:`new_take`, :func:`new_picture`,
+:func:`link_sources`). Rows are read by field name with defaults, so a bundle missing fields added since still
+loads (a bundle written at revision 0008 before pictures travelled has no ``pictures``: it reads as none).
 
 A bundle written at an older schema revision is brought to this version's rows by :func:`upgrade_document`: one
 ``_since_NNNN`` step for each revision that changed what a bundle holds, applied in migration order.
@@ -27,7 +33,17 @@ from sqlalchemy.orm import Session
 
 from projects.validation import name_key
 from storage.migrate import revision_order
-from storage.models import Character, Project, ReferenceImage, Shot, Take, TakeInput, TakeScore
+from storage.models import (
+    Character,
+    PictureInput,
+    PictureTake,
+    Project,
+    ReferenceImage,
+    Shot,
+    Take,
+    TakeInput,
+    TakeScore,
+)
 
 FORMAT_VERSION = 1
 TAKE_CHOICES = ("approved", "all", "none")  # which takes a bundle carries
@@ -41,6 +57,7 @@ class BundleCounts:
     shots: int
     takes: int
     media: int
+    pictures: int = 0  # drawn keyframe candidates (the approved ones, or all with ``takes`` all)
 
 
 # Writing: rows to a document.
@@ -79,6 +96,49 @@ def _chosen_takes(shot: Shot, mode: str) -> list[Take]:
     return [take for take in shot.takes if take.status in FINISHED]
 
 
+def _input_rows(items: list[TakeInput] | list[PictureInput], by_id: dict[int, Character]) -> list[dict[str, Any]]:
+    """The pictures a take or a drawn picture started from, by hash, with their character by name."""
+    return [
+        {
+            "role": item.role,
+            "position": item.position,
+            "sha256": item.sha256,
+            "character": by_id[item.character_id].name if item.character_id in by_id else None,
+        }
+        for item in items
+    ]
+
+
+def _chosen_pictures(shot: Shot, mode: str) -> list[PictureTake]:
+    """The shot's drawn pictures a bundle carries: the approved ones always (its keyframe and last frame), every
+    drawn one with ``all``. Pictures still queued, or failed, stay behind: nothing would show them."""
+    drawn = [picture for picture in shot.pictures if picture.status == "done" and picture.image_sha256]
+    return drawn if mode == "all" else [picture for picture in drawn if picture.approved]
+
+
+def _picture_row(picture: PictureTake, by_id: dict[int, Character]) -> dict[str, Any]:
+    return {
+        "role": picture.role,
+        "number": picture.number,
+        "status": picture.status,
+        "approved": picture.approved,
+        "backend": picture.backend,
+        "seed": picture.seed,
+        "prompt": picture.prompt,
+        "width": picture.width,
+        "height": picture.height,
+        "params": picture.params,
+        "image_sha256": picture.image_sha256,
+        "timings": picture.timings,
+        "provenance": picture.provenance,
+        "scores": picture.scores,
+        "created_at": timestamp(picture.created_at),
+        "started_at": timestamp(picture.started_at),
+        "finished_at": timestamp(picture.finished_at),
+        "inputs": _input_rows(picture.inputs, by_id),
+    }
+
+
 def _take_row(take: Take, shot_positions: dict[int, int], by_id: dict[int, Character]) -> dict[str, Any]:
     source = None
     if take.source_take_id is not None and take.source_take_id in shot_positions:
@@ -104,15 +164,7 @@ def _take_row(take: Take, shot_positions: dict[int, int], by_id: dict[int, Chara
         "created_at": timestamp(take.created_at),
         "started_at": timestamp(take.started_at),
         "finished_at": timestamp(take.finished_at),
-        "inputs": [
-            {
-                "role": item.role,
-                "position": item.position,
-                "sha256": item.sha256,
-                "character": by_id[item.character_id].name if item.character_id in by_id else None,
-            }
-            for item in take.inputs
-        ],
+        "inputs": _input_rows(take.inputs, by_id),
         "scores": [
             {
                 "embedder": score.embedder,
@@ -163,7 +215,7 @@ def project_document(project: Project, mode: str) -> tuple[dict[str, Any], set[s
         )
     take_shot = {take.id: shot.position for shot in project.shots for take in shot.takes}
     shots = []
-    take_count = 0
+    take_count = picture_count = 0
     for shot in project.shots:
         if shot.keyframe_sha256:
             media.add(shot.keyframe_sha256)
@@ -174,6 +226,13 @@ def project_document(project: Project, mode: str) -> tuple[dict[str, Any], set[s
             media.update(item["sha256"] for item in row["inputs"])
             rows.append(row)
         take_count += len(rows)
+        # A character's drawn views do not travel: a kept view is one of its reference images (above) already.
+        pictures = [_picture_row(picture, by_id) for picture in _chosen_pictures(shot, mode)]
+        for row in pictures:
+            media.update(picture_media(row))
+        picture_count += len(pictures)
+        if shot.last_frame_sha256:
+            media.add(shot.last_frame_sha256)
         shots.append(
             {
                 "position": shot.position,
@@ -191,6 +250,7 @@ def project_document(project: Project, mode: str) -> tuple[dict[str, Any], set[s
                 "characters": [character.name for character in shot.characters],
                 "created_at": timestamp(shot.created_at),
                 "takes": rows,
+                "pictures": pictures,
             }
         )
     document = {
@@ -205,7 +265,7 @@ def project_document(project: Project, mode: str) -> tuple[dict[str, Any], set[s
         "characters": characters,
         "shots": shots,
     }
-    counts = BundleCounts(len(characters), references, len(shots), take_count, len(media))
+    counts = BundleCounts(len(characters), references, len(shots), take_count, len(media), picture_count)
     return document, media, counts
 
 
@@ -248,8 +308,22 @@ def _since_0007(document: dict[str, Any]) -> None:
                     score["metric"] = "look"
 
 
+def _since_0008(document: dict[str, Any]) -> None:
+    """Revision 0008 added a shot's last frame and its drawn pictures (keyframe candidates)."""
+    for shot in rows_of(document, "shots"):
+        shot.setdefault("last_frame_sha256", None)
+        shot.setdefault("last_frame_from_next", False)
+        shot.setdefault("pictures", [])
+
+
 # Each step brings the rows of a bundle written before that revision to what it added, in migration order.
-_UPGRADES = (("0003", _since_0003), ("0004", _since_0004), ("0006", _since_0006), ("0007", _since_0007))
+_UPGRADES = (
+    ("0003", _since_0003),
+    ("0004", _since_0004),
+    ("0006", _since_0006),
+    ("0007", _since_0007),
+    ("0008", _since_0008),
+)
 
 
 def upgrade_document(document: dict[str, Any], revision: str) -> list[str]:
@@ -273,16 +347,24 @@ def take_media(row: dict[str, Any]) -> set[str]:
     return {sha for sha in found if sha}
 
 
+def picture_media(row: dict[str, Any]) -> set[str]:
+    """The media a drawn picture's row names: the picture and the pictures it was drawn from."""
+    found = {row.get("image_sha256")}
+    found.update(item.get("sha256") for item in row.get("inputs", []))
+    return {sha for sha in found if sha}
+
+
 def media_needed(document: dict[str, Any]) -> set[str]:
     """Every media file the document's rows name."""
     needed: set[str] = set()
     for character in document.get("characters", []):
         needed.update(ref["sha256"] for ref in character.get("references", []))
     for shot in document.get("shots", []):
-        if shot.get("keyframe_sha256"):
-            needed.add(shot["keyframe_sha256"])
+        needed.update(sha for sha in (shot.get("keyframe_sha256"), shot.get("last_frame_sha256")) if sha)
         for take in shot.get("takes", []):
             needed.update(take_media(take))
+        for picture in shot.get("pictures") or []:
+            needed.update(picture_media(picture))
     return needed
 
 
@@ -356,16 +438,7 @@ def new_take(shot: Shot, row: dict[str, Any], number: int, characters: dict[str,
         started_at=parse_timestamp(row.get("started_at")),
         finished_at=parse_timestamp(row.get("finished_at")),
     )
-    for item in row.get("inputs", []):
-        character = characters.get(name_key(item["character"])) if item.get("character") else None
-        take.inputs.append(
-            TakeInput(
-                role=item["role"],
-                position=item.get("position", 0),
-                sha256=item["sha256"],
-                character_id=character.id if character is not None else None,
-            )
-        )
+    take.inputs.extend(TakeInput(**_input_fields(item, characters)) for item in row.get("inputs", []))
     for score in row.get("scores", []):
         take.scores.append(
             TakeScore(
@@ -377,6 +450,43 @@ def new_take(shot: Shot, row: dict[str, Any], number: int, characters: dict[str,
             )
         )
     return take
+
+
+def new_picture(shot: Shot, row: dict[str, Any], number: int, characters: dict[str, Character]) -> PictureTake:
+    """Drawn picture ``number`` of ``shot`` (for its row's role) from its row, with the pictures it was drawn from."""
+    picture = PictureTake(
+        shot=shot,
+        role=row["role"],
+        number=number,
+        status="done",
+        backend=row["backend"],
+        seed=row["seed"],
+        prompt=row.get("prompt", shot.prompt),
+        width=row["width"],
+        height=row["height"],
+        params=row.get("params") or {},
+        image_sha256=row["image_sha256"],
+        timings=row.get("timings") or {},
+        provenance=row.get("provenance") or {},
+        scores=row.get("scores") or {},
+        approved=bool(row.get("approved", False)),
+        created_at=parse_timestamp(row.get("created_at")) or datetime.now(UTC),
+        started_at=parse_timestamp(row.get("started_at")),
+        finished_at=parse_timestamp(row.get("finished_at")),
+    )
+    picture.inputs.extend(PictureInput(**_input_fields(item, characters)) for item in row.get("inputs", []))
+    return picture
+
+
+def _input_fields(item: dict[str, Any], characters: dict[str, Character]) -> dict[str, Any]:
+    """An input picture's row as a new row's fields; its character by name key, as written here."""
+    character = characters.get(name_key(item["character"])) if item.get("character") else None
+    return {
+        "role": item["role"],
+        "position": item.get("position", 0),
+        "sha256": item["sha256"],
+        "character_id": character.id if character is not None else None,
+    }
 
 
 def link_sources(session: Session, pending: list[tuple[Take, Any]], takes: dict[tuple[int, int], Take]) -> None:

@@ -1,10 +1,17 @@
 """Merging a bundle into the project it came from: what the bundle holds that the project here lacks comes back.
 
 Shots and characters are recognised across copies by their creation time (which copies keep), so a merge finds a
-shot whose prompt or place changed, or a renamed character; takes by their video, seed and backend. The sides
-parted when the later of the two was unpacked from the other (its ``copied_at``): what the bundle holds from
-before then and this side lacks, this side deleted since, and it stays deleted. :func:`merge_rows` writes within
-the caller's transaction, after :func:`projects.bundle_reading.open_bundle` has checked the whole bundle.
+shot whose prompt or place changed, or a renamed character; takes by their video, seed and backend; drawn pictures
+(keyframe candidates) by their frame (first or last), picture and seed. The sides parted when the later of the two
+was unpacked from the other (its ``copied_at``): what the bundle holds from before then and this side lacks, this
+side deleted since, and it stays deleted. :func:`merge_rows` writes within the caller's transaction, after
+:func:`projects.bundle_reading.open_bundle` has checked the whole bundle.
+
+Drawn pictures new here are numbered after the shot's own for their frame. The bundle's approved picture of a
+frame (new here, or one both sides hold) becomes the shot's here only when the shot here has none approved for that
+frame: an approval here is never replaced, and a shot whose approved picture differs from the bundle's is listed
+(``keyframes_differing``), as an edited shot is. An approval withdrawn here since the copy cannot be told from one
+made there, so it comes back with the merge.
 """
 
 from __future__ import annotations
@@ -15,15 +22,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from projects import queries
+from projects import queries, shot_pictures
 from projects.bundle_format import (
     FINISHED,
     link_sources,
     new_character,
+    new_picture,
     new_reference,
     new_shot,
     new_take,
     parse_timestamp,
+    picture_media,
     rows_of,
     take_media,
     timestamp,
@@ -34,7 +43,7 @@ from projects.storyboard import shift_positions
 from projects.studio import Studio
 from projects.takes import refresh_project_stale
 from projects.validation import MAX_REFERENCES, name_key
-from storage.models import Character, Project, Shot, Take
+from storage.models import Character, PictureTake, Project, Shot, Take
 
 
 @dataclass(frozen=True)
@@ -43,19 +52,31 @@ class MergeResult:
     project_id: int
     takes_added: int
     takes_already_there: int
-    shots_unmatched: list[int]  # the bundle's shot numbers left out with their takes (``takes_only``)
+    shots_unmatched: list[int]  # the bundle's shot numbers left out with their takes and pictures (``takes_only``)
     characters_added: int = 0
     references_added: int = 0
     shots_added: list[int] = field(default_factory=list)  # their numbers here, after the merge
     shots_differing: list[int] = field(default_factory=list)  # edited on either side: kept as they are here
-    stayed_deleted: int = 0  # shots, takes, characters and references deleted here since the copy: left out
+    stayed_deleted: int = 0  # shots, takes, pictures, characters and references deleted here since the copy
+    keyframes_added: int = 0  # drawn pictures (first- and last-frame candidates) new here
+    keyframes_differing: list[int] = field(default_factory=list)  # approved picture differs: kept as it is here
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
 # What of a shot, when it differs between the two sides, means it was edited.
-_SHOT_FIELDS = ("scene", "title", "prompt", "duration", "camera", "keyframe_sha256", "continue_from_previous")
+_SHOT_FIELDS = (
+    "scene",
+    "title",
+    "prompt",
+    "duration",
+    "camera",
+    "keyframe_sha256",
+    "continue_from_previous",
+    "last_frame_sha256",
+    "last_frame_from_next",
+)
 
 
 def _same_shot(home: Shot, row: dict[str, Any]) -> bool:
@@ -156,6 +177,8 @@ def merge_rows(studio: Studio, session: Session, bundle: Bundle, project: Projec
     unmatched: list[int] = []
     differing: list[Shot] = []
     plan: list[tuple[int, dict[str, Any]]] = []  # (index of the shot row, take row)
+    drawing: list[tuple[int, dict[str, Any]]] = []  # (index of the shot row, picture row) new here
+    approvals: list[PictureTake] = []  # pictures here (matched, or new) that the bundle has approved
     already = 0
     existing_takes: dict[tuple[int, int], Take] = {}  # (bundle shot number, bundle take number) -> take here
     left_out: set[int] = set()  # shot rows deleted here: neither they nor their takes come back
@@ -166,11 +189,10 @@ def merge_rows(studio: Studio, session: Session, bundle: Bundle, project: Projec
                 left_out.add(index)
                 continue
             if takes_only:
-                if row.get("takes"):
+                if row.get("takes") or row.get("pictures"):
                     unmatched.append(row.get("position"))
                 continue
-            if row.get("keyframe_sha256"):
-                needed.add(row["keyframe_sha256"])
+            needed.update(sha for sha in (row.get("keyframe_sha256"), row.get("last_frame_sha256")) if sha)
         elif not _same_shot(home, row):
             differing.append(home)
         here = {(take.video_sha256, take.seed, take.backend): take for take in home.takes} if home else {}
@@ -186,6 +208,17 @@ def merge_rows(studio: Studio, session: Session, bundle: Bundle, project: Projec
             else:
                 plan.append((index, take_row))
                 needed.update(take_media(take_row))
+        drawn = {(p.role, p.image_sha256, p.seed): p for p in home.pictures if p.image_sha256} if home else {}
+        for picture_row in rows_of(row, "pictures"):
+            found = drawn.get((picture_row["role"], picture_row["image_sha256"], picture_row["seed"]))
+            if found is not None:
+                if picture_row["approved"]:
+                    approvals.append(found)
+            elif deleted_here(picture_row, there):
+                stayed_deleted += 1
+            else:
+                drawing.append((index, picture_row))
+                needed.update(picture_media(picture_row))
     store_media(studio, session, bundle, needed)
 
     for row in new_characters:
@@ -231,6 +264,29 @@ def merge_rows(studio: Studio, session: Session, bundle: Bundle, project: Projec
         made[(shot_rows[index].get("position"), take_row["take_number"])] = take
         pending.append((take, take_row.get("source_take")))
     link_sources(session, pending, made)
+
+    keyframes_added = 0
+    for index, picture_row in drawing:
+        shot = shots[index]
+        if shot is None:
+            continue
+        keyframes_added += 1
+        number = max((p.number for p in shot.pictures if p.role == picture_row["role"]), default=0) + 1
+        picture = new_picture(shot, picture_row, number, characters)
+        picture.approved = False  # approved below, where the shot here has no approved picture of its frame
+        session.add(picture)
+        session.flush()
+        if picture_row["approved"]:
+            approvals.append(picture)
+    keyframes_differing: set[int] = set()
+    for picture in approvals:
+        assert picture.shot is not None
+        current = shot_pictures.approved_picture(session, picture.shot, picture.role)
+        if current is None and picture.status == "done":
+            picture.approved = True
+            session.flush()
+        elif current is not picture:
+            keyframes_differing.add(picture.shot.position)
     refresh_project_stale(session, project.id)
     return MergeResult(
         project.name,
@@ -243,4 +299,6 @@ def merge_rows(studio: Studio, session: Session, bundle: Bundle, project: Projec
         shots_added=sorted(shot.position for shot in added),
         shots_differing=sorted(shot.position for shot in differing),
         stayed_deleted=stayed_deleted,
+        keyframes_added=keyframes_added,
+        keyframes_differing=sorted(keyframes_differing),
     )

@@ -7,6 +7,9 @@ rows against the project here, :mod:`projects.bundle_merge`. Each unpack or merg
 after the whole bundle has been checked, so a bad bundle leaves the target data directory as it was. A merge takes
 only a bundle of the project it merges into (by its ``origin``), unless forced.
 
+A shot's approved drawn keyframe (and last frame) travels with it whatever takes are chosen, so an unpacked shot
+starts from the same picture; ``takes="all"`` carries every drawn candidate too (:mod:`projects.bundle_format`).
+
 Packing never writes over what it should not: a bundle path inside the data directory (its database, its media)
 is refused, and so is an existing file unless ``overwrite``.
 
@@ -38,6 +41,7 @@ from projects.bundle_format import (
     link_sources,
     media_needed,
     new_character,
+    new_picture,
     new_reference,
     new_shot,
     new_take,
@@ -153,6 +157,7 @@ def pack_project(
             "shots": counts.shots,
             "takes": counts.takes,
             "media": counts.media,
+            "pictures": counts.pictures,
         },
         "media": files,
     }
@@ -249,7 +254,7 @@ def _restore(studio: Studio, session: Session, bundle: Bundle, name: str) -> tup
     session.flush()
     pending: list[tuple[Take, Any]] = []
     by_key: dict[tuple[int, int], Take] = {}
-    shot_count = take_count = 0
+    shot_count = take_count = picture_count = 0
     for row in doc.get("shots", []):
         shot = new_shot(project, row, row["position"], characters)
         session.add(shot)
@@ -264,8 +269,11 @@ def _restore(studio: Studio, session: Session, bundle: Bundle, name: str) -> tup
             pending.append((take, take_row.get("source_take")))
             by_key[(shot.position, take.take_number)] = take
             take_count += 1
+        for picture_row in row.get("pictures") or []:  # numbered and approved as there: the same keyframe
+            session.add(new_picture(shot, picture_row, picture_row["number"], characters))
+            picture_count += 1
     link_sources(session, pending, by_key)
-    counts = BundleCounts(len(characters), references, shot_count, take_count, len(bundle.media))
+    counts = BundleCounts(len(characters), references, shot_count, take_count, len(bundle.media), picture_count)
     return project, counts, new_media
 
 
@@ -281,7 +289,10 @@ def merge_bundle(
 
     Shots are the same shot when they were created together (the bundle keeps each shot's creation time; the
     prompt and position settle a tie). Takes not here yet (by video, seed and backend) are added to their shot;
-    a merged take keeps its approval only when the shot has none here. Shots added there are inserted after the
+    a merged take keeps its approval only when the shot has none here. Drawn pictures (keyframe candidates) not here
+    yet (by frame, picture and seed) are added after the shot's own (``keyframes_added``); the bundle's approved
+    picture of a frame becomes the shot's here only when none is approved here, else the shot is listed
+    (``keyframes_differing``) and keeps its own. Shots added there are inserted after the
     shot they follow there, and characters added there (and reference images added to a character) come too,
     unless ``takes_only``: then those shots are left out and listed. A shot that differs between the two sides
     (edited on either) keeps this side's version and is listed. What both sides held when the copy was unpacked

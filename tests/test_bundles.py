@@ -11,13 +11,23 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from projects import bundle_format, bundle_reading, bundles, cast, project, render_queue, storyboard, takes
+from projects import bundle_format, bundle_reading, bundles, cast, keyframes, project, render_queue, storyboard, takes
 from projects.errors import Conflict, InvalidInput
 from projects.studio import Studio, open_studio
 from projects.worker import RenderWorker
 from storage import media as media_rows
 from storage.migrate import head_revision
-from storage.models import Character, MediaObject, Project, ReferenceImage, Shot, Take, TakeInput
+from storage.models import (
+    Character,
+    MediaObject,
+    PictureInput,
+    PictureTake,
+    Project,
+    ReferenceImage,
+    Shot,
+    Take,
+    TakeInput,
+)
 
 
 def render_all(studio: Studio) -> int:
@@ -253,6 +263,208 @@ def test_merge_refuses_another_project(film: Studio, other: Studio, tmp_path: Pa
     assert snapshot(film) == before
 
 
+# Drawn keyframes travel with their shots: a shot unpacked elsewhere starts from the same picture.
+
+PHOTOS = Path(__file__).with_name("photos")
+
+
+def draw(studio: Studio) -> int:
+    """Draw every queued keyframe candidate, scored as the studio scores them."""
+    with RenderWorker(studio, device="cpu") as worker:
+        return worker.run(once=True)
+
+
+def drawn_pictures(studio: Studio) -> list[tuple]:
+    """Every drawn picture of the project: shot, frame, number, approval, picture, seed, scores and provenance."""
+    return [
+        (p.shot_number, p.role, p.number, p.approved, p.sha256, p.seed, p.backend, p.scores, p.provenance)
+        for p in keyframes.list_keyframes(studio, "Drawn")
+    ]
+
+
+def drawn_from(studio: Studio, project_id: int | None = None) -> list[tuple]:
+    """The pictures every drawn picture was drawn from, by shot, frame and number, with their character's name."""
+    query = (
+        select(Shot.position, PictureTake.role, PictureTake.number, PictureInput.role, PictureInput.position)
+        .add_columns(PictureInput.sha256, Character.name)
+        .join(PictureTake, PictureTake.id == PictureInput.picture_take_id)
+        .join(Shot, Shot.id == PictureTake.shot_id)
+        .outerjoin(Character, Character.id == PictureInput.character_id)
+        .order_by(Shot.position, PictureTake.role, PictureTake.number, PictureInput.position)
+    )
+    if project_id is not None:
+        query = query.where(Shot.project_id == project_id)
+    with studio.read() as session:
+        return [tuple(row) for row in session.execute(query)]
+
+
+@pytest.fixture
+def drawn(studio: Studio, photos: dict[str, Path]) -> Studio:
+    """Shot 1 has two drawn first-frame candidates, the second approved: its keyframe, over its uploaded picture of
+    the place. Shot 2 has an approved drawn last frame; shot 3 an uploaded one."""
+    project.create_project(studio, "Drawn", width=64, height=64, fps=8)
+    cast.add_character(studio, "Drawn", "Mara", references=[PHOTOS / "obama-1.jpg"])
+    storyboard.add_shot(
+        studio, "Drawn", prompt="Mara walks in", duration=1.0, characters=["Mara"], keyframe=photos["coffee"]
+    )
+    storyboard.add_shot(studio, "Drawn", prompt="Mara turns", duration=1.0, characters=["Mara"])
+    storyboard.add_shot(
+        studio,
+        "Drawn",
+        prompt="the door closes",
+        duration=1.0,
+        keyframe=photos["chelsea"],
+        last_frame=photos["rocket"],
+    )
+    keyframes.queue_keyframes(studio, "Drawn", shots=[1], candidates=2, seed=5)
+    keyframes.queue_keyframes(studio, "Drawn", shots=[2], frames=("last",), candidates=1, seed=9)
+    assert draw(studio) == 3
+    _, second = keyframes.list_keyframes(studio, "Drawn", shot_number=1)
+    keyframes.approve_keyframe(studio, second.id)
+    (ending,) = keyframes.list_keyframes(studio, "Drawn", shot_number=2)
+    keyframes.approve_keyframe(studio, ending.id)
+    return studio
+
+
+def test_a_bundle_carries_the_approved_drawn_pictures_whatever_takes_it_carries(drawn: Studio, tmp_path: Path) -> None:
+    candidates = keyframes.list_keyframes(drawn, "Drawn")
+    (unapproved,) = [p for p in candidates if not p.approved]
+    approved = {p.sha256 for p in candidates if p.approved}
+    uploaded_ending = storyboard.shot_number(drawn, "Drawn", 3).last_frame
+    assert uploaded_ending.source == "image"
+    for mode, expected in (("approved", 2), ("none", 2), ("all", 3)):
+        packed = bundles.pack_project(drawn, "Drawn", tmp_path / f"{mode}.zip", takes=mode)
+        _, manifest = members(packed.path)
+        assert packed.counts.pictures == manifest["counts"]["pictures"] == expected
+        with zipfile.ZipFile(packed.path) as archive:
+            document = json.loads(archive.read("project.json"))
+        rows = [
+            (s["position"], p["role"], p["number"], p["approved"]) for s in document["shots"] for p in s["pictures"]
+        ]
+        kept = [(1, "first", 2, True), (2, "last", 1, True)]
+        assert rows == ([(1, "first", 1, False), *kept] if mode == "all" else kept)
+        media = {item["sha256"] for item in manifest["media"]}
+        assert approved <= media and (unapproved.sha256 in media) == (mode == "all")
+        assert uploaded_ending.sha256 in media  # an uploaded last frame travels too
+
+
+def test_an_unpacked_shot_starts_from_the_same_drawn_keyframe(drawn: Studio, other: Studio, tmp_path: Path) -> None:
+    before = [storyboard.shot_number(drawn, "Drawn", number) for number in (1, 2, 3)]
+    assert before[0].keyframe.source == before[1].last_frame.source == "drawn"
+    assert all(p[7].get("look") is not None for p in drawn_pictures(drawn))  # scored when drawn
+    packed = bundles.pack_project(drawn, "Drawn", tmp_path / "drawn.zip", takes="all")
+    restored = bundles.unpack_bundle(other, packed.path)
+    assert restored.counts.pictures == 3
+    for number, shot in enumerate(before, start=1):
+        after = storyboard.shot_number(other, "Drawn", number)
+        assert (after.keyframe.source, after.keyframe.sha256) == (shot.keyframe.source, shot.keyframe.sha256)
+        assert (after.last_frame.source, after.last_frame.sha256) == (shot.last_frame.source, shot.last_frame.sha256)
+        assert (after.keyframe_candidates, after.stale) == (shot.keyframe_candidates, shot.stale)
+    # The candidates as they were: numbers, approvals, pictures, seeds, scores, provenance, what they were drawn from.
+    assert drawn_pictures(other) == drawn_pictures(drawn)
+    assert drawn_from(other) == drawn_from(drawn) != []
+    assert verified(other) == []
+
+    # With the approved takes only (the default), the approved pictures still come: the keyframe is the same.
+    approved = bundles.pack_project(drawn, "Drawn", tmp_path / "approved.zip")
+    copy = bundles.unpack_bundle(other, approved.path, as_name="Approved")
+    assert copy.counts.pictures == 2
+    first = storyboard.shot_number(other, "Approved", 1).keyframe
+    assert (first.source, first.sha256) == ("drawn", before[0].keyframe.sha256)
+    assert [(p.number, p.approved) for p in keyframes.list_keyframes(other, "Approved", shot_number=1)] == [(2, True)]
+    came = [row for row in drawn_from(drawn) if row[:3] in ((1, "first", 2), (2, "last", 1))]
+    assert drawn_from(other, copy.project_id) == came != []
+
+
+def test_a_bundle_from_before_drawn_pictures_travelled_still_unpacks(
+    drawn: Studio, other: Studio, tmp_path: Path
+) -> None:
+    """Bundles of revision 0007 know no drawn pictures or last frames; those written at 0008 before the pictures
+    travelled have none either. Both unpack, their shots starting from their own pictures."""
+    packed = bundles.pack_project(drawn, "Drawn", tmp_path / "drawn.zip", takes="all").path
+
+    def written_at(revision: str):
+        def step(info: zipfile.ZipInfo, data: bytes):
+            if info.filename == "project.json":
+                document = json.loads(data)
+                for shot in document["shots"]:
+                    del shot["pictures"]
+                    if revision == "0007":
+                        del shot["last_frame_sha256"], shot["last_frame_from_next"]
+                data = json.dumps(document).encode()
+            return stamped(revision)(info, data)
+
+        return step
+
+    for revision in ("0007", "0008"):
+        old = rewrite(packed, tmp_path / f"{revision}.zip", written_at(revision))
+        result = bundles.unpack_bundle(other, old, as_name=f"Drawn {revision}")
+        assert (result.schema_revision, result.counts.shots, result.counts.pictures) == (revision, 3, 0)
+        first = storyboard.shot_number(other, result.project_id, 1)
+        assert (first.keyframe.source, first.keyframe_candidates) == ("image", 0)
+        ending = storyboard.shot_number(other, result.project_id, 3).last_frame.source
+        assert ending == ("none" if revision == "0007" else "image")
+    assert verified(other) == []
+
+
+def test_candidates_drawn_on_a_copy_merge_back(drawn: Studio, other: Studio, tmp_path: Path) -> None:
+    bundles.unpack_bundle(other, bundles.pack_project(drawn, "Drawn", tmp_path / "out.zip", takes="all").path)
+    # There: two more candidates of shot 1's first frame, the last approved; shot 2's first frame drawn, approved.
+    keyframes.queue_keyframes(other, "Drawn", shots=[1], candidates=2, seed=20)
+    keyframes.queue_keyframes(other, "Drawn", shots=[2], candidates=1, seed=30)
+    assert draw(other) == 3
+    there = {(p.shot_number, p.role, p.number): p for p in keyframes.list_keyframes(other, "Drawn")}
+    keyframes.approve_keyframe(other, there[(1, "first", 4)].id)
+    keyframes.approve_keyframe(other, there[(2, "first", 1)].id)
+    # Here, meanwhile: one more candidate of shot 1, and its approved keyframe stays the second.
+    keyframes.queue_keyframes(drawn, "Drawn", shots=[1], candidates=1, seed=40)
+    assert draw(drawn) == 1
+    kept = storyboard.shot_number(drawn, "Drawn", 1).keyframe
+    back = bundles.pack_project(other, "Drawn", tmp_path / "back.zip", takes="all").path
+
+    merged = bundles.merge_bundle(drawn, back)
+    assert merged.keyframes_added == 3
+    assert merged.keyframes_differing == [1]  # approved there, another approved here: this side's kept
+    assert merged.to_json()["keyframes_added"] == 3
+    here = {(p.shot_number, p.role, p.number): p for p in keyframes.list_keyframes(drawn, "Drawn")}
+    assert sorted(here) == [(1, "first", n) for n in range(1, 6)] + [(2, "first", 1), (2, "last", 1)]
+    for mine, theirs in (
+        ((1, "first", 4), (1, "first", 3)),
+        ((1, "first", 5), (1, "first", 4)),
+        ((2, "first", 1),) * 2,
+    ):
+        assert (here[mine].sha256, here[mine].seed, here[mine].scores) == (
+            there[theirs].sha256,
+            there[theirs].seed,
+            there[theirs].scores,
+        )
+    assert [n for (shot, role, n), p in here.items() if p.approved] == [2, 1, 1]
+    first = storyboard.shot_number(drawn, "Drawn", 1).keyframe
+    assert (first.source, first.sha256) == (kept.source, kept.sha256)
+    second = storyboard.shot_number(drawn, "Drawn", 2).keyframe
+    assert (second.source, second.sha256) == ("drawn", there[(2, "first", 1)].sha256)  # none was approved here
+    assert verified(drawn) == []
+
+    again = bundles.merge_bundle(drawn, back)
+    assert (again.keyframes_added, again.keyframes_differing, again.stayed_deleted) == (0, [1], 0)
+    assert len(keyframes.list_keyframes(drawn, "Drawn")) == len(here)
+
+
+def test_a_candidate_approved_there_becomes_the_keyframe_where_none_is_approved(
+    drawn: Studio, other: Studio, tmp_path: Path
+) -> None:
+    bundles.unpack_bundle(other, bundles.pack_project(drawn, "Drawn", tmp_path / "out.zip", takes="all").path)
+    first, second = keyframes.list_keyframes(other, "Drawn", shot_number=1)
+    keyframes.approve_keyframe(other, first.id)  # there: the other candidate, which both sides hold
+    keyframes.unapprove_keyframe(drawn, keyframes.list_keyframes(drawn, "Drawn", shot_number=1)[1].id)
+    assert storyboard.shot_number(drawn, "Drawn", 1).keyframe.source == "image"  # here: back to the upload
+    merged = bundles.merge_bundle(drawn, bundles.pack_project(other, "Drawn", tmp_path / "back.zip").path)
+    assert (merged.keyframes_added, merged.keyframes_differing) == (0, [])
+    keyframe = storyboard.shot_number(drawn, "Drawn", 1).keyframe
+    assert (keyframe.source, keyframe.sha256) == ("drawn", first.sha256) != ("drawn", second.sha256)
+    assert [p.approved for p in keyframes.list_keyframes(drawn, "Drawn", shot_number=1)] == [True, False]
+
+
 # Bad bundles.
 
 
@@ -418,8 +630,14 @@ def test_bundle_from_an_older_schema_revision_is_upgraded(other: Studio, good: P
     assert take.approved and take.status == "done"
     assert verified(other) == []
 
-    assert bundle_format.upgrade_document({"project": {}, "shots": []}, "0001") == ["0003", "0004", "0006", "0007"]
-    assert bundle_format.upgrade_document({"project": {}, "shots": []}, "0004") == ["0006", "0007"]
+    assert bundle_format.upgrade_document({"project": {}, "shots": []}, "0001") == [
+        "0003",
+        "0004",
+        "0006",
+        "0007",
+        "0008",
+    ]
+    assert bundle_format.upgrade_document({"project": {}, "shots": []}, "0004") == ["0006", "0007", "0008"]
     assert bundle_format.upgrade_document({"project": {}, "shots": []}, head_revision()) == []
     # A bundle from before 0007 carries the look descriptor's score as identity: it arrives as look.
     scores = [
@@ -427,7 +645,7 @@ def test_bundle_from_an_older_schema_revision_is_upgraded(other: Studio, good: P
         {"embedder": "offline-colour-texture-v1+arcface:w600k", "metric": "identity", "value": 0.8},
     ]
     document = {"project": {}, "shots": [{"takes": [{"scores": scores}]}]}
-    assert bundle_format.upgrade_document(document, "0006") == ["0007"]
+    assert bundle_format.upgrade_document(document, "0006") == ["0007", "0008"]
     assert [score["metric"] for score in scores] == ["look", "identity"]
 
 
@@ -486,6 +704,8 @@ def test_merge_command_reports_what_came_back(
         "shots_added": [2],
         "shots_differing": [3],
         "stayed_deleted": 0,
+        "keyframes_added": 0,
+        "keyframes_differing": [],
     }
     assert main(["unpack", str(edited_there), "--merge", "--data-dir", str(film.data_dir)]) == 0
     assert capsys.readouterr().out.splitlines() == [

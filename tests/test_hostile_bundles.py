@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from projects import bundles, cast, project, render_queue, storyboard, takes
+from projects import bundles, cast, keyframes, project, render_queue, storyboard, takes
 from projects.errors import InvalidInput
 from projects.storyboard_file import import_storyboard
 from projects.studio import Studio, open_studio
@@ -38,7 +38,8 @@ SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><circle r="9"/
 ESCAPE = "\x1b]0;owned\x07\x1b[2J\x1b[31mFilm"
 
 
-# The good bundle every hostile one is made from: two shots, one character, four finished takes.
+# The good bundle every hostile one is made from: two shots, one character, four finished takes, and two drawn
+# first-frame candidates of the second shot (the first approved: its keyframe).
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,10 @@ def good(tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Path]) -> P
         with RenderWorker(studio, score=False) as worker:
             assert worker.run(once=True) == 4
         takes.approve_take(studio, takes.list_takes(studio, "Film", shot_number=1).items[0].id)
+        keyframes.queue_keyframes(studio, "Film", shots=[2], candidates=2, seed=3)
+        with RenderWorker(studio, device="cpu") as worker:
+            assert worker.run(once=True) == 2
+        keyframes.approve_keyframe(studio, keyframes.list_keyframes(studio, "Film", shot_number=2)[0].id)
         return bundles.pack_project(studio, "Film", folder / "good.zip", takes="all").path
     finally:
         studio.close()
@@ -187,6 +192,8 @@ REFERENCE = ("characters", 0, "references", 0, "sha256")
 KEYFRAME = ("shots", 1, "keyframe_sha256")
 TAKE = ("shots", 0, "takes", 0)
 PARAMS = (*TAKE, "params")
+PICTURE = ("shots", 1, "pictures", 0)  # the approved one
+OTHER_PICTURE = ("shots", 1, "pictures", 1)
 
 HOSTILE_BUNDLES = [
     # Media: only what the studio makes itself, checked by content.
@@ -270,6 +277,53 @@ HOSTILE_BUNDLES = [
     row(score(value=2), "from 0 to 1", "score-above-1"),
     row(score(metric="beauty"), "identity, look, continuity or stability", "score-metric"),
     row(score(details=[1]), "details: must be an object", "score-details-list"),
+    # A shot's drawn pictures (keyframe candidates): its keyframe comes from them.
+    row(
+        put(*OTHER_PICTURE, "approved", value=True), "more than one approved first frame", "two-approved-first-frames"
+    ),
+    row(put(*OTHER_PICTURE, "number", value=1), "first frame candidate 1 twice", "picture-number-twice"),
+    row(
+        put(*PICTURE, "number", value=0), "shot 2.picture 1.number: must be a whole number from 1", "picture-number-0"
+    ),
+    row(put(*PICTURE, "role", value="middle"), "shot 2.picture 1.role: must be first or last", "picture-role-middle"),
+    row(put(*PICTURE, "status", value="queued"), "shot 2.picture 1.status: must be done", "picture-queued"),
+    row(put(*PICTURE, "approved", value="yes"), "approved: must be true or false", "picture-approved-text"),
+    row(
+        put(*PICTURE, "params", value=["settings"]),
+        "shot 2.picture 1.params: must be an object",
+        "picture-params-list",
+    ),
+    row(put(*PICTURE, "params", "settings", "steps", value="20"), "steps: must be a whole number", "picture-steps"),
+    row(put(*PICTURE, "width", value=65), "width: must be a multiple of 8", "picture-width-65"),
+    row(put(*PICTURE, "height", value=0), "height: must be a multiple of 8", "picture-height-0"),
+    row(put(*PICTURE, "backend", value=ESCAPE), "backend", "picture-backend-terminal-escape"),
+    row(put(*PICTURE, "seed", value=-1), "whole number from 0", "picture-seed-negative"),
+    row(put(*PICTURE, "prompt", value=""), "must not be empty", "picture-prompt-empty"),
+    row(put(*PICTURE, "image_sha256", value=None), "image_sha256: is not a media name", "picture-without-image"),
+    row(put(*PICTURE, "image_sha256", value=lambda p: p.take(1)["video_sha256"]), "both as a", "video-as-picture"),
+    row(put(*VIDEO, value=lambda p: p.shot(2)["pictures"][0]["image_sha256"]), "both as a", "drawn-picture-as-video"),
+    row(picture(SVG, "png", *PICTURE, "image_sha256"), "not an image Continuity can read", "svg-as-drawn-picture"),
+    row(picture(lambda p: p.media("mp4") + b"\0", "mp4", *PICTURE, "image_sha256"), "as a picture", "mp4-drawn"),
+    row(put(*PICTURE, "inputs", 0, "role", value="poster"), "subject or scene", "picture-input-role"),
+    row(put(*PICTURE, "inputs", 0, "sha256", value="../../etc/passwd"), "not a media name", "picture-input-path"),
+    row(put(*PICTURE, "inputs", 0, "sha256", value=lambda p: p.take(1)["video_sha256"]), "both as a", "video-input"),
+    row(put(*PICTURE, "inputs", 0, "character", value="Nobody"), "unknown character 'Nobody'", "picture-input-who"),
+    row(put(*PICTURE, "scores", value=[0.9]), "scores: must be an object", "picture-scores-list"),
+    row(put(*PICTURE, "scores", "identity", value="high"), "identity: must be a number", "picture-identity-text"),
+    row(
+        put(*PICTURE, "scores", "characters", value={ESCAPE: {"score": 0.9, "verdict": "same person"}}),
+        "control characters",
+        "picture-scored-name-terminal-escape",
+    ),
+    row(
+        put(*PICTURE, "scores", "characters", value={"Mara": {"score": 0.9, "verdict": ESCAPE}}),
+        "verdict: must not contain control characters",
+        "picture-verdict-terminal-escape",
+    ),
+    row(put(*PICTURE, "provenance", value="drawn"), "provenance: must be an object", "picture-provenance-text"),
+    row(put(*PICTURE, "created_at", value="yesterday"), "date and time", "picture-time-garbage"),
+    row(put("shots", 1, "pictures", value={}), "pictures: must be a list", "pictures-object"),
+    row(put("shots", 0, "last_frame_sha256", value=lambda p: p.take(1)["video_sha256"]), "both as a", "video-ending"),
     # The cast a shot names.
     row(put("shots", 0, "characters", value=["Nobody"]), "unknown character 'Nobody'", "shot-character"),
     row(put("shots", 0, "keyframe_character", value="Nobody"), "unknown character 'Nobody'", "keyframe-character"),
@@ -334,9 +388,12 @@ def test_the_good_bundle_unpacks_and_merges(studio: Studio, home: Studio, good: 
     change alone."""
     same = rebuilt(good, tmp_path / "same.zip", lambda parts: None)
     result = bundles.unpack_bundle(studio, same)
-    assert (result.counts.shots, result.counts.takes, result.counts.references) == (2, 4, 1)
+    assert (result.counts.shots, result.counts.takes, result.counts.references, result.counts.pictures) == (2, 4, 1, 2)
+    keyframe = storyboard.shot_number(studio, result.project_id, 2).keyframe
+    assert keyframe.source == "drawn"
     merged = bundles.merge_bundle(home, same)
-    assert (merged.takes_added, merged.takes_already_there) == (0, 4)
+    assert (merged.takes_added, merged.takes_already_there, merged.keyframes_added) == (0, 4, 0)
+    assert storyboard.shot_number(home, "Film", 2).keyframe.sha256 == keyframe.sha256
     for opened in (studio, home):
         with opened.read() as session:
             assert media_rows.verify(session, opened.media) == []
