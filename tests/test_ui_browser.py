@@ -213,3 +213,56 @@ def test_a_keyframe_that_is_not_a_picture_gets_a_message_and_adds_no_shot(
         assert storyboard.list_shots(studio, "Gull Rock").total == 0
     finally:
         studio.close()
+
+
+def test_keyframes_are_drawn_from_the_cast_and_approved_on_the_shot(page: tuple[object, Path]) -> None:
+    tab, data = page
+    fill(tab, "new-project-name", "Gull Rock")
+    tab.locator("#create-project").click()
+    tab.locator("#current-project").get_by_text("Gull Rock").wait_for(timeout=15_000)
+    open_tab(tab, "Cast")
+    fill(tab, "character-name", "Mara")
+    fill(tab, "character-description", "a keeper in a dark suit")
+    tab.locator("#refs input[type=file]").set_input_files(str(ROOT / "tests" / "photos" / "obama-1.jpg"))
+    tab.wait_for_timeout(1000)
+    tab.locator("#add-character").click()
+    tab.locator("#character-references img").first.wait_for(timeout=15_000)
+
+    open_tab(tab, "Storyboard")
+    tab.locator("#refresh-storyboard").click()
+    fill(tab, "shot-title", "Arrival")
+    fill(tab, "shot-prompt", "Mara waits on the pier")
+    fill(tab, "shot-duration", "1")
+    tab.locator("#shot-characters").get_by_text("Mara").click()
+    tab.locator("#add-shot").click()
+    tab.locator("#selected-shot").get_by_text("Shot 1 selected").wait_for(timeout=15_000)
+    fill(tab, "keyframe-count", "2")
+    tab.locator("#draw-keyframes").click()
+    tab.get_by_text("Queued 2 keyframe candidate(s) for shot 1").wait_for(timeout=15_000)
+    # The candidates land while the page is open, with the Queue tab never shown: the section watches for them.
+    tab.wait_for_function(
+        "() => document.querySelectorAll('#keyframe-candidates .thumbnail-item').length >= 2",
+        timeout=60_000,
+    )
+    tab.locator("#keyframe-candidates").get_by_text(re.compile("Mara 1.00 same person")).first.wait_for(timeout=15_000)
+    no_error(tab)
+    shoot(tab, "11-keyframe-candidates")
+    tab.locator("#keyframe-candidates .thumbnail-item").nth(1).click()
+    tab.locator("#keyframe-chosen").get_by_text("candidate 2").wait_for(timeout=15_000)
+    tab.locator("#approve-keyframe").click()
+    tab.get_by_text("Shot 1's keyframe is now candidate 2").wait_for(timeout=15_000)
+    tab.locator("#keyframe-candidates").get_by_text("✓ approved").first.wait_for(timeout=15_000)
+    tab.locator("#keyframe-status").get_by_text("approved: first frame candidate 2").wait_for(timeout=15_000)
+    no_error(tab)
+    shoot(tab, "12-keyframe-approved")
+
+    from projects import keyframes, storyboard
+    from projects.studio import open_studio
+
+    studio = open_studio(data)
+    try:
+        shot = storyboard.shot_number(studio, "Gull Rock", 1)
+        second = keyframes.list_keyframes(studio, "Gull Rock")[1]
+        assert (shot.keyframe.source, shot.keyframe.sha256) == ("drawn", second.sha256)
+    finally:
+        studio.close()

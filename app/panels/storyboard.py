@@ -23,7 +23,13 @@ def character_names(ctx: Context, project_id: int | None) -> list[str]:
 def build(ctx: Context) -> dict[str, Any]:
     w: dict[str, Any] = {}
     w["grid"] = gr.Gallery(
-        label="Shots", columns=6, height=320, object_fit="contain", allow_preview=False, elem_id="storyboard-grid"
+        label="Shots",
+        columns=6,
+        fit_columns=False,  # a storyboard of one or two shots shows them as cards, not stretched across the page
+        height="fit-content",
+        object_fit="contain",
+        allow_preview=False,
+        elem_id="storyboard-grid",
     )
     w["list"] = gr.Dataframe(
         headers=["#", "title", "seconds", "camera", "characters", "takes", "approved"],
