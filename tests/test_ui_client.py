@@ -189,6 +189,9 @@ def test_listening_openly_needs_credentials_and_checks_them(tmp_path: Path) -> N
         process.wait(timeout=20)
 
 
+SAVE = "/save_shot"  # keyframe, last frame, title, scene, seconds, camera, prompt, characters, continue, from next
+
+
 def test_the_shot_form_holds_the_shots_own_keyframe_for_every_shot(
     app: tuple[str, Path], tmp_path: Path, photos: dict[str, Path]
 ) -> None:
@@ -208,22 +211,64 @@ def test_the_shot_form_holds_the_shots_own_keyframe_for_every_shot(
         cup = storyboard.shot_number(studio, "Gull Rock", 2).keyframe.sha256
         for index in range(3, 206):
             storyboard.add_shot(studio, "Gull Rock", prompt=f"a wave, {index}", duration=1)
-        title, _scene, _seconds, _camera, prompt, _cast, _continued, keyframe, selected = client.predict(
-            2, api_name="/open_shot"
+        title, _scene, _seconds, _camera, prompt, _cast, _continued, _from_next, keyframe, ending, selected = (
+            client.predict(2, api_name="/open_shot")
         )
+        assert ending is None
         assert (title, selected) == ("Tea", "Shot 2 selected.") and keyframe
         assert list(Image.open(keyframe).getdata()) == list(
             Image.open(tmp_path / "board" / "cup.png").convert("RGB").getdata()
         )
         client.predict(
-            handle_file(keyframe), "Tea, again", "", 1, "dolly-in", prompt, [], False, api_name="/save_shot"
+            handle_file(keyframe),
+            None,
+            "Tea, again",
+            "",
+            1,
+            "dolly-in",
+            prompt,
+            [],
+            False,
+            False,
+            api_name="/save_shot",
         )
         saved = storyboard.shot_number(studio, "Gull Rock", 2)
         assert saved.title == "Tea, again" and saved.keyframe.sha256 == cup  # the same picture, not another
-        client.predict(None, "Tea, again", "", 1, "dolly-in", prompt, [], False, api_name="/save_shot")
+        client.predict(None, None, "Tea, again", "", 1, "dolly-in", prompt, [], False, False, api_name=SAVE)
         assert storyboard.shot_number(studio, "Gull Rock", 2).keyframe.source == "none"
+        # A last frame of its own, saved and shown again; then ending on the next shot's first frame instead.
+        client.predict(
+            None,
+            handle_file(keyframe),
+            "Tea, again",
+            "",
+            1,
+            "dolly-in",
+            prompt,
+            [],
+            False,
+            False,
+            api_name="/save_shot",
+        )
+        assert storyboard.shot_number(studio, "Gull Rock", 2).last_frame.sha256 == cup
+        assert client.predict(2, api_name="/open_shot")[9]
+        client.predict(
+            None,
+            handle_file(keyframe),
+            "Tea, again",
+            "",
+            1,
+            "dolly-in",
+            prompt,
+            [],
+            False,
+            True,
+            api_name="/save_shot",
+        )
+        bridged = storyboard.shot_number(studio, "Gull Rock", 2)
+        assert bridged.last_frame_from_next and bridged.last_frame.source != "image"
         later = client.predict(203, api_name="/open_shot")
-        assert later[4] == "a wave, 203" and later[-1] == "Shot 203 selected." and later[7] is None
+        assert later[4] == "a wave, 203" and later[-1] == "Shot 203 selected." and later[8] is None
     finally:
         studio.close()
 

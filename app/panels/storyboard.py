@@ -60,6 +60,18 @@ def build(ctx: Context) -> dict[str, Any]:
             height=160,
             elem_id="shot-keyframe",
         )
+        with gr.Column():
+            w["last_frame"] = picture_input(
+                "last frame",
+                label="Last frame (optional; for backends that end on one, such as wan-i2v)",
+                type="filepath",
+                sources=["upload"],
+                height=160,
+                elem_id="shot-last-frame",
+            )
+            w["from_next"] = gr.Checkbox(
+                label="End on the next shot's first frame (bridges the cut)", value=False, elem_id="shot-from-next"
+            )
     with gr.Row():
         w["add"] = gr.Button("Add shot", variant="primary", elem_id="add-shot")
         w["save"] = gr.Button("Save changes", elem_id="save-shot")
@@ -72,7 +84,16 @@ def build(ctx: Context) -> dict[str, Any]:
 
 def wire(ctx: Context, w: dict[str, Any]) -> None:
     keyframes_panel.wire(ctx, w["keyframes"])
-    form = [w["title"], w["scene"], w["duration"], w["camera"], w["prompt"], w["characters"], w["continue"]]
+    form = [
+        w["title"],
+        w["scene"],
+        w["duration"],
+        w["camera"],
+        w["prompt"],
+        w["characters"],
+        w["continue"],
+        w["from_next"],
+    ]
 
     def refresh(project_id: int | None, shot_id: int | None) -> tuple[Any, ...]:
         listed = shots(ctx, project_id)
@@ -96,9 +117,11 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         values = (shot.title, shot.scene, shot.duration, shot.camera, shot.prompt, list(shot.characters))
         # The form holds the shot's own uploaded picture; a drawn keyframe is shown with its candidates below.
         picture = str(shot.keyframe.path) if shot.keyframe.source == "image" and shot.keyframe.path else None
-        return shot.id, *values, shot.continue_from_previous, picture, f"Shot {shot.number} selected."
+        ending = str(shot.last_frame.path) if shot.last_frame.source == "image" and shot.last_frame.path else None
+        flags = (shot.continue_from_previous, shot.last_frame_from_next)
+        return shot.id, *values, *flags, picture, ending, f"Shot {shot.number} selected."
 
-    shown = [ctx.shot, *form, w["keyframe"], w["selected"]]
+    shown = [ctx.shot, *form, w["keyframe"], w["last_frame"], w["selected"]]
 
     @user_errors
     def choose(project_id: int | None, event: gr.SelectData) -> tuple[Any, ...]:
@@ -116,7 +139,14 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
     w["open"].click(open_number, inputs=[ctx.project, w["number"]], outputs=shown, api_name="open_shot")
 
     def fields(
-        title: str, scene: str, duration: float, camera: str, prompt: str, chars: list[str], cont: bool
+        title: str,
+        scene: str,
+        duration: float,
+        camera: str,
+        prompt: str,
+        chars: list[str],
+        cont: bool,
+        from_next: bool,
     ) -> dict:
         return {
             "title": title,
@@ -126,33 +156,46 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
             "prompt": prompt,
             "characters": list(chars or []),
             "continue_from_previous": bool(cont),
+            "last_frame_from_next": bool(from_next),
         }
 
     @user_errors
-    def add(project_id: int | None, changed: int, keyframe: str | None, *values: Any) -> tuple[Any, ...]:
-        shot = storyboard.add_shot(ctx.studio, need_project(project_id), keyframe=keyframe, **fields(*values))
+    def add(
+        project_id: int | None, changed: int, keyframe: str | None, ending: str | None, *values: Any
+    ) -> tuple[Any, ...]:
+        given = fields(*values)
+        shot = storyboard.add_shot(
+            ctx.studio, need_project(project_id), keyframe=keyframe, last_frame=_own_ending(ending, given), **given
+        )
         gr.Info(f"Added shot {shot.number}.")
         # The new shot is selected, and the form shows it: its own picture, not one for the next shot to inherit.
         return *opened(shot), bump(changed)
 
     w["add"].click(
         add,
-        inputs=[ctx.project, ctx.changed, w["keyframe"], *form],
+        inputs=[ctx.project, ctx.changed, w["keyframe"], w["last_frame"], *form],
         outputs=[*shown, ctx.changed],
         api_name="add_shot",
     )
 
     @user_errors
-    def save(shot_id: int | None, changed: int, keyframe: str | None, *values: Any) -> tuple[Any, ...]:
+    def save(
+        shot_id: int | None, changed: int, keyframe: str | None, ending: str | None, *values: Any
+    ) -> tuple[Any, ...]:
         if not shot_id:
             raise gr.Error("Select a shot in the grid first.", print_exception=False)
-        # The form holds the shot's own keyframe since it was opened: saving it back stores the same picture (files
-        # are kept by their content), an emptied picture clears the keyframe, a new upload replaces it.
-        storyboard.update_shot(ctx.studio, shot_id, keyframe=keyframe or None, **fields(*values))
+        # The form holds the shot's own pictures since it was opened: saving one back stores the same picture (files
+        # are kept by their content), an emptied picture clears it, a new upload replaces it.
+        given = fields(*values)
+        last = _own_ending(ending, given)
+        storyboard.update_shot(ctx.studio, shot_id, keyframe=keyframe or None, last_frame=last, **given)
         return bump(changed)
 
     w["save"].click(
-        save, inputs=[ctx.shot, ctx.changed, w["keyframe"], *form], outputs=ctx.changed, api_name="save_shot"
+        save,
+        inputs=[ctx.shot, ctx.changed, w["keyframe"], w["last_frame"], *form],
+        outputs=ctx.changed,
+        api_name="save_shot",
     )
 
     def mover(step: int) -> Any:
@@ -181,6 +224,11 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         return None, bump(changed)
 
     w["delete"].click(delete, inputs=[ctx.shot, ctx.changed], outputs=[ctx.shot, ctx.changed], api_name=False)
+
+
+def _own_ending(ending: str | None, given: dict[str, Any]) -> str | None:
+    """The shot's own last frame, unless it ends on the next shot's first frame (then the picture is not kept)."""
+    return None if given["last_frame_from_next"] else ending or None
 
 
 def _caption(shot: Any) -> str:
