@@ -9,14 +9,14 @@ import platform
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any, ClassVar
 
 import numpy as np
 
-from pipelines.backend import Backend, CancelToken, GenerationCancelled, ProgressFn
-from pipelines.keyframes import PictureBackend
+from pipelines.backend import Backend, BackendError, CancelToken, GenerationCancelled, ProgressFn
+from pipelines.keyframes import PictureBackend, PictureRequest, PictureResult
 from pipelines.loading import LoadSpec, PipelineCache, choose_profile, cuda_free_memory, is_cuda, load_pipeline
 from pipelines.model_folder import ModelFolder, inspect_model_folder, resolve_source
 
@@ -103,6 +103,34 @@ class DiffusionBackend(DiffusionModel, Backend):
 
 class DiffusionPictureBackend(DiffusionModel, PictureBackend):
     """A keyframe backend that is a diffusers image pipeline loaded from a :class:`LoadSpec`."""
+
+    def drawn(
+        self,
+        request: PictureRequest,
+        out: Any,
+        pipe: Any,
+        timer: StageTimer,
+        *,
+        notes: Sequence[str] = (),
+        **used: Any,
+    ) -> PictureResult:
+        """The picture a pipeline call drew, as a result: exactly the size asked for (a pipeline that rounded it
+        is an error, not a surprise), with the request's parameters, what was ``used`` (steps, guidance, the
+        prompt the model was given, its input pictures...), the weights' provenance, timings and peak memory."""
+        image = out.images[0].convert("RGB")
+        if image.size != (request.width, request.height):
+            raise BackendError(
+                f"{self.label} drew {image.width}x{image.height} for a {request.width}x{request.height} request; "
+                f"this model's sizes go in steps of {pipe.vae_scale_factor * 2} px"
+            )
+        parameters = request.parameters() | {"backend": self.name, **used, "provenance": self.provenance()}
+        return PictureResult(
+            image=image,
+            parameters=parameters,
+            timings=dict(timer.timings),
+            peak_memory=timer.peak_memory(),
+            notes=tuple(notes),
+        )
 
 
 class Loaded:

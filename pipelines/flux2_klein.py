@@ -25,7 +25,7 @@ Nothing here imports torch or diffusers at import time.
 
 from __future__ import annotations
 
-from pipelines.backend import BackendError, CancelToken, ProgressFn, RequestError
+from pipelines.backend import CancelToken, ProgressFn, RequestError
 from pipelines.diffusion import DiffusionPictureBackend, Loaded, StageTimer, check_cancelled, generator, step_callback
 from pipelines.keyframes import VIEWS, PictureCapabilities, PictureRequest, PictureResult
 from pipelines.model_folder import ModelError
@@ -114,27 +114,17 @@ class Flux2KleinBackend(DiffusionPictureBackend):
                 callback_on_step_end=step_callback(progress, cancel, "keyframe", steps),
             )
         check_cancelled(cancel, "the keyframe")
-        image = out.images[0].convert("RGB")
-        if image.size != (request.width, request.height):
-            raise BackendError(
-                f"{self.label} drew {image.width}x{image.height} for a {request.width}x{request.height} request; "
-                f"this model's sizes go in steps of {pipe.vae_scale_factor * 2} px"
-            )
-        parameters = request.parameters() | {
-            "backend": self.name,
-            "steps": steps,
-            "guidance": guidance,
-            "distilled": distilled,
-            "model_prompt": prompt,
-            "input_pictures": [what for what, _picture in chosen],
-            "provenance": self.provenance(),
-        }
-        return PictureResult(
-            image=image,
-            parameters=parameters,
-            timings=dict(timer.timings),
-            peak_memory=timer.peak_memory(),
-            notes=tuple(notes),
+        return self.drawn(
+            request,
+            out,
+            pipe,
+            timer,
+            notes=notes,
+            steps=steps,
+            guidance=guidance,
+            distilled=distilled,
+            model_prompt=prompt,
+            input_pictures=[what for what, _picture in chosen],
         )
 
     def _guidance(self, request: PictureRequest, distilled: bool) -> tuple[float, list[str]]:

@@ -36,7 +36,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from pipelines.backend import BackendError, CancelToken, ProgressFn, RequestError
+from pipelines.backend import CancelToken, ProgressFn, RequestError
 from pipelines.diffusion import DiffusionPictureBackend, Loaded, StageTimer, check_cancelled, generator, step_callback
 from pipelines.keyframes import VIEWS, PictureCapabilities, PictureRequest, PictureResult
 from pipelines.model_folder import ModelError
@@ -125,26 +125,16 @@ class QwenImageEditBackend(DiffusionPictureBackend):
                 callback_on_step_end=step_callback(progress, cancel, "keyframe", steps),
             )
         check_cancelled(cancel, "the keyframe")
-        image = out.images[0].convert("RGB")
-        if image.size != (request.width, request.height):
-            raise BackendError(
-                f"{self.label} drew {image.width}x{image.height} for a {request.width}x{request.height} request; "
-                f"this model's sizes go in steps of {pipe.vae_scale_factor * 2} px"
-            )
-        parameters = request.parameters() | {
-            "backend": self.name,
-            "steps": steps,
-            "guidance": guidance,
-            "model_prompt": prompt,
-            "input_pictures": [what for what, _picture in chosen],
-            "provenance": self.provenance(),
-        }
-        return PictureResult(
-            image=image,
-            parameters=parameters,
-            timings=dict(timer.timings),
-            peak_memory=timer.peak_memory(),
-            notes=tuple(notes),
+        return self.drawn(
+            request,
+            out,
+            pipe,
+            timer,
+            notes=notes,
+            steps=steps,
+            guidance=guidance,
+            model_prompt=prompt,
+            input_pictures=[what for what, _picture in chosen],
         )
 
     def _negative_prompt(self, request: PictureRequest, guidance: float) -> tuple[str | None, list[str]]:

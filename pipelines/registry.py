@@ -202,20 +202,7 @@ def create_backend(
 ) -> Backend:
     """An instance of backend ``name``, ready to generate (diffusion backends load on their first take), on
     ``device`` (``cpu``, ``cuda``, ``cuda:N``, or ``auto``) unless ``spec`` says otherwise."""
-    cls = backend_class(name)
-    if not getattr(cls, "needs_weights", False):
-        return cls()
-    if spec is None:
-        found = source or model_source(name, models_dir)
-        if found is None:
-            raise BackendError(weights_availability(cls, None, models_dir).reason)
-        spec = LoadSpec(source=found, device=device)
-    extra: dict[str, Any] = {}
-    refiner_key = getattr(cls, "refiner_key", None)
-    if refiner_key:
-        refiner = weights_source(refiner_key, getattr(cls, "refiner_default_source", None), models_dir)
-        extra["refiner_spec"] = LoadSpec(source=refiner, device=spec.device) if refiner else None
-    return cls(spec, cache=cache, **extra)  # type: ignore[call-arg]
+    return _create(backend_class(name), source, models_dir, spec, cache, device)  # type: ignore[return-value]
 
 
 def create_picture_backend(
@@ -228,12 +215,27 @@ def create_picture_backend(
     device: str = "auto",
 ) -> PictureBackend:
     """An instance of keyframe backend ``name`` (weights are looked for as a video backend's are)."""
-    cls = picture_backend_class(name)
+    return _create(picture_backend_class(name), source, models_dir, spec, cache, device)  # type: ignore[return-value]
+
+
+def _create(
+    cls: type[Backend] | type[PictureBackend],
+    source: str | None,
+    models_dir: Path | None,
+    spec: LoadSpec | None,
+    cache: PipelineCache | None,
+    device: str,
+) -> Backend | PictureBackend:
     if not getattr(cls, "needs_weights", False):
-        return cls()
+        return cls()  # type: ignore[abstract]
     if spec is None:
-        found = source or model_source(name, models_dir)
+        found = source or model_source(cls.name, models_dir)
         if found is None:
             raise BackendError(weights_availability(cls, None, models_dir).reason)
         spec = LoadSpec(source=found, device=device)
-    return cls(spec, cache=cache)  # type: ignore[call-arg]
+    extra: dict[str, Any] = {}
+    refiner_key = getattr(cls, "refiner_key", None)
+    if refiner_key:
+        refiner = weights_source(refiner_key, getattr(cls, "refiner_default_source", None), models_dir)
+        extra["refiner_spec"] = LoadSpec(source=refiner, device=spec.device) if refiner else None
+    return cls(spec, cache=cache, **extra)  # type: ignore[call-arg]
