@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pipelines.backend import Backend, BackendError, CancelToken, GenerationCancelled, ProgressFn
+from pipelines.backend import Backend, BackendError, CancelToken, GenerationCancelled, ProgressFn, RequestError
 from pipelines.keyframes import PictureBackend, PictureRequest, PictureResult
 from pipelines.loading import LoadSpec, PipelineCache, choose_profile, cuda_free_memory, is_cuda, load_pipeline
-from pipelines.model_folder import ModelFolder, inspect_model_folder, resolve_source
+from pipelines.model_folder import ModelError, ModelFolder, inspect_model_folder, resolve_source
 
 _SHARED_CACHE = PipelineCache(capacity=1)
 
@@ -102,7 +102,46 @@ class DiffusionBackend(DiffusionModel, Backend):
 
 
 class DiffusionPictureBackend(DiffusionModel, PictureBackend):
-    """A keyframe backend that is a diffusers image pipeline loaded from a :class:`LoadSpec`."""
+    """A keyframe backend that is a diffusers image pipeline loaded from a :class:`LoadSpec`.
+
+    Subclasses name the pipeline class their folder must hold and the input pictures it refuses (too small, too
+    long), so both are found before anything loads rather than half-way through a draw.
+    """
+
+    pipeline_class: ClassVar[str]
+    folder_hint: ClassVar[str] = ""  # what to point the backend at instead, said when the folder is wrong
+    min_picture_side: ClassVar[int] = 1
+    max_aspect_ratio: ClassVar[float] = 200.0
+
+    @classmethod
+    def check_request(cls, request: PictureRequest) -> None:
+        """The shared checks, then the input pictures the pipeline would refuse half-way through a draw."""
+        super().check_request(request)
+        for what, picture in request.input_pictures(cls.capabilities.max_images):
+            width, height = picture.size
+            named = f"{what}'s reference picture" if what in request.subject_names() else f"the {what} picture"
+            if min(width, height) < cls.min_picture_side:
+                raise RequestError(
+                    f"{named} is {width}x{height}; {cls.label} needs input pictures at least "
+                    f"{cls.min_picture_side} px on each side"
+                )
+            if max(width / height, height / width) > cls.max_aspect_ratio:
+                raise RequestError(
+                    f"{named} is {width}x{height}; {cls.label} takes input pictures no longer than "
+                    f"{cls.max_aspect_ratio:g}:1, crop it"
+                )
+
+    def preflight(self, request: PictureRequest) -> None:
+        """A folder holding another pipeline is found before anything loads (settling reads only its index)."""
+        del request
+        if self.settled is None:
+            self.settle()
+        if self.model is not None and self.model.pipeline_class != self.pipeline_class:
+            hint = self.folder_hint or f"a {self.pipeline_class} folder"
+            raise ModelError(
+                f"{self.model.path} holds a {self.model.pipeline_class or 'model without a pipeline class'}, not "
+                f"{self.pipeline_class}; point {self.name} at {hint}"
+            )
 
     def drawn(
         self,

@@ -25,16 +25,12 @@ Nothing here imports torch or diffusers at import time.
 
 from __future__ import annotations
 
-from pipelines.backend import CancelToken, ProgressFn, RequestError
+from pipelines.backend import CancelToken, ProgressFn
 from pipelines.diffusion import DiffusionPictureBackend, Loaded, StageTimer, check_cancelled, generator, step_callback
 from pipelines.keyframes import VIEWS, PictureCapabilities, PictureRequest, PictureResult
-from pipelines.model_folder import ModelError
 
-PIPELINE_CLASS = "Flux2KleinPipeline"
 MAX_IMAGES = 4  # FLUX.2 [klein] conditions on up to four reference pictures
 IMAGE_WORD = "Image"  # FLUX.2's prompts refer to input pictures as "image 1", "image 2", ...
-MIN_PICTURE_SIDE = 64  # Flux2ImageProcessor.check_image_input refuses smaller pictures
-MAX_ASPECT_RATIO = 8.0
 BASE_STEPS = 50  # the undistilled [klein] base models
 BASE_GUIDANCE = 4.0
 
@@ -55,34 +51,10 @@ class Flux2KleinBackend(DiffusionPictureBackend):
         max_side=2048,
         needs_gpu=True,
     )
-
-    @classmethod
-    def check_request(cls, request: PictureRequest) -> None:
-        """The shared checks, then the pictures the pipeline would refuse half-way through a draw."""
-        super().check_request(request)
-        for what, picture in request.input_pictures(cls.capabilities.max_images):
-            width, height = picture.size
-            if min(width, height) < MIN_PICTURE_SIDE:
-                raise RequestError(
-                    f"{_named(request, what)} is {width}x{height}; {cls.label} needs input pictures at least "
-                    f"{MIN_PICTURE_SIDE} px on each side"
-                )
-            if max(width / height, height / width) > MAX_ASPECT_RATIO:
-                raise RequestError(
-                    f"{_named(request, what)} is {width}x{height}; {cls.label} takes input pictures no longer than "
-                    f"{MAX_ASPECT_RATIO:g}:1, crop it"
-                )
-
-    def preflight(self, request: PictureRequest) -> None:
-        """A folder holding another pipeline is found before anything loads (settling reads only its index)."""
-        del request
-        if self.settled is None:
-            self.settle()
-        if self.model is not None and self.model.pipeline_class != PIPELINE_CLASS:
-            raise ModelError(
-                f"{self.model.path} holds a {self.model.pipeline_class or 'model without a pipeline class'}, not "
-                f"{PIPELINE_CLASS}; point {self.name} at a FLUX.2 [klein] folder such as {self.default_source}"
-            )
+    pipeline_class = "Flux2KleinPipeline"
+    folder_hint = "a FLUX.2 [klein] folder such as black-forest-labs/FLUX.2-klein-4B"
+    min_picture_side = 64  # Flux2ImageProcessor.check_image_input refuses smaller pictures
+    max_aspect_ratio = 8.0
 
     def _loaded(self) -> Loaded:
         from diffusers import Flux2KleinPipeline
@@ -135,10 +107,3 @@ class Flux2KleinBackend(DiffusionPictureBackend):
         if request.guidance is not None and request.guidance != 1.0:
             return 1.0, [f"{self.label} is step-distilled and takes no guidance; {request.guidance:g} was not used"]
         return 1.0, []
-
-
-def _named(request: PictureRequest, what: str) -> str:
-    """An input picture in words: a character's reference, or the scene."""
-    if any(subject.name == what for subject in request.subjects):
-        return f"{what}'s reference picture"
-    return f"the {what} picture"

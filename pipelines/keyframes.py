@@ -106,6 +106,9 @@ class PictureRequest:
             extra += 1
         return chosen
 
+    def subject_names(self) -> set[str]:
+        return {subject.name for subject in self.subjects}
+
     def model_prompt(self, limit: int, word: str = "Picture") -> str:
         """The prompt an edit model is given: which input picture shows whom (by description), then the shot's
         own words. So a storyboard that says "Mara climbs the stairs" tells the model who Mara is."""

@@ -39,12 +39,9 @@ from typing import Any
 from pipelines.backend import CancelToken, ProgressFn, RequestError
 from pipelines.diffusion import DiffusionPictureBackend, Loaded, StageTimer, check_cancelled, generator, step_callback
 from pipelines.keyframes import VIEWS, PictureCapabilities, PictureRequest, PictureResult
-from pipelines.model_folder import ModelError
 
-PIPELINE_CLASS = "QwenImageEditPlusPipeline"
 MAX_IMAGES = 3  # Qwen-Image-Edit-2509/2511 work best with one to three input pictures (their model cards)
 PICTURE_WORD = "Picture"  # the pipeline labels its input pictures "Picture 1:", "Picture 2:", ... in the prompt
-MAX_ASPECT_RATIO = 200.0  # Qwen2-VL's image processor refuses pictures longer than this
 EMPTY_NEGATIVE_PROMPT = " "  # the model cards' negative prompt: true guidance needs one, even an empty one
 MIN_STEPS = 2  # one step stretched to the scheduler's terminal noise level is 0/0
 
@@ -65,6 +62,9 @@ class QwenImageEditBackend(DiffusionPictureBackend):
         max_side=2048,
         needs_gpu=True,
     )
+    pipeline_class = "QwenImageEditPlusPipeline"
+    folder_hint = "Qwen-Image-Edit-2509 or -2511 (the first Qwen-Image-Edit takes one picture only)"
+    max_aspect_ratio = 200.0  # Qwen2-VL's image processor refuses pictures longer than this
 
     @classmethod
     def check_request(cls, request: PictureRequest) -> None:
@@ -75,28 +75,8 @@ class QwenImageEditBackend(DiffusionPictureBackend):
                 f"{cls.label} needs at least {MIN_STEPS} steps (its scheduler cannot end a one-step schedule at its "
                 f"final noise level), got {request.steps}"
             )
-        chosen = request.input_pictures(MAX_IMAGES)
-        if not chosen:
+        if not request.input_pictures(MAX_IMAGES):
             raise RequestError(f"{cls.label} draws from pictures: give the characters reference pictures or a scene")
-        for what, picture in chosen:
-            width, height = picture.size
-            if max(width / height, height / width) > MAX_ASPECT_RATIO:
-                raise RequestError(
-                    f"{_named(request, what)} is {width}x{height}; {cls.label} takes input pictures no longer than "
-                    f"{MAX_ASPECT_RATIO:g}:1, crop it"
-                )
-
-    def preflight(self, request: PictureRequest) -> None:
-        """A folder holding another pipeline is found before anything loads (settling reads only its index)."""
-        del request
-        if self.settled is None:
-            self.settle()
-        if self.model is not None and self.model.pipeline_class != PIPELINE_CLASS:
-            raise ModelError(
-                f"{self.model.path} holds a {self.model.pipeline_class or 'model without a pipeline class'}, not "
-                f"{PIPELINE_CLASS}; point {self.name} at Qwen-Image-Edit-2509 or -2511 (the first Qwen-Image-Edit "
-                "takes one picture only)"
-            )
 
     def _loaded(self) -> Loaded:
         return self.load(self.name, QwenImageEditPlusForPictures, self.spec)
@@ -194,10 +174,3 @@ def _picture_processor_class() -> type:
             ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
     return Qwen2VLPictureProcessor
-
-
-def _named(request: PictureRequest, what: str) -> str:
-    """An input picture in words: a character's reference, or the scene."""
-    if any(subject.name == what for subject in request.subjects):
-        return f"{what}'s reference picture"
-    return f"the {what} picture"
