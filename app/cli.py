@@ -250,11 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     weights.add_argument(
         "backend",
-        help="a backend (sana-wm, wan-i2v, wan-vace, qwen-image-edit, flux2-klein) or a refiner (wan-refiner); "
-        "see 'backends'",
+        help="a backend (sana-wm, wan-i2v, wan-vace, qwen-image-edit, flux2-klein) or a refiner (sana-wm-refiner, "
+        "wan-refiner); see 'backends'",
     )
     weights.add_argument("source", help="a diffusers model folder on this machine, or a Hugging Face repo id")
     weights.add_argument("--revision", help="a branch, tag or commit of the repo (pin it for reproducible takes)")
+    weights.add_argument(
+        "--no-refiner",
+        action="store_true",
+        help="fetch the backbone only (sana-wm fetches its refiner, REPO-refiner, beside it by default)",
+    )
     weights.set_defaults(handler="run_fetch_weights")
 
     verify = commands.add_parser("verify", parents=[common], help="re-hash every stored media file")

@@ -430,15 +430,25 @@ def run_backends(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
     from projects.backends import available_backends
 
     infos = available_backends(studio)
-    lines = [f"{b.name:<16} {b.kind:<9} {'ready' if b.available else 'unavailable':<12} {b.reason}" for b in infos]
+    lines = [
+        f"{b.name:<16} {b.kind:<9} {'ready' if b.available else 'unavailable':<12} {b.reason}"
+        + (f"; refiner {b.refiner.reason}" if b.refiner is not None else "")
+        for b in infos
+    ]
     return "\n".join(lines), {"backends": [b.to_json() for b in infos]}
 
 
-def run_fetch_weights(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
-    from projects.backends import fetch_weights
+def run_fetch_weights(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
+    from projects.backends import fetch_backend
 
-    folder = fetch_weights(studio, args.backend, args.source, revision=args.revision)
-    return f"{args.backend}: {folder}", {"backend": args.backend, "folder": str(folder)}
+    fetched = fetch_backend(studio, args.backend, args.source, revision=args.revision, refiner=not args.no_refiner)
+    lines = [f"{args.backend}: {fetched.folder}"]
+    if fetched.refiner is not None:
+        if fetched.refiner_problem is None:
+            lines.append(f"{fetched.refiner}: {fetched.refiner_folder}")
+        else:
+            lines.append(f"{fetched.refiner}: not installed ({fetched.refiner_problem})")
+    return "\n".join(lines), fetched.to_json(), 1 if fetched.refiner_problem else 0
 
 
 def run_verify(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:

@@ -34,7 +34,7 @@ from projects import (
     takes,
 )
 from projects import project as projects_service
-from projects.backends import available_backends, fetch_weights, models_dir
+from projects.backends import available_backends, fetch_backend, models_dir
 from projects.edit_plan import ExportOptions
 from projects.errors import InvalidInput, NotFound, StudioError, in_words
 from projects.records import CharacterInfo, ProjectInfo, ProjectStatus, ShotInfo, TakeInfo
@@ -660,10 +660,17 @@ class Studio:
         """Where backends look for their weights: ``<models>/sana-wm``, ``<models>/wan-i2v``..."""
         return models_dir(self.core)
 
-    def fetch_weights(self, backend: str, source: str | Path, *, revision: str | None = None) -> Path:
-        """Put a backend's weights where it looks: link a model folder on this machine, or download a Hugging Face
-        repo (configs, safetensors and tokenizer files only). Returns the folder."""
-        return fetch_weights(self.core, backend, source, revision=revision)
+    def fetch_weights(
+        self, backend: str, source: str | Path, *, revision: str | None = None, refiner: bool = True
+    ) -> Path:
+        """Put a backend's weights where it looks: link a diffusers folder on this machine, or download a hub
+        repo (configs, safetensors and tokenizer files only). ``sana-wm`` fetches its refiner (``REPO-refiner``)
+        beside it unless ``refiner=False``; a refiner that cannot be fetched is logged, the backbone kept.
+        Returns the backbone's folder."""
+        fetched = fetch_backend(self.core, backend, source, revision=revision, refiner=refiner)
+        if fetched.refiner_problem:
+            log.warning("%s is installed; its refiner is not: %s", backend, fetched.refiner_problem)
+        return fetched.folder
 
     def wait(self, items: Iterable[TakeInfo | render_queue.JobInfo | int], *, progress: bool = True) -> list[TakeInfo]:
         """Render (or watch another worker render) until each of these takes is finished: takes as

@@ -44,6 +44,7 @@ _PICTURE_CLASSES = {
     "flux2-klein": "pipelines.flux2_klein:Flux2KleinBackend",
 }
 DEFAULT_PICTURE_BACKEND = "compose"
+AnyBackend = type[Backend] | type[PictureBackend]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class BackendInfo:
     capabilities: Capabilities | PictureCapabilities
     source: str | None
     kind: str = "video"  # or "keyframe"
+    refiner: RefinerWeights | None = None  # for backends with a refiner of their own weights
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,7 +67,21 @@ class BackendInfo:
             "reason": self.reason,
             "source": self.source,
             "capabilities": self.capabilities.to_json(),
+            "refiner": self.refiner.to_json() if self.refiner is not None else None,
         }
+
+
+@dataclass(frozen=True)
+class RefinerWeights:
+    """Whether a backend's refiner weights are here (``installed``), where, and if not, what to do."""
+
+    name: str  # the weights name it is fetched and found under (``sana-wm-refiner``, ``wan-refiner``)
+    installed: bool
+    source: str | None
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "installed": self.installed, "source": self.source, "reason": self.reason}
 
 
 def backend_names() -> list[str]:
@@ -151,7 +167,52 @@ def describe(name: str, models_dir: Path | None = None, env: Mapping[str, str] |
         return BackendInfo(name, cls.label, available, reason, cls.capabilities, None, kind)
     source = model_source(name, models_dir, env)
     availability = weights_availability(cls, source, models_dir)
-    return BackendInfo(name, cls.label, availability.available, availability.reason, cls.capabilities, source, kind)
+    refiner = refiner_weights(cls, source, models_dir, env)
+    return BackendInfo(
+        name, cls.label, availability.available, availability.reason, cls.capabilities, source, kind, refiner
+    )
+
+
+def refiner_source(
+    cls: type[Backend] | type[PictureBackend],
+    source: str | None,
+    models_dir: Path | None,
+    env: Mapping[str, str] | None,
+) -> str | None:
+    """Where a backend's refiner weights are: under their own name (as any weights are found), else in the
+    backend's ``refiner_folder`` inside its own folder (the layout earlier versions used); None where neither."""
+    key = getattr(cls, "refiner_key", None)
+    if key is None:
+        return None
+    found = weights_source(key, getattr(cls, "refiner_default_source", None), models_dir, env)
+    inner = getattr(cls, "refiner_folder", None)
+    if found is None and inner and source is not None:
+        try:
+            folder = resolve_source(source) / inner
+        except ModelError:
+            return None
+        found = str(folder) if (folder / "model_index.json").is_file() else None
+    return found
+
+
+def refiner_weights(
+    cls: type[Backend] | type[PictureBackend],
+    source: str | None,
+    models_dir: Path | None,
+    env: Mapping[str, str] | None,
+) -> RefinerWeights | None:
+    key = getattr(cls, "refiner_key", None)
+    if key is None:
+        return None
+    found = refiner_source(cls, source, models_dir, env)
+    fetch = f"python app.py fetch-weights {key} {getattr(cls, 'refiner_default_source', None) or 'REPO'}"
+    if found is None:
+        return RefinerWeights(key, False, None, f"not installed: {fetch}, or set {env_name(key)}")
+    try:
+        inspect_model_folder(resolve_source(found))
+    except ModelError as exc:
+        return RefinerWeights(key, False, found, f"not usable: {exc}")
+    return RefinerWeights(key, True, found, f"installed from {found}")
 
 
 def list_backends(models_dir: Path | None = None, env: Mapping[str, str] | None = None) -> list[BackendInfo]:

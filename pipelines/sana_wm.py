@@ -6,10 +6,15 @@ SANA-WM's own action string) rendered at minute scale in one pass. Stage 2, when
 the same VAE. The refiner keeps the anchor latent frame and drops its decoded frame, so a refined take is one
 frame shorter than its stage-1 render.
 
-Model folder layout (what a user downloads, or what ``save_pretrained`` writes)::
+Weights, as published for diffusers 0.42.1: stage 1 is ``Efficient-Large-Model/SANA-WM_bidirectional-diffusers``
+and the refiner its own repository, ``Efficient-Large-Model/SANA-WM_bidirectional-diffusers-refiner`` (loaded with
+stage 1's VAE passed in). The refiner is found under its own weights name, ``sana-wm-refiner``, as any weights are
+(``CONTINUITY_MODEL_SANA_WM_REFINER``, ``<models>/sana-wm-refiner``, the hub cache), and else in a ``refiner/``
+folder inside the SANA-WM folder, the layout earlier versions of the studio used::
 
     sana-wm/              SanaWMPipeline: model_index.json, transformer/, vae/, text_encoder/, tokenizer/, scheduler/
-    sana-wm/refiner/      SanaWMLTX2Refiner: model_index.json, transformer/, connectors/, text_encoder/, ...
+    sana-wm-refiner/      SanaWMLTX2Refiner: model_index.json, transformer/, connectors/, text_encoder/, ...
+    sana-wm/refiner/      (the same, inside the stage-1 folder)
 
 SANA-WM needs camera intrinsics. The studio gives a 60 degree horizontal field of view centred on the
 keyframe, in the keyframe's own pixels (the pipeline rescales them for its crop). Its camera code does not run
@@ -39,7 +44,8 @@ from pipelines.diffusion import (
     step_callback,
     to_uint8,
 )
-from pipelines.loading import LoadSpec, load_pipeline
+from pipelines.loading import LoadSpec, PipelineCache, load_pipeline
+from pipelines.model_folder import ModelError, inspect_model_folder, resolve_source
 
 HORIZONTAL_FOV_DEGREES = 60.0
 REFINER_FOLDER = "refiner"
@@ -56,7 +62,11 @@ class SanaWMBackend(DiffusionBackend):
     name = "sana-wm"
     label = "SANA-WM"
     default_source = "Efficient-Large-Model/SANA-WM_bidirectional-diffusers"
-    extra_folders = ()  # the refiner folder is optional: without it the refiner is unavailable, not the backend
+    extra_folders = ()  # the refiner is optional: without it the refiner is unavailable, not the backend
+    refiner_key = "sana-wm-refiner"
+    refiner_default_source = "Efficient-Large-Model/SANA-WM_bidirectional-diffusers-refiner"
+    refiner_folder = REFINER_FOLDER  # where earlier layouts kept it, inside the stage-1 folder
+    refiner_published_beside = True  # a stage-1 repository REPO has its refiner at REPO-refiner
     default_steps = 60
     default_guidance = 5.0
     capabilities = Capabilities(
@@ -73,22 +83,40 @@ class SanaWMBackend(DiffusionBackend):
         needs_gpu=True,
     )
 
+    def __init__(
+        self, spec: LoadSpec, *, cache: PipelineCache | None = None, refiner_spec: LoadSpec | None = None
+    ) -> None:
+        super().__init__(spec, cache=cache)
+        self.refiner_weights = refiner_spec  # the refiner found under its own weights name, if it was
+
     def _loaded(self) -> Loaded:
         from diffusers import SanaWMPipeline
 
         return self.load(self.name, SanaWMPipeline, self.spec)
 
     def refiner_spec(self) -> LoadSpec:
-        """The backbone's settled spec, pointed at the refiner folder, quantizing what the refiner has."""
+        """The backbone's settled spec, pointed at the refiner's weights, quantizing what the refiner has."""
         settled = self.settled or self.settle()
-        folder = self.model.path / REFINER_FOLDER if self.model else None
-        if folder is None or not (folder / "model_index.json").is_file():
-            raise RequestError(
-                f"the SANA-WM refiner is not installed: put SanaWMLTX2Refiner's folder at "
-                f"{folder or '<model folder>/refiner'}, or turn the refiner off"
-            )
+        source, revision = self._refiner_source()
         quantization = tuple((name, scheme) for name, scheme in settled.quantization if name in REFINER_COMPONENTS)
-        return replace(settled, source=str(folder), revision=None, quantization=quantization)
+        return replace(settled, source=source, revision=revision, quantization=quantization)
+
+    def _refiner_source(self) -> tuple[str, str | None]:
+        """Its own weights (``sana-wm-refiner``), else the ``refiner/`` folder inside the SANA-WM folder."""
+        if self.refiner_weights is not None:
+            try:
+                inspect_model_folder(resolve_source(self.refiner_weights.source, self.refiner_weights.revision))
+            except ModelError as exc:
+                raise RequestError(f"the SANA-WM refiner's weights cannot be used: {exc}") from None
+            return self.refiner_weights.source, self.refiner_weights.revision
+        inner = self.model.path / REFINER_FOLDER if self.model else None
+        if inner is not None and (inner / "model_index.json").is_file():
+            return str(inner), None
+        raise RequestError(
+            "the SANA-WM refiner is not installed: fetch it (python app.py fetch-weights sana-wm-refiner "
+            f"{self.refiner_default_source}), set CONTINUITY_MODEL_SANA_WM_REFINER to its folder, or turn the "
+            "refiner off"
+        )
 
     def preflight(self, request: GenerationRequest) -> None:
         """A missing refiner is found before the backbone loads, not after it rendered."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,54 @@ def fetch_weights(studio: Studio, name: str, source: str | Path, *, revision: st
         else:
             partial.rename(target)
     return target
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """Weights fetched for a backend, and its refiner's where they are published beside it: ``refiner_problem``
+    says why the refiner is not installed when its download failed (the backbone is installed all the same)."""
+
+    name: str
+    folder: Path
+    refiner: str | None = None
+    refiner_folder: Path | None = None
+    refiner_problem: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        refiner = None
+        if self.refiner is not None:
+            folder = str(self.refiner_folder) if self.refiner_folder else None
+            refiner = {"name": self.refiner, "folder": folder, "problem": self.refiner_problem}
+        return {"backend": self.name, "folder": str(self.folder), "refiner": refiner}
+
+
+def refiner_repository(name: str, source: str | Path) -> str | None:
+    """The hub repository of ``name``'s refiner when it is published beside the backbone's repo ``source``
+    (SANA-WM: ``REPO`` and ``REPO-refiner``); None for a local folder or a backend without one."""
+    if name not in backend_names() or not isinstance(source, str) or Path(source).expanduser().is_dir():
+        return None
+    cls = any_backend_class(name)
+    if not getattr(cls, "refiner_published_beside", False):
+        return None
+    if source == getattr(cls, "default_source", None):
+        return getattr(cls, "refiner_default_source", None)
+    return f"{source}-refiner"
+
+
+def fetch_backend(
+    studio: Studio, name: str, source: str | Path, *, revision: str | None = None, refiner: bool = True
+) -> Fetched:
+    """:func:`fetch_weights` for ``name``, then, with ``refiner``, its refiner where it is published beside it, under
+    the refiner's own weights name. A refiner that cannot be fetched leaves the backbone installed and says why."""
+    folder = fetch_weights(studio, name, source, revision=revision)
+    companion = refiner_repository(name, source) if refiner else None
+    if companion is None:
+        return Fetched(name, folder)
+    key = any_backend_class(name).refiner_key  # type: ignore[union-attr]
+    try:
+        return Fetched(name, folder, key, fetch_weights(studio, key, companion))
+    except StudioError as exc:
+        return Fetched(name, folder, key, None, f"{exc}; fetch it again with: fetch-weights {key} {companion}")
 
 
 def available_backends(studio: Studio) -> list[BackendInfo]:

@@ -861,15 +861,20 @@ def test_fetch_weights_links_a_model_folder_and_refuses_what_it_cannot_use(
 
     linked = cli("fetch-weights", "sana-wm", sana_wm_folder)
     assert linked.code == 0, linked.err
-    assert linked.json == {"backend": "sana-wm", "folder": str(data_dir / "models" / "sana-wm")}
+    # A folder on this machine is linked; its refiner (inside it, in the tiny folder) is found there.
+    assert linked.json == {"backend": "sana-wm", "folder": str(data_dir / "models" / "sana-wm"), "refiner": None}
     assert (data_dir / "models" / "sana-wm").resolve() == sana_wm_folder.resolve()
     after = next(b for b in cli("backends").json["backends"] if b["name"] == "sana-wm")
     assert after["available"] and after["source"] == str(data_dir / "models" / "sana-wm")
+    assert after["refiner"]["installed"] and after["refiner"]["source"].endswith("refiner")
 
     not_a_model = tmp_path / "photos-folder"
     not_a_model.mkdir()
     cases = [
-        (("fetch-weights", "sana-vm", sana_wm_folder), "must be one of sana-wm, wan-i2v, wan-refiner, wan-vace"),
+        (
+            ("fetch-weights", "sana-vm", sana_wm_folder),
+            "must be one of sana-wm, sana-wm-refiner, wan-i2v, wan-refiner, wan-vace",
+        ),
         (("fetch-weights", "wan-i2v", not_a_model), "no model_index.json"),
         (("fetch-weights", "sana-wm", not_a_model), "no model_index.json"),
         (("fetch-weights", "wan-i2v", "not a repo"), "neither a folder on this machine nor a Hugging Face repo id"),

@@ -369,7 +369,7 @@ def test_cli_backends_json(tmp_path: Path, capsys: pytest.CaptureFixture[str], c
     assert pictures[1]["capabilities"]["max_images"] == 3 and pictures[2]["capabilities"]["max_images"] == 4
     assert "CONTINUITY_MODEL_QWEN_IMAGE_EDIT" in pictures[1]["reason"]
     for entry in entries:
-        assert set(entry) == {"name", "kind", "label", "available", "reason", "source", "capabilities"}
+        assert set(entry) == {"name", "kind", "label", "available", "reason", "source", "capabilities", "refiner"}
         assert set(entry["capabilities"]) == CAPABILITY_KEYS
         assert isinstance(entry["available"], bool)
         assert entry["reason"]

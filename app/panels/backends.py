@@ -21,12 +21,21 @@ def rows(ctx: Context) -> list[list[Any]]:
             b.reason,
             b.source or "",
             _profile(ctx, b.name) if b.available else "",
-            ("yes" if b.capabilities.refiner else "no") if b.kind == "video" else "",
+            _refiner(b),
             b.capabilities.max_frames if b.kind == "video" else "",
             "yes" if b.capabilities.needs_gpu else "no",
         ]
         for b in available_backends(ctx.studio)
     ]
+
+
+def _refiner(info: Any) -> str:
+    """The refiner column: whether the backend has one and its weights are here."""
+    if info.kind != "video":
+        return ""
+    if not info.capabilities.refiner:
+        return "no"
+    return "installed" if info.refiner is not None and info.refiner.installed else "not installed"
 
 
 def _profile(ctx: Context, name: str) -> str:
