@@ -76,58 +76,47 @@ WITH_WORK = (
 
 
 def job_info(session: Session, job: Job) -> JobInfo:
-    if job.take is None:
-        return _picture_job_info(job)
-    take = job.take
-    shot = take.shot
-    return JobInfo(
-        id=job.id,
-        take_id=take.id,
-        project_id=shot.project_id,
-        shot_id=shot.id,
-        shot_number=shot.position,
-        take_number=take.take_number,
-        state=job.state,
-        priority=job.priority,
-        position=job.position,
-        attempts=job.attempts,
-        backend=take.backend,
-        seed=take.seed,
-        stage=job.progress_stage,
-        step=job.progress_step,
-        total=job.progress_total,
-        cancel_requested=job.cancel_requested,
-        error=job.error,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        what=f"shot {shot.position} take {take.take_number}",
-    )
-
-
-def _picture_job_info(job: Job) -> JobInfo:
-    picture = job.picture_take
-    assert picture is not None
-    if picture.shot is not None:
-        owner_project, shot_id, shot_number = picture.shot.project_id, picture.shot.id, picture.shot.position
-        what = f"shot {shot_number} {picture.role} frame {picture.number}"
+    """The record of ``job``: where it stands, and what it renders in words."""
+    del session
+    work = job.work
+    if isinstance(work, Take):
+        shot = work.shot
+        owner: dict[str, Any] = {
+            "take_id": work.id,
+            "project_id": shot.project_id,
+            "shot_id": shot.id,
+            "shot_number": shot.position,
+            "take_number": work.take_number,
+            "what": f"shot {shot.position} take {work.take_number}",
+        }
+    elif work.shot is not None:
+        shot = work.shot
+        owner = {
+            "project_id": shot.project_id,
+            "shot_id": shot.id,
+            "shot_number": shot.position,
+            "kind": "keyframe",
+            "what": f"shot {shot.position} {work.role} frame {work.number}",
+        }
     else:
-        assert picture.character is not None
-        owner_project, shot_id, shot_number = picture.character.project_id, None, 0
-        what = f"{picture.character.name} {picture.role} {picture.number}"
+        assert work.character is not None  # a character's view belongs to no shot: shot 0
+        owner = {
+            "project_id": work.character.project_id,
+            "shot_id": None,
+            "shot_number": 0,
+            "kind": "view",
+            "what": f"{work.character.name} {work.role} {work.number}",
+        }
+    if not isinstance(work, Take):
+        owner |= {"take_id": None, "take_number": work.number, "picture_take_id": work.id}
     return JobInfo(
         id=job.id,
-        take_id=None,
-        project_id=owner_project,
-        shot_id=shot_id,
-        shot_number=shot_number,
-        take_number=picture.number,
         state=job.state,
         priority=job.priority,
         position=job.position,
         attempts=job.attempts,
-        backend=picture.backend,
-        seed=picture.seed,
+        backend=work.backend,
+        seed=work.seed,
         stage=job.progress_stage,
         step=job.progress_step,
         total=job.progress_total,
@@ -136,7 +125,5 @@ def _picture_job_info(job: Job) -> JobInfo:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
-        kind="keyframe" if picture.shot_id is not None else "view",
-        picture_take_id=picture.id,
-        what=what,
+        **owner,
     )

@@ -34,10 +34,10 @@ from pipelines.registry import DEFAULT_PICTURE_BACKEND, describe, picture_backen
 from projects import lifecycle, queries, shot_pictures
 from projects.backends import models_dir
 from projects.errors import Conflict, InvalidInput, NotFound
-from projects.render_queue import QUEUE_BATCH, JobInfo, job_info
+from projects.render_queue import QUEUE_BATCH, JobInfo, chosen_shots, job_info
 from projects.studio import Studio
 from projects.takes import refresh_stale
-from projects.validation import MAX_REFERENCES, MAX_SEED, clean_seed
+from projects.validation import MAX_REFERENCES, MAX_SEED, clean_priority, clean_seed
 from storage.models import Character, PictureTake, Project, ReferenceImage, Shot
 
 MAX_CANDIDATES = 16  # per shot and frame in one request
@@ -141,7 +141,7 @@ def queue_keyframes(
     if not frames or any(frame not in ROLES for frame in frames):
         raise InvalidInput(f"must be first, last or both, got {', '.join(map(repr, frames)) or 'none'}", "frames")
     _check_count(candidates, "candidates")
-    _check_priority(priority)
+    clean_priority(priority)
     if seed is not None:
         clean_seed(seed)
         if seed + candidates - 1 > MAX_SEED:
@@ -149,7 +149,7 @@ def queue_keyframes(
     describe_picture_backend(studio, settings.backend)
     with studio.read() as session:
         row = queries.find_project(session, project)
-        chosen = _chosen_shots(session, row, shots)
+        chosen = chosen_shots(session, row, shots, doing="draw keyframes for")
         for shot in chosen:
             check_shot(session, row, shot, settings)
         plan = [
@@ -195,7 +195,7 @@ def queue_sheet(
     """Queue a character sheet: ``candidates`` drawings of each view of ``character`` from its references."""
     settings = settings or DrawSettings()
     _check_count(candidates, "candidates")
-    _check_priority(priority)
+    clean_priority(priority)
     if seed is not None:
         clean_seed(seed)
     views = list(dict.fromkeys(views))
@@ -424,22 +424,6 @@ def _sheet_side(project: Project) -> int:
     return max(256, project.height // 16 * 16)
 
 
-def _chosen_shots(session: Session, project: Project, numbers: Sequence[int] | None) -> list[Shot]:
-    if numbers is None:
-        chosen = list(session.scalars(select(Shot).where(Shot.project_id == project.id).order_by(Shot.position)))
-        if not chosen:
-            raise InvalidInput(f"project {project.name!r} has no shots to draw keyframes for", "shots")
-        return chosen
-    if not numbers:
-        raise InvalidInput("name at least one shot", "shots")
-    found = []
-    for number in dict.fromkeys(numbers):
-        if isinstance(number, bool) or not isinstance(number, int):
-            raise InvalidInput(f"shot numbers are whole numbers, got {number!r}", "shots")
-        found.append(queries.shot_at(session, project, number))
-    return found
-
-
 def _get(session: Session, picture_id: int) -> PictureTake:
     picture = session.get(PictureTake, picture_id) if isinstance(picture_id, int) else None
     if picture is None:
@@ -450,8 +434,3 @@ def _get(session: Session, picture_id: int) -> PictureTake:
 def _check_count(value: Any, field: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CANDIDATES:
         raise InvalidInput(f"must be between 1 and {MAX_CANDIDATES}, got {value!r}", field)
-
-
-def _check_priority(priority: Any) -> None:
-    if isinstance(priority, bool) or not isinstance(priority, int) or not -1000 <= priority <= 1000:
-        raise InvalidInput(f"must be a whole number from -1000 to 1000, got {priority!r}", "priority")

@@ -65,7 +65,7 @@ def prepare(studio: Studio, session: Session, picture: PictureTake) -> PictureRe
                 )
             )
             position += 1
-            pictures.append(_image(studio, ref.sha256, ref.media.extension))
+            pictures.append(shot_pictures.open_stored(studio, ref.sha256, ref.media.extension))
         subjects.append(Subject(character.name, character.description, tuple(pictures)))
     if scene is not None:
         session.add(PictureInput(picture_take_id=picture.id, role="scene", position=position, sha256=scene[0]))
@@ -75,7 +75,7 @@ def prepare(studio: Studio, session: Session, picture: PictureTake) -> PictureRe
         height=picture.height,
         seed=picture.seed,
         subjects=tuple(subjects),
-        scene=_image(studio, *scene) if scene is not None else None,
+        scene=shot_pictures.open_stored(studio, *scene) if scene is not None else None,
         scene_kind=scene_kind if scene is not None else "",
         view=view,
         negative_prompt=settings.get("negative_prompt", ""),
@@ -101,11 +101,7 @@ def _score(studio: Studio, picture_id: int, image: Image.Image) -> dict[str, Any
         characters: list[Character] = list(picture.shot.characters) if picture.shot is not None else []
         if picture.character is not None:
             characters = [picture.character]
-        references = {
-            c.name: [open_rgb(studio.media.path_for(r.sha256, r.media.extension)) for r in c.references]
-            for c in characters
-        }
-        references = {name: pictures for name, pictures in references.items() if pictures}
+        references = scoring.references_of(studio, characters)
         anchor = None
         if picture.shot is not None and picture.role == "first" and picture.shot.position > 1:
             previous = shot_pictures.neighbour(session, picture.shot, -1)
@@ -129,9 +125,3 @@ def _score(studio: Studio, picture_id: int, image: Image.Image) -> dict[str, Any
     if anchor is not None:
         scores["continuity"] = round(float(continuity(frames, np.asarray(anchor), embedder, k=1)), 4)
     return scores
-
-
-def _image(studio: Studio, sha256: str, extension: str) -> Image.Image:
-    loaded = open_rgb(studio.media.path_for(sha256, extension))
-    loaded.info["sha256"] = sha256
-    return loaded

@@ -29,7 +29,7 @@ from projects.errors import Conflict, InvalidInput, NotFound
 from projects.job_records import WITH_WORK, JobInfo, job_info
 from projects.records import TakeInfo
 from projects.studio import Studio
-from projects.validation import MAX_SEED, clean_seed
+from projects.validation import MAX_SEED, clean_priority, clean_seed
 from storage.models import Character, Job, PictureTake, Project, Shot, Take
 
 MAX_TAKES_PER_SHOT = 100
@@ -86,15 +86,14 @@ def queue_renders(
         raise InvalidInput(
             f"{takes} takes from seed {seed} would go past the largest seed, {MAX_SEED}; start lower", "seed"
         )
-    if isinstance(priority, bool) or not isinstance(priority, int) or not -1000 <= priority <= 1000:
-        raise InvalidInput(f"must be a whole number from -1000 to 1000, got {priority!r}", "priority")
+    clean_priority(priority)
     info = describe_backend(studio, settings.backend)
     # Every shot is checked first, in a read (a request with a problem queues nothing); the takes are then
     # written a batch at a time, so queuing a storyboard of thousands of shots never holds the database's write
     # lock for long: the worker and the page write between the batches.
     with studio.read() as session:
         row = queries.find_project(session, project)
-        project_id, chosen = row.id, _chosen_shots(session, row, shots)
+        project_id, chosen = row.id, chosen_shots(session, row, shots)
         for shot in chosen:
             check_shot(session, row, shot, settings)
         shot_ids = [shot.id for shot in chosen]
@@ -129,7 +128,7 @@ def check_renders(
     describe_backend(studio, settings.backend)
     with studio.read() as session:
         row = queries.find_project(session, project)
-        for shot in _chosen_shots(session, row, shots):
+        for shot in chosen_shots(session, row, shots):
             check_shot(session, row, shot, settings)
 
 
@@ -144,11 +143,14 @@ def describe_backend(studio: Studio, name: str) -> Any:
     return info
 
 
-def _chosen_shots(session: Session, project: Project, numbers: Sequence[int] | None) -> list[Shot]:
+def chosen_shots(
+    session: Session, project: Project, numbers: Sequence[int] | None, *, doing: str = "render"
+) -> list[Shot]:
+    """The shots numbered ``numbers`` (1-based, each once, in the order given), or every shot when None."""
     if numbers is None:
         chosen = list(session.scalars(select(Shot).where(Shot.project_id == project.id).order_by(Shot.position)).all())
         if not chosen:
-            raise InvalidInput(f"project {project.name!r} has no shots to render", "shots")
+            raise InvalidInput(f"project {project.name!r} has no shots to {doing}", "shots")
         return chosen
     if not numbers:
         raise InvalidInput("name at least one shot", "shots")
@@ -365,9 +367,7 @@ def move_job(studio: Studio, job_id: int, *, before: int | None = None, priority
         if job.state != "queued":
             raise Conflict(f"job {job_id} is {job.state}; only queued jobs can be moved")
         if priority is not None:
-            if isinstance(priority, bool) or not isinstance(priority, int) or not -1000 <= priority <= 1000:
-                raise InvalidInput(f"must be a whole number from -1000 to 1000, got {priority!r}", "priority")
-            job.priority = priority
+            job.priority = clean_priority(priority)
         if before is not None:
             anchor = _job(session, before)
             if anchor.id == job.id:

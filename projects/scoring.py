@@ -48,7 +48,7 @@ from projects.errors import Conflict, InvalidInput
 from projects.records import TakeInfo
 from projects.studio import Studio
 from projects.takes import approve_take, source_take_for
-from storage.models import SCORE_METRICS, Shot, Take, TakeScore
+from storage.models import SCORE_METRICS, Character, Shot, Take, TakeScore
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def score_take(
                 f"the video of take {take_id} (shot {shot.position}) is {problem}; run verify, then render the take "
                 "again or delete it"
             )
-        references = _references(studio, shot)
+        references = references_of(studio, shot.characters)
         previous, chained = _previous_take(session, shot, take)
         previous_video = (
             studio.media.path_for(previous.video.sha256, previous.video.extension)
@@ -375,9 +375,11 @@ def score_finished_take(studio: Studio, take_id: int, frames: np.ndarray) -> Tak
         return None
 
 
-def _references(studio: Studio, shot: Shot) -> dict[str, list[Image.Image]]:
+def references_of(studio: Studio, characters: Sequence[Character]) -> dict[str, list[Image.Image]]:
+    """Each character's reference pictures, by name (characters without any are left out): what a take or a drawn
+    picture is scored against."""
     found: dict[str, list[Image.Image]] = {}
-    for character in shot.characters:
+    for character in characters:
         images = []
         for ref in character.references:
             images.append(open_rgb(studio.media.path_for(ref.sha256, ref.media.extension)))

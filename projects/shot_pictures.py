@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pipelines.pictures import open_rgb
+from projects.studio import Studio
 from storage.models import PictureTake, Shot
 
 
@@ -97,3 +100,10 @@ def neighbour(session: Session, shot: Shot, offset: int) -> Shot | None:
     return session.scalar(
         select(Shot).where(Shot.project_id == shot.project_id, Shot.position == shot.position + offset)
     )
+
+
+def open_stored(studio: Studio, sha256: str, extension: str) -> Image.Image:
+    """A stored picture as a model is given it (upright, 8-bit RGB), carrying its hash for the record."""
+    loaded = open_rgb(studio.media.path_for(sha256, extension))
+    loaded.info["sha256"] = sha256
+    return loaded

@@ -19,7 +19,6 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from pipelines.backend import GenerationRequest
-from pipelines.pictures import open_rgb
 from pipelines.registry import backend_class
 from pipelines.video import last_frame
 from projects import shot_pictures
@@ -143,9 +142,4 @@ def _last_frame_of(studio: Studio, session: Session, source: Take) -> tuple[str,
 
 
 def _image(studio: Studio, media: tuple[str, str] | None) -> Image.Image | None:
-    if media is None:
-        return None
-    sha256, extension = media
-    loaded = open_rgb(studio.media.path_for(sha256, extension))  # upright, and 16-bit PNGs not white
-    loaded.info["sha256"] = sha256
-    return loaded
+    return shot_pictures.open_stored(studio, *media) if media is not None else None

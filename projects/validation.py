@@ -84,6 +84,15 @@ def clean_seed(value: Any, field: str = "seed") -> int:
     return value
 
 
+MAX_PRIORITY = 1000  # a job's priority is from -MAX_PRIORITY to MAX_PRIORITY; higher runs sooner
+
+
+def clean_priority(value: Any, field: str = "priority") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not -MAX_PRIORITY <= value <= MAX_PRIORITY:
+        raise InvalidInput(f"must be a whole number from -{MAX_PRIORITY} to {MAX_PRIORITY}, got {value!r}", field)
+    return value
+
+
 def clean_fps(value: Any, field: str = "fps") -> int:
     fps = _whole(value, field)
     if not 1 <= fps <= 120:
