@@ -262,6 +262,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     weights.set_defaults(handler="run_fetch_weights")
 
+    planning = commands.add_parser(
+        "plan",
+        parents=[common],
+        help="how a backend's weights would be held on a card (here or not): quantized, offloaded, the peaks, why",
+    )
+    planning.add_argument("backend", help="a backend with weights (sana-wm, wan-i2v, wan-vace, qwen-image-edit, ...)")
+    planning.add_argument(
+        "--vram", type=float, metavar="GB", help="the card's memory in GiB (default: this machine's free VRAM)"
+    )
+    planning.add_argument(
+        "--ram", type=float, metavar="GB", help="host RAM in GiB (default: unknown for another card, free RAM here)"
+    )
+    planning.add_argument("--refiner", action="store_true", help="with the refiner loaded beside the backbone")
+    planning.add_argument("--width", type=int, help="frame width (default: the backend's planning size)")
+    planning.add_argument("--height", type=int, help="frame height")
+    planning.add_argument("--frames", type=int, help="frames per take (1 for a keyframe backend)")
+    planning.set_defaults(handler="run_plan")
+
     verify = commands.add_parser("verify", parents=[common], help="re-hash every stored media file")
     verify.set_defaults(handler="run_verify")
 

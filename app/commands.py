@@ -451,6 +451,22 @@ def run_fetch_weights(studio: Studio, args: argparse.Namespace) -> tuple[str, An
     return "\n".join(lines), fetched.to_json(), 1 if fetched.refiner_problem else 0
 
 
+def run_plan(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
+    from projects.backends import memory_plan
+
+    plan = memory_plan(
+        studio,
+        args.backend,
+        vram_gib=args.vram,
+        ram_gib=args.ram,
+        refiner=args.refiner,
+        width=args.width,
+        height=args.height,
+        frames=args.frames,
+    )
+    return plan.text(), plan.to_json(), 0 if plan.fits else 1
+
+
 def run_verify(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
     from projects.maintenance import verify_media
 

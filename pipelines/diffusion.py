@@ -10,6 +10,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from importlib import metadata
 from typing import Any, ClassVar
 
@@ -17,7 +18,16 @@ import numpy as np
 
 from pipelines.backend import Backend, BackendError, CancelToken, GenerationCancelled, ProgressFn, RequestError
 from pipelines.keyframes import PictureBackend, PictureRequest, PictureResult
-from pipelines.loading import LoadSpec, PipelineCache, choose_profile, cuda_free_memory, is_cuda, load_pipeline
+from pipelines.loading import (
+    LoadSpec,
+    PipelineCache,
+    choose_profile,
+    cuda_free_memory,
+    host_free_memory,
+    is_cuda,
+    load_pipeline,
+)
+from pipelines.memory_plan import GENERIC_GEOMETRY, GENERIC_SIZE, ComponentSize, Geometry, Plan, WorkSize
 from pipelines.model_folder import ModelError, ModelFolder, inspect_model_folder, resolve_source
 
 _SHARED_CACHE = PipelineCache(capacity=1)
@@ -39,6 +49,11 @@ class DiffusionModel:
     default_source: ClassVar[str | None] = None
     default_steps: ClassVar[int] = 30
     default_guidance: ClassVar[float] = 5.0
+    # How its work grows with the size (for memory plans), the size ``auto`` plans for, and which of its
+    # refiner's components it loads (None: all that have weights).
+    memory_geometry: ClassVar[Geometry] = GENERIC_GEOMETRY
+    plan_size: ClassVar[WorkSize] = GENERIC_SIZE
+    refiner_loads: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, spec: LoadSpec, *, cache: PipelineCache | None = None) -> None:
         self.spec = spec
@@ -46,17 +61,44 @@ class DiffusionModel:
         self.settled: LoadSpec | None = None
         self.profile_reason = ""
         self.model: ModelFolder | None = None
+        self.plan: Plan | None = None
 
     def settle(self, spec: LoadSpec | None = None) -> LoadSpec:
-        """Resolve the source and the ``auto`` fields for this machine (cheap; loads nothing)."""
+        """Resolve the source and the ``auto`` fields for this machine (cheap; loads nothing). On a GPU the
+        memory plan counts the refiner too where its weights are here, as both stay loaded during a take."""
         spec = spec or self.spec
         folder = resolve_source(spec.source, spec.revision)
         model = inspect_model_folder(folder)
         free_vram = cuda_free_memory(spec.device) if spec.device != "cpu" else None
-        profile = choose_profile(spec, model, free_vram=free_vram)
-        if spec is self.spec:
-            self.settled, self.profile_reason, self.model = profile.spec, profile.reason, model
+        ours = spec is self.spec
+        if ours:
+            self.model = model
+        profile = choose_profile(
+            spec,
+            model,
+            free_vram=free_vram,
+            free_ram=host_free_memory() if free_vram is not None else None,
+            geometry=self.memory_geometry,
+            size=self.plan_size,
+            refiner=tuple(self.refiner_sizes()) if ours and free_vram is not None else (),
+        )
+        if ours:
+            self.settled, self.profile_reason, self.plan = profile.spec, profile.reason, profile.plan
         return profile.spec
+
+    def refiner_sizes(self) -> list[ComponentSize]:
+        """The components of the refiner that would be loaded beside this model, where its weights are here."""
+        return []
+
+    def settled_refiner(self, source: str, revision: str | None, names: tuple[str, ...]) -> LoadSpec:
+        """The refiner's load spec: the backbone's settled device, dtype and offload, pointed at the refiner's
+        weights, quantized as the memory plan says (on the CPU, as the backbone's components of the same names)."""
+        settled = self.settled or self.settle()
+        if self.plan is not None:
+            quantization = tuple(sorted(self.plan.quantization("refiner").items()))
+        else:
+            quantization = tuple((name, scheme) for name, scheme in settled.quantization if name in names)
+        return replace(settled, source=source, revision=revision, quantization=quantization, vae_tiling=False)
 
     def load(self, kind: str, pipeline_class: type, spec: LoadSpec, **components: Any) -> Loaded:
         """The pipeline for ``spec``, from the cache when the same spec was loaded before."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 from pipelines.backend import CancelToken, ProgressFn
 from pipelines.diffusion import DiffusionPictureBackend, Loaded, StageTimer, check_cancelled, generator, step_callback
 from pipelines.keyframes import VIEWS, PictureCapabilities, PictureRequest, PictureResult
+from pipelines.memory_plan import Geometry, WorkSize
 
 MAX_IMAGES = 4  # FLUX.2 [klein] conditions on up to four reference pictures
 IMAGE_WORD = "Image"  # FLUX.2's prompts refer to input pictures as "image 1", "image 2", ...
@@ -42,6 +43,12 @@ class Flux2KleinBackend(DiffusionPictureBackend):
     name = "flux2-klein"
     label = "FLUX.2 klein"
     default_source = "black-forest-labs/FLUX.2-klein-4B"
+    # A 3072-wide DiT over 16x16-pixel tokens (no guidance pass), each input picture's tokens joining the
+    # sequence. Planned at 1024x1024 with four input pictures.
+    memory_geometry = Geometry(
+        spatial=16, temporal=1, patch=(1, 1, 1), hidden=3072, guidance_batch=1, vae_channels=128, context_pictures=4
+    )
+    plan_size = WorkSize(1024, 1024, 1)
     default_steps = 4  # step-distilled
     default_guidance = 1.0  # guidance-free: the distilled model takes no classifier-free guidance
     capabilities = PictureCapabilities(

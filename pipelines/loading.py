@@ -4,7 +4,8 @@ A :class:`LoadSpec` says where the model is (a local folder, or a Hugging Face h
 cache), the dtype, the quantization of each component (bitsandbytes NF4 or int8 on CUDA, torchao int8
 weight-only on the CPU, or none), the offload mode (none, model CPU offload, group offload with or without
 CUDA streams, sequential) and VAE tiling. ``auto`` values are settled by :func:`choose_profile` from the
-free VRAM and the model's size, with the reason in words.
+free VRAM and host RAM, the real size of each component and the work at the backend's planning size, through the
+memory planner (:mod:`pipelines.memory_plan`), with the reason in words.
 
 Before anything loads, :mod:`pipelines.model_folder` checks the folder (whole, safetensors only) and counts its
 parameters, which the profile is chosen by.
@@ -24,6 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pipelines.memory_plan import GENERIC_GEOMETRY, GENERIC_SIZE, ComponentSize, Geometry, Plan, WorkSize, plan_memory
 from pipelines.model_folder import ModelError, ModelFolder, inspect_model_folder, resolve_source
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ class LoadSpec:
 class Profile:
     spec: LoadSpec
     reason: str
+    plan: Plan | None = None  # the memory plan it follows, on a GPU
 
 
 def is_cuda(device: str) -> bool:
@@ -117,20 +120,37 @@ def cuda_free_memory(device: str = "cuda") -> int | None:
     return int(free)
 
 
+def host_free_memory() -> int | None:
+    """Host RAM available to a new allocation (Linux's MemAvailable), or None where it cannot be read."""
+    try:
+        with Path("/proc/meminfo").open(encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def choose_profile(
     spec: LoadSpec,
     model: ModelFolder,
     *,
     free_vram: int | None,
+    free_ram: int | None = None,
+    geometry: Geometry = GENERIC_GEOMETRY,
+    size: WorkSize = GENERIC_SIZE,
+    refiner: tuple[ComponentSize, ...] = (),
     big_components: tuple[str, ...] = ("transformer", "text_encoder"),
-    headroom: float = 1.25,
 ) -> Profile:
     """Settle the ``auto`` fields of ``spec`` for this machine and say why.
 
-    On a GPU: everything resident in bf16 when it fits with headroom; else NF4 on the big components; then
-    NF4 with model CPU offload; then NF4 with group offload over CUDA streams (the smallest peak). Without a
-    GPU: float32 on the CPU (SANA-WM's camera code needs it there), with torchao int8 weight-only on the big
-    components when the model is large.
+    On a GPU the memory planner (:func:`pipelines.memory_plan.plan_memory`) decides from the folder's real
+    component sizes, the refiner's when it will be loaded beside (``refiner``), the work at ``size`` and the free
+    VRAM and host RAM: resident in bf16 where it fits, else offloaded by model, quantizing only what does not fit
+    alone, else streamed by block. A plan that fits nowhere is refused here, before anything loads, with what
+    would fit. Without a GPU: float32 on the CPU (SANA-WM's camera code needs it there), with torchao int8
+    weight-only on the big components when the model is large.
     """
     chosen = dict(spec.quantization)
     reasons = []
@@ -155,36 +175,53 @@ def choose_profile(
             replace(spec, device="cpu", dtype=dtype, offload=offload, quantization=_pairs(chosen)), _say(reasons)
         )
     assert free_vram is not None
-    need_full = model.bytes_at(dtype, chosen) * headroom
-    free_gib = free_vram / 2**30
     if offload != "auto":
-        reasons.append(f"offload {offload} as asked")
-    elif need_full <= free_vram:
-        offload = "none"
-        reasons.append(f"{need_full / 2**30:.1f} GiB needed fits in {free_gib:.1f} GiB free: all on the GPU")
-    else:
-        if not spec.quantization:
-            chosen.update(dict.fromkeys(present, "nf4"))
-        need_nf4 = model.bytes_at(dtype, chosen) * headroom
-        biggest = max((model.component_bytes(name, dtype, chosen) for name in model.components), default=0)
-        if need_nf4 <= free_vram:
-            offload = "none"
-            reasons.append(
-                f"bf16 needs {need_full / 2**30:.1f} GiB, NF4 {need_nf4 / 2**30:.1f} GiB: NF4, all on the GPU"
-            )
-        elif biggest * headroom <= free_vram:
-            offload = "model"
-            reasons.append(
-                f"NF4 needs {need_nf4 / 2**30:.1f} GiB of {free_gib:.1f} GiB free: NF4 with model CPU offload"
-            )
-        else:
-            offload = "group-stream"
-            reasons.append(
-                f"the largest component alone needs {biggest * headroom / 2**30:.1f} GiB of {free_gib:.1f} GiB "
-                "free: NF4 with group offload over CUDA streams"
-            )
-    settled = replace(spec, device=device, dtype=dtype, offload=offload, quantization=_pairs(chosen))
-    return Profile(settled, _say(reasons))
+        settled = replace(spec, device=device, dtype=dtype, quantization=_pairs(chosen))
+        return Profile(settled, f"offload {offload} as asked")
+    components = [*sizes_of(model), *refiner]
+    plan = plan_memory(
+        model.pipeline_class or "the model",
+        components,
+        geometry,
+        size,
+        vram=free_vram,
+        ram=free_ram,
+        refiner=bool(refiner),
+        fixed={name: scheme for name, scheme in chosen.items() if scheme in ("int8", "nf4", "none")},
+    )
+    if not plan.fits:
+        would = "; ".join(plan.suggestions) or "nothing the planner knows"
+        raise ModelError(
+            f"{model.path.name} does not fit this GPU ({plan.reason}). What would: {would}. "
+            "Set the offload and quantization by hand to try anyway"
+        )
+    chosen.update(plan.quantization("backbone"))
+    settled = replace(
+        spec,
+        device=device,
+        dtype=dtype,
+        offload=plan.offload or "none",
+        quantization=_pairs(chosen),
+        vae_tiling=spec.vae_tiling or plan.vae_tiling,
+    )
+    return Profile(settled, plan.reason, plan)
+
+
+def sizes_of(model: ModelFolder, stage: str = "backbone") -> list[ComponentSize]:
+    """A model folder's networks as the memory planner sees them (sizes from the safetensors headers)."""
+    return [
+        ComponentSize(
+            info.name,
+            stage,
+            info.class_name,
+            info.parameters,
+            info.largest_block or info.parameters,
+            info.library in ("diffusers", "transformers"),
+            "weights",
+        )
+        for info in model.components.values()
+        if info.parameters > 0
+    ]
 
 
 def _pairs(mapping: dict[str, str]) -> tuple[tuple[str, str], ...]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ class ComponentInfo:
     class_name: str
     weight_files: tuple[Path, ...] = ()
     parameters: int = 0
+    largest_block: int = 0  # parameters of its largest repeated block (what group offload holds at once)
 
     @property
     def has_weights(self) -> bool:
@@ -140,8 +142,12 @@ def inspect_model_folder(folder: Path) -> ModelFolder:
                     "convert it with `safetensors` on a machine you trust"
                 )
             raise ModelError(f"{sub} has a config but no weights; the download is incomplete")
-        parameters = sum(_safetensors_parameters(path) for path in weights)
-        components[name] = ComponentInfo(name, str(library), str(class_name), tuple(weights), parameters)
+        tensors: dict[str, int] = {}
+        for path in weights:
+            tensors.update(safetensors_tensors(path))
+        components[name] = ComponentInfo(
+            name, str(library), str(class_name), tuple(weights), sum(tensors.values()), largest_block(tensors)
+        )
     for name, component in components.items():
         if not (folder / name).exists() and component.library in ("diffusers", "transformers"):
             raise ModelError(f"{folder} lists component {name!r} but has no {name}/ folder; download it again")
@@ -170,8 +176,25 @@ def _weight_files(sub: Path) -> list[Path]:
     return sorted(sub.glob("*.safetensors"))
 
 
-def _safetensors_parameters(path: Path) -> int:
-    """Parameter count from a safetensors header; raises :class:`ModelError` for a damaged or truncated file."""
+# A tensor inside a repeated block: ``blocks.3.attn.to_q.weight``, ``encoder.block.11...``, ``model.layers.40...``.
+_BLOCKS = "blocks|block|layers|layer|transformer_blocks|single_transformer_blocks|h"
+_BLOCK = re.compile(rf"^(.*?(?:^|\.)(?:{_BLOCKS})\.\d+)\.")
+
+
+def largest_block(tensors: dict[str, int]) -> int:
+    """The element count of the largest repeated block among ``{tensor name: elements}`` (the biggest piece block-
+    level offload moves at once); the whole count where the names show no blocks."""
+    blocks: dict[str, int] = {}
+    for name, count in tensors.items():
+        found = _BLOCK.match(name)
+        if found:
+            blocks[found.group(1)] = blocks.get(found.group(1), 0) + count
+    return max(blocks.values()) if blocks else sum(tensors.values())
+
+
+def safetensors_tensors(path: Path) -> dict[str, int]:
+    """Each tensor's element count from a safetensors header; raises :class:`ModelError` for a damaged or
+    truncated file."""
     size = path.stat().st_size
     try:
         with path.open("rb") as f:
@@ -185,7 +208,7 @@ def _safetensors_parameters(path: Path) -> int:
         if not isinstance(header, dict):
             raise ValueError("the header is not a JSON object")
         end = 0
-        count = 0
+        counts: dict[str, int] = {}
         for name, tensor in header.items():
             if name == "__metadata__":
                 continue
@@ -194,11 +217,11 @@ def _safetensors_parameters(path: Path) -> int:
             elements = 1
             for dim in tensor["shape"]:
                 elements *= dim
-            count += elements
+            counts[name] = elements
             if stop - begin != elements * _DTYPE_BYTES.get(tensor["dtype"], 0) and tensor["dtype"] in _DTYPE_BYTES:
                 raise ValueError(f"tensor {name} has the wrong byte length")
         if 8 + length + end > size:
             raise ValueError(f"truncated: {size} bytes where {8 + length + end} are needed")
     except (OSError, ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as exc:
         raise ModelError(f"{path} is damaged ({exc}); download it again") from None
-    return count
+    return counts

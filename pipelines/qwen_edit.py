@@ -39,6 +39,7 @@ from typing import Any
 from pipelines.backend import CancelToken, ProgressFn, RequestError
 from pipelines.diffusion import DiffusionPictureBackend, Loaded, StageTimer, check_cancelled, generator, step_callback
 from pipelines.keyframes import VIEWS, PictureCapabilities, PictureRequest, PictureResult
+from pipelines.memory_plan import Geometry, WorkSize
 
 MAX_IMAGES = 3  # Qwen-Image-Edit-2509/2511 work best with one to three input pictures (their model cards)
 PICTURE_WORD = "Picture"  # the pipeline labels its input pictures "Picture 1:", "Picture 2:", ... in the prompt
@@ -53,6 +54,12 @@ class QwenImageEditBackend(DiffusionPictureBackend):
     name = "qwen-image-edit"
     label = "Qwen-Image-Edit"
     default_source = "Qwen/Qwen-Image-Edit-2509"
+    # A 3072-wide MMDiT over 16x16-pixel tokens, each input picture's tokens joining the sequence; true guidance
+    # runs as two passes. Planned at 1024x1024 with three input pictures.
+    memory_geometry = Geometry(
+        spatial=8, temporal=1, patch=(1, 2, 2), hidden=3072, guidance_batch=1, vae_channels=96, context_pictures=3
+    )
+    plan_size = WorkSize(1024, 1024, 1)
     default_steps = 40
     default_guidance = 4.0  # true_cfg_scale
     capabilities = PictureCapabilities(

@@ -25,7 +25,9 @@ from typing import Any
 from pipelines.backend import Availability, Backend, BackendError, Capabilities
 from pipelines.keyframes import PictureBackend, PictureCapabilities
 from pipelines.loading import LoadSpec, PipelineCache
+from pipelines.memory_plan import Plan, WorkSize, plan_memory
 from pipelines.model_folder import ModelError, inspect_model_folder, resolve_source
+from pipelines.published import component_sizes
 
 MODELS_ENV = "CONTINUITY_MODELS"
 
@@ -300,3 +302,54 @@ def _create(
         refiner = weights_source(refiner_key, getattr(cls, "refiner_default_source", None), models_dir)
         extra["refiner_spec"] = LoadSpec(source=refiner, device=spec.device) if refiner else None
     return cls(spec, cache=cache, **extra)  # type: ignore[call-arg]
+
+
+def plan_backend(
+    name: str,
+    *,
+    vram: int,
+    ram: int | None = None,
+    refiner: bool = False,
+    size: WorkSize | None = None,
+    models_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Plan:
+    """The memory plan for backend ``name`` on a card of ``vram`` bytes (and ``ram`` bytes of host RAM), here or
+    not: sized from its weights where they are on this machine, else from its published configs built on the meta
+    device. Loads nothing."""
+    cls = any_backend_class(name)
+    if not getattr(cls, "needs_weights", False):
+        raise BackendError(f"{name} has no weights: it runs on the CPU and needs no memory plan")
+    size = size or cls.plan_size  # type: ignore[union-attr]
+    _check_plan_size(cls, size)
+    source = _usable_source(model_source(name, models_dir, env))
+    components = component_sizes(name, source)
+    if refiner:
+        key = getattr(cls, "refiner_key", None)
+        if key is None:
+            raise BackendError(f"{name} has no refiner")
+        found = _usable_source(refiner_source(cls, source, models_dir, env))
+        components += component_sizes(key, found, "refiner", cls.refiner_loads)  # type: ignore[union-attr]
+    geometry = cls.memory_geometry  # type: ignore[union-attr]
+    return plan_memory(name, components, geometry, size, vram=vram, ram=ram, refiner=refiner)
+
+
+def _usable_source(source: str | None) -> str | None:
+    """``source`` where its weights can be read here; None (plan from the published config) where not."""
+    if source is None:
+        return None
+    try:
+        inspect_model_folder(resolve_source(source))
+    except ModelError:
+        return None
+    return source
+
+
+def _check_plan_size(cls: AnyBackend, size: WorkSize) -> None:
+    capabilities = cls.capabilities
+    largest = getattr(capabilities, "max_side", 4096)
+    if not (16 <= size.width <= largest and 16 <= size.height <= largest):
+        raise BackendError(f"{cls.name} renders sides of 16 to {largest} pixels, not {size.width}x{size.height}")
+    frames = getattr(capabilities, "max_frames", 1)
+    if not 1 <= size.frames <= frames:
+        raise BackendError(f"{cls.name} renders 1 to {frames} frame(s), not {size.frames}")

@@ -24,7 +24,6 @@ in half precision on the CPU, so the CPU path is float32.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 from pipelines.backend import (
     CancelToken,
@@ -45,7 +44,9 @@ from pipelines.diffusion import (
     to_uint8,
 )
 from pipelines.loading import LoadSpec, PipelineCache, load_pipeline
+from pipelines.memory_plan import ComponentSize, Geometry, WorkSize
 from pipelines.model_folder import ModelError, inspect_model_folder, resolve_source
+from pipelines.published import folder_sizes
 
 HORIZONTAL_FOV_DEGREES = 60.0
 REFINER_FOLDER = "refiner"
@@ -69,6 +70,20 @@ class SanaWMBackend(DiffusionBackend):
     refiner_published_beside = True  # a stage-1 repository REPO has its refiner at REPO-refiner
     default_steps = 60
     default_guidance = 5.0
+    # A 32x spatial, 8x temporal LTX-2 VAE; an unpatched 2240-wide DiT run with guidance as a batch of two; the
+    # decoder's last levels hold 128 channels at a quarter of the resolution and coarser ones below (about 16 per
+    # output pixel). Planned at 720p for 10 s, its native size.
+    # The refiner is LTX-2's 4096-wide DiT, distilled (no guidance pass).
+    memory_geometry = Geometry(
+        spatial=32,
+        temporal=8,
+        patch=(1, 1, 1),
+        hidden=2240,
+        vae_channels=16,
+        refiner=Geometry(spatial=32, temporal=8, patch=(1, 1, 1), hidden=4096, guidance_batch=1, vae_channels=16),
+    )
+    plan_size = WorkSize(1280, 704, 161)
+    refiner_loads = ("transformer", "connectors", "text_encoder")  # the VAE is stage 1's
     capabilities = Capabilities(
         image_to_video=True,
         text_only=False,
@@ -95,11 +110,16 @@ class SanaWMBackend(DiffusionBackend):
         return self.load(self.name, SanaWMPipeline, self.spec)
 
     def refiner_spec(self) -> LoadSpec:
-        """The backbone's settled spec, pointed at the refiner's weights, quantizing what the refiner has."""
-        settled = self.settled or self.settle()
+        """The refiner's weights, loaded as the backbone is (see :meth:`settled_refiner`)."""
         source, revision = self._refiner_source()
-        quantization = tuple((name, scheme) for name, scheme in settled.quantization if name in REFINER_COMPONENTS)
-        return replace(settled, source=source, revision=revision, quantization=quantization)
+        return self.settled_refiner(source, revision, REFINER_COMPONENTS)
+
+    def refiner_sizes(self) -> list[ComponentSize]:
+        try:
+            source, _revision = self._refiner_source()
+        except RequestError:
+            return []
+        return folder_sizes(source, "refiner", self.refiner_loads)
 
     def _refiner_source(self) -> tuple[str, str | None]:
         """Its own weights (``sana-wm-refiner``), else the ``refiner/`` folder inside the SANA-WM folder."""

@@ -33,7 +33,9 @@ from pipelines.diffusion import (
     to_uint8,
 )
 from pipelines.loading import LoadSpec, PipelineCache, load_pipeline
+from pipelines.memory_plan import ComponentSize, Geometry, WorkSize
 from pipelines.model_folder import ModelError, inspect_model_folder, resolve_source
+from pipelines.published import folder_sizes
 
 _PRESET_WORDS = {
     "static": "static camera, locked-off shot",
@@ -81,6 +83,12 @@ def prompt_with_camera(prompt: str, camera: str) -> str:
     return f"{prompt.rstrip().rstrip('.')}. {camera_words(parse_camera(camera)).capitalize()}."
 
 
+# The refiner: Wan 2.1 T2V 1.3B, a 1536-wide DiT.
+REFINER_GEOMETRY = Geometry(
+    spatial=8, temporal=4, patch=(1, 2, 2), hidden=1536, guidance_batch=1, vae_channels=96, vae_frames=4
+)
+
+
 class _WanBackend(DiffusionBackend):
     """What the two Wan backends share: the prompt, the refiner, and turning output into frames."""
 
@@ -90,12 +98,27 @@ class _WanBackend(DiffusionBackend):
     pipeline_name: ClassVar[str]
     refiner_key: ClassVar[str] = "wan-refiner"
     refiner_default_source: ClassVar[str | None] = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+    refiner_loads = ("transformer",)  # the refiner borrows the backbone's text encoder and VAE
 
     def __init__(
         self, spec: LoadSpec, *, cache: PipelineCache | None = None, refiner_spec: LoadSpec | None = None
     ) -> None:
         super().__init__(spec, cache=cache)
         self.refiner_spec = refiner_spec
+
+    def _refiner_load_spec(self) -> LoadSpec:
+        """The refiner's spec as given where it is settled, else loaded as the backbone is."""
+        spec = self.refiner_spec
+        assert spec is not None
+        return spec if spec.settled else self.settled_refiner(spec.source, spec.revision, self.refiner_loads)
+
+    def refiner_sizes(self) -> list[ComponentSize]:
+        if self.refiner_spec is None:
+            return []
+        try:
+            return folder_sizes(self.refiner_spec.source, "refiner", self.refiner_loads)
+        except ModelError:
+            return []
 
     def preflight(self, request: GenerationRequest) -> None:
         """The refiner's settings and weights, checked before the backbone spends minutes rendering."""
@@ -139,7 +162,7 @@ class _WanBackend(DiffusionBackend):
         strength = request.refiner.strength
         import diffusers
 
-        refiner_spec = self.refiner_spec if self.refiner_spec.settled else self.settle(self.refiner_spec)
+        refiner_spec = self._refiner_load_spec()
 
         def load_refiner() -> Any:
             transformer = load_pipeline(_TransformerOnly, refiner_spec)
@@ -207,7 +230,7 @@ class _WanBackend(DiffusionBackend):
     ) -> GenerationResult:
         provenance = self.provenance()
         if request.refiner.enabled and self.refiner_spec is not None:
-            provenance["refiner"] = self.refiner_provenance(self.refiner_spec)
+            provenance["refiner"] = self.refiner_provenance(self._refiner_load_spec())
         parameters = request.parameters() | {
             "backend": self.name,
             "model_prompt": prompt,
@@ -246,6 +269,19 @@ class WanI2VBackend(_WanBackend):
     label = "Wan image-to-video"
     pipeline_name = "WanImageToVideoPipeline"
     default_source = "Wan-AI/Wan2.2-I2V-A14B-Diffusers"
+    # Two 5120-wide experts (one at a time), guidance as two passes, the Wan VAE decoding four frames at a time
+    # with 96 channels at full resolution. Planned at 720p, 81 frames.
+    memory_geometry = Geometry(
+        spatial=8,
+        temporal=4,
+        patch=(1, 2, 2),
+        hidden=5120,
+        guidance_batch=1,
+        vae_channels=96,
+        vae_frames=4,
+        refiner=REFINER_GEOMETRY,
+    )
+    plan_size = WorkSize(1280, 720, 81)
     capabilities = Capabilities(
         image_to_video=True,
         text_only=False,
@@ -274,6 +310,19 @@ class WanVACEBackend(_WanBackend):
     label = "Wan VACE (character references)"
     pipeline_name = "WanVACEPipeline"
     default_source = "Wan-AI/Wan2.1-VACE-1.3B-diffusers"
+    # A 1536-wide DiT whose VACE blocks carry the control video's tokens beside the video's.
+    memory_geometry = Geometry(
+        spatial=8,
+        temporal=4,
+        patch=(1, 2, 2),
+        hidden=1536,
+        guidance_batch=1,
+        vae_channels=96,
+        vae_frames=4,
+        context_pictures=1,
+        refiner=REFINER_GEOMETRY,
+    )
+    plan_size = WorkSize(832, 480, 81)
     capabilities = Capabilities(
         image_to_video=True,
         text_only=True,

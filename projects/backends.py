@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.backend import BackendError
+from pipelines.loading import cuda_free_memory, host_free_memory
+from pipelines.memory_plan import GIB, Plan, WorkSize
 from pipelines.registry import (
     BackendInfo,
     any_backend_class,
@@ -17,6 +21,7 @@ from pipelines.registry import (
     list_backends,
     models_folder,
     picture_backend_names,
+    plan_backend,
 )
 from projects.errors import Conflict, InvalidInput, StudioError
 from projects.studio import Studio
@@ -179,6 +184,42 @@ def fetch_backend(
 
 def available_backends(studio: Studio) -> list[BackendInfo]:
     return list_backends(models_dir(studio))
+
+
+def memory_plan(
+    studio: Studio,
+    name: str,
+    *,
+    vram_gib: float | None = None,
+    ram_gib: float | None = None,
+    refiner: bool = False,
+    width: int | None = None,
+    height: int | None = None,
+    frames: int | None = None,
+) -> Plan:
+    """Backend ``name``'s memory plan on a card of ``vram_gib`` GiB (this machine's free VRAM when None) with
+    ``ram_gib`` GiB of host RAM (unknown when None, for a card that is not here; this machine's free RAM for its
+    own card), at a size (the backend's planning size where not given). Loads nothing."""
+    names = backend_names() + picture_backend_names()
+    if name not in names:
+        raise InvalidInput(f"must be one of {', '.join(names)}, got {name!r}", "backend")
+    for label, value in (("vram", vram_gib), ("ram", ram_gib)):
+        if value is not None and not (isinstance(value, int | float) and math.isfinite(value) and 0 < value <= 4096):
+            raise InvalidInput(f"must be a number of GiB above 0, got {value!r}", label)
+    if vram_gib is None:
+        free = cuda_free_memory()
+        if free is None:
+            raise InvalidInput("this machine has no CUDA GPU: give the card's memory, for example --vram 24", "vram")
+        vram = free
+        ram = int(ram_gib * GIB) if ram_gib is not None else host_free_memory()
+    else:
+        vram, ram = int(vram_gib * GIB), (int(ram_gib * GIB) if ram_gib is not None else None)
+    default = getattr(any_backend_class(name), "plan_size", None)
+    size = WorkSize(width or default.width, height or default.height, frames or default.frames) if default else None
+    try:
+        return plan_backend(name, vram=vram, ram=ram, refiner=refiner, size=size, models_dir=models_dir(studio))
+    except BackendError as exc:
+        raise InvalidInput(str(exc), "plan") from None
 
 
 def memory_profile(studio: Studio, name: str) -> tuple[dict[str, Any], str] | None:

@@ -28,7 +28,7 @@ from pipelines.keyframes import VIEW_PROMPTS, PictureRequest, PictureResult, Sub
 from pipelines.loading import LoadSpec, PipelineCache, quantization_config
 from pipelines.model_folder import ModelError, inspect_model_folder
 from pipelines.qwen_edit import PICTURE_WORD, QwenImageEditBackend, picture_processor
-from pipelines.registry import create_picture_backend
+from pipelines.registry import create_picture_backend, plan_backend
 
 WIDTH, HEIGHT = 48, 64  # not square, so a swapped width and height would show
 MARA = "a red-haired keeper in a green coat"
@@ -379,22 +379,18 @@ def test_a_folder_of_another_pipeline_is_refused_before_loading(
 # Quantization (bitsandbytes needs CUDA: the configuration is checked here, the load on a GPU machine).
 
 
-def test_a_small_gpu_quantizes_the_transformer_and_text_encoder(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``auto`` on a GPU too small for the weights in bf16: NF4 on the two big components, each with its own
-    library's config (Qwen2.5-VL is a transformers model), and the VAE left alone."""
+def test_a_small_gpu_quantizes_the_transformer_and_text_encoder(folder: Path) -> None:
+    """The plan for the real Qwen-Image-Edit on a 16 GiB card with 20 GiB of host RAM: NF4 on the two big
+    components, each with its own library's config (Qwen2.5-VL is a transformers model), and the VAE left alone."""
     import diffusers
     import transformers
 
-    model = inspect_model_folder(folder)
-    needs_bf16 = model.bytes_at("bfloat16") * 1.25
-    needs_nf4 = model.bytes_at("bfloat16", dict.fromkeys(BIG_COMPONENTS, "nf4")) * 1.25
-    free = int((needs_bf16 + needs_nf4) / 2)
-    monkeypatch.setattr("pipelines.diffusion.cuda_free_memory", lambda device: free)
-    backend = create_picture_backend("qwen-image-edit", spec=LoadSpec(source=str(folder)), cache=PipelineCache())
-    settled = backend.settle()  # type: ignore[attr-defined]
-    assert (settled.device, settled.dtype, settled.offload) == ("cuda", "bfloat16", "none")
-    assert dict(settled.quantization) == dict.fromkeys(BIG_COMPONENTS, "nf4")
-    mapping = quantization_config(settled, model).quant_mapping
+    plan = plan_backend("qwen-image-edit", vram=16 * 2**30, ram=20 * 2**30)
+    assert plan.fits and plan.quantization() == dict.fromkeys(BIG_COMPONENTS, "nf4")
+    settled = LoadSpec.create(
+        folder, dtype="bfloat16", device="cuda", offload="model", quantization=plan.quantization()
+    )
+    mapping = quantization_config(settled, inspect_model_folder(folder)).quant_mapping
     assert set(mapping) == set(BIG_COMPONENTS)
     assert isinstance(mapping["transformer"], diffusers.BitsAndBytesConfig)
     assert isinstance(mapping["text_encoder"], transformers.BitsAndBytesConfig)

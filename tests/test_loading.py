@@ -85,8 +85,11 @@ def big_model(**parameters: float) -> ModelFolder:
     """A model folder the size of a real release, built from its description (nothing on disk)."""
     libraries = {"transformer": "diffusers", "text_encoder": "transformers", "vae": "diffusers"}
     components = {
-        name: ComponentInfo(name, libraries.get(name, "diffusers"), name.title(), (), int(count))
-        for name, count in parameters.items()
+        # 40 blocks to a network, as the big DiTs and encoders have; a VAE streams whole.
+        name: ComponentInfo(
+            name, libraries.get(name, "diffusers"), name.title(), (), int(count), 0 if name == "vae" else count // 40
+        )
+        for name, count in ((n, int(c)) for n, c in parameters.items())
     }
     return ModelFolder(Path("/models/big"), "SanaWMPipeline", components)
 
@@ -340,41 +343,60 @@ def test_profile_with_plenty_of_vram(sana_big: ModelFolder, tiny_model: ModelFol
         profile = choose_profile(LoadSpec(source=str(model.path)), model, free_vram=80 * GIB)
         assert (profile.spec.device, profile.spec.dtype, profile.spec.offload) == ("cuda", "bfloat16", "none")
         assert profile.spec.quantization == ()
-        assert "all on the GPU" in profile.reason
-        assert "NF4" not in profile.reason
+        assert "all resident" in profile.reason
+        assert profile.plan is not None and profile.plan.rung == "resident"
 
 
-def test_profile_with_10_gib_uses_nf4_all_resident(sana_big: ModelFolder) -> None:
-    assert sana_big.bytes_at("bfloat16") * 1.25 > 10 * GIB  # bf16 does not fit with headroom
+def test_profile_with_8_gib_offloads_by_model_before_quantizing(sana_big: ModelFolder) -> None:
+    assert sana_big.bytes_at("bfloat16") > 8 * GIB  # bf16 does not fit all at once
 
-    profile = choose_profile(LoadSpec(source="/models/big"), sana_big, free_vram=10 * GIB)
+    profile = choose_profile(LoadSpec(source="/models/big"), sana_big, free_vram=8 * GIB)
 
-    assert (profile.spec.device, profile.spec.dtype, profile.spec.offload) == ("cuda", "bfloat16", "none")
-    assert dict(profile.spec.quantization) == {"transformer": "nf4", "text_encoder": "nf4"}
-    assert "NF4, all on the GPU" in profile.reason
+    assert (profile.spec.device, profile.spec.dtype, profile.spec.offload) == ("cuda", "bfloat16", "model")
+    assert profile.spec.quantization == ()  # each component fits alone in bf16: nothing is quantized
+    assert "fits alone" in profile.reason
 
 
-@pytest.mark.parametrize("free_gib", [2.0, 3.0])
-def test_profile_nf4_with_model_offload_when_only_the_largest_component_fits(
-    sana_big: ModelFolder, free_gib: float
-) -> None:
-    profile = choose_profile(LoadSpec(source="/models/big"), sana_big, free_vram=int(free_gib * GIB))
+def test_profile_quantizes_only_what_does_not_fit_alone() -> None:
+    # A 12B DiT beside a 2.6B encoder on 16 GiB: the DiT is int8, the encoder stays bf16.
+    model = big_model(transformer=12e9, text_encoder=2.6e9, vae=0.3e9)
+
+    profile = choose_profile(LoadSpec(source="/m"), model, free_vram=16 * GIB)
 
     assert profile.spec.offload == "model"
-    assert dict(profile.spec.quantization) == {"transformer": "nf4", "text_encoder": "nf4"}
-    assert "NF4 with model CPU offload" in profile.reason
+    assert dict(profile.spec.quantization) == {"transformer": "int8"}
+    assert "quantized because they do not fit alone in bf16: transformer int8" in profile.reason
+
+    # On 10 GiB int8 is too big too: NF4.
+    profile = choose_profile(LoadSpec(source="/m"), model, free_vram=10 * GIB)
+    assert dict(profile.spec.quantization) == {"transformer": "nf4"}
 
 
-def test_profile_group_stream_when_even_one_component_does_not_fit(sana_big: ModelFolder) -> None:
-    profile = choose_profile(LoadSpec(source="/models/big"), sana_big, free_vram=1 * GIB)
+def test_profile_streams_blocks_when_even_nf4_does_not_fit_alone() -> None:
+    huge = big_model(transformer=30e9, text_encoder=2.6e9, vae=0.3e9)
+
+    profile = choose_profile(LoadSpec(source="/m"), huge, free_vram=12 * GIB)
 
     assert profile.spec.offload == "group-stream"
-    assert dict(profile.spec.quantization) == {"transformer": "nf4", "text_encoder": "nf4"}
-    assert "group offload over CUDA streams" in profile.reason
+    assert profile.spec.quantization == ()
+    assert "blocks are streamed" in profile.reason
 
-    # A DiT too big to fit even quantized says the same, whatever the free memory.
-    huge = big_model(transformer=30e9, text_encoder=2.6e9, vae=0.3e9)
-    assert choose_profile(LoadSpec(source="/m"), huge, free_vram=12 * GIB).spec.offload == "group-stream"
+
+def test_profile_refuses_a_card_nothing_fits_and_says_what_would(sana_big: ModelFolder) -> None:
+    refused = r"does not fit this GPU \(no plan fits: needs .* on a 1.0 GiB card\)\. What would: .*a \d+ GB card"
+    with pytest.raises(ModelError, match=refused):
+        choose_profile(LoadSpec(source="/models/big"), sana_big, free_vram=1 * GIB)
+
+
+def test_profile_counts_host_ram() -> None:
+    model = big_model(transformer=14e9, text_encoder=5.7e9, vae=0.1e9)
+
+    roomy = choose_profile(LoadSpec(source="/m"), model, free_vram=24 * GIB, free_ram=128 * GIB)
+    short = choose_profile(LoadSpec(source="/m"), model, free_vram=24 * GIB, free_ram=24 * GIB)
+
+    assert dict(roomy.spec.quantization) == {"transformer": "int8"}
+    assert dict(short.spec.quantization) == {"transformer": "nf4", "text_encoder": "nf4"}
+    assert "host RAM cannot hold them in bf16" in short.reason
 
 
 def test_profile_keeps_explicit_settings(sana_big: ModelFolder) -> None:
@@ -390,7 +412,9 @@ def test_profile_keeps_explicit_settings(sana_big: ModelFolder) -> None:
     only_dit = LoadSpec.create("/models/big", quantization={"transformer": "int8"})
     profile = choose_profile(only_dit, sana_big, free_vram=10 * GIB)
     assert dict(profile.spec.quantization) == {"transformer": "int8"}
-    assert profile.spec.offload == "none"
+    assert profile.spec.offload == "model"
+    profile = choose_profile(only_dit, sana_big, free_vram=24 * GIB)
+    assert (dict(profile.spec.quantization), profile.spec.offload) == ({"transformer": "int8"}, "none")
 
     # On the CPU an explicit dtype and quantization are kept too (no torchao added).
     cpu = LoadSpec.create("/models/big", dtype="bfloat16", quantization={"text_encoder": "torchao-int8"})

@@ -37,6 +37,8 @@ def test_wheel_carries_the_code_and_migrations_and_installs(tmp_path: Path) -> N
     migrations = {p.name for p in (ROOT / "storage" / "migrations" / "versions").glob("*.py")}
     assert {f"storage/migrations/versions/{name}" for name in migrations} <= names
     assert {"storage/migrations/env.py", "storage/migrations/script.py.mako", "continuity/__init__.py"} <= names
+    published = {f"pipelines/published/{p.name}" for p in (ROOT / "pipelines" / "published").glob("*.json")}
+    assert published and published <= names  # the memory planner's published configs
     assert not any(name.startswith(("tests/", "bench/", "notebooks/")) for name in names)
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     requires = [line for line in zipfile.ZipFile(wheel).read(metadata).decode().splitlines() if line.startswith("Req")]

@@ -140,6 +140,11 @@ def test_a_new_user_makes_a_film(page: tuple[object, Path], photos: dict[str, Pa
 
     open_tab(tab, "Settings")
     tab.locator("#backends-table").get_by_text("animatic").last.wait_for(timeout=15_000)
+    tab.locator("#plan-card").get_by_text("Plan for a card").click()
+    tab.locator("#plan-card").get_by_label("With the refiner").check()
+    tab.locator("#plan-card").get_by_role("button", name="Plan", exact=True).click()
+    tab.locator("#plan-text").get_by_text("sana-wm on a 24.0 GiB card").wait_for(timeout=60_000)
+    assert "refiner text_encoder" in tab.locator("#plan-text").inner_text()
     no_error(tab)
     shoot(tab, "8-settings")
 

@@ -1,4 +1,5 @@
-"""Settings: which video and keyframe backends can run here and why not, and what a memory profile means."""
+"""Settings: which video and keyframe backends can run here and why not, how each would be loaded here, and the
+memory plan for a card that is not here."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any
 import gradio as gr
 
 from app.panels.common import Context
-from projects.backends import available_backends, memory_profile, models_dir
+from pipelines.registry import any_backend_class, backend_names, picture_backend_names
+from projects.backends import available_backends, memory_plan, memory_profile, models_dir
+from projects.errors import StudioError
 
 COLUMNS = ["backend", "draws", "ready", "why", "weights", "memory profile", "refiner", "max frames", "needs a GPU"]
 
@@ -50,18 +53,49 @@ def _profile(ctx: Context, name: str) -> str:
     return f"{spec['device']}, {spec['dtype']}, {quantized}, offload {spec['offload']}: {reason}"
 
 
+def planned_backends() -> list[str]:
+    """The backends with weights, the ones a memory plan is about."""
+    names = backend_names() + picture_backend_names()
+    return [name for name in names if getattr(any_backend_class(name), "needs_weights", False)]
+
+
+def plan_text(ctx: Context, name: str, vram: float | None, ram: float | None, refiner: bool) -> str:
+    """The plan for ``name`` on a card of ``vram`` GiB (host RAM ``ram`` GiB, or unknown when empty or 0)."""
+    try:
+        plan = memory_plan(ctx.studio, name, vram_gib=vram, ram_gib=ram or None, refiner=refiner)
+    except StudioError as exc:
+        return f"cannot plan: {exc}"
+    return plan.text()
+
+
 def build(ctx: Context) -> dict[str, Any]:
     w: dict[str, Any] = {}
     gr.Markdown(
         f"Model folders are looked for in `{models_dir(ctx.studio)}` (or `$CONTINUITY_MODELS`), or named by "
-        "`CONTINUITY_MODEL_SANA_WM`, `CONTINUITY_MODEL_WAN_I2V`, `CONTINUITY_MODEL_WAN_VACE`. The studio never "
-        "downloads weights. Loading is chosen per machine: everything on the GPU in bf16 when it fits, else "
-        "NF4, else NF4 with offload; each take records the choice and why."
+        "`CONTINUITY_MODEL_SANA_WM`, `CONTINUITY_MODEL_WAN_I2V`, `CONTINUITY_MODEL_WAN_VACE`. The studio downloads "
+        "weights only when asked: `python app.py fetch-weights BACKEND REPO`. Loading is planned per machine "
+        "from each component's real size: everything on the GPU in bf16 when it fits, else offloaded one "
+        "component at a time, quantizing only what does not fit alone; each take records the choice and why."
     )
     w["table"] = gr.Dataframe(headers=COLUMNS, value=rows(ctx), interactive=False, elem_id="backends-table")
     w["refresh"] = gr.Button("Look again")
+    with gr.Accordion("Plan for a card", open=False, elem_id="plan-card"):
+        gr.Markdown("What a backend would need on a card you are thinking of renting, before anything downloads.")
+        with gr.Row():
+            w["plan_backend"] = gr.Dropdown(planned_backends(), value="sana-wm", label="Backend")
+            w["plan_vram"] = gr.Number(24, label="Card memory (GiB)", minimum=1, maximum=4096)
+            w["plan_ram"] = gr.Number(0, label="Host RAM (GiB, 0 for unknown)", minimum=0, maximum=4096)
+            w["plan_refiner"] = gr.Checkbox(False, label="With the refiner")
+        w["plan"] = gr.Button("Plan")
+        w["plan_text"] = gr.Code(label="The plan", language=None, elem_id="plan-text")
     return w
 
 
 def wire(ctx: Context, w: dict[str, Any]) -> None:
     w["refresh"].click(lambda: rows(ctx), outputs=w["table"], api_name="backends")
+    w["plan"].click(
+        lambda name, vram, ram, refiner: plan_text(ctx, name, vram, ram, refiner),
+        inputs=[w["plan_backend"], w["plan_vram"], w["plan_ram"], w["plan_refiner"]],
+        outputs=w["plan_text"],
+        api_name="plan",
+    )
