@@ -1,7 +1,7 @@
 """SANA-WM at its real size on a CUDA GPU: peak VRAM, seconds per step and load time, bf16 against NF4.
 
 Random weights (nothing is downloaded): the script builds the public architecture from the diffusers classes'
-default sizes (a 1.6B-parameter SANA-WM DiT, the LTX-2 VAE, a Gemma-2 2B text encoder), saves it as a model
+default sizes (the 2.66B-parameter SANA-WM DiT, the LTX-2 VAE, a Gemma-2 2B text encoder), saves it as a model
 folder, then renders through the studio's own loader and backend once per memory profile, each in a fresh
 process so one profile's memory cannot leak into the next:
 
@@ -10,8 +10,10 @@ process so one profile's memory cannot leak into the next:
 - ``nf4-model``: NF4 with model CPU offload;
 - ``nf4-group-stream``: NF4 with block-level group offload over CUDA streams.
 
-Budget (docs/ARCHITECTURE.md): the best NF4+offload peak is at most 0.35x the bf16 peak. Writes one JSON report to
-``bench/results/`` named by date and GPU, and prints it.
+Budget (docs/ARCHITECTURE.md): the best NF4+offload peak is at most 0.35x the bf16 peak. Each run also carries the
+memory planner's estimate of its peak (``pipelines.memory_plan.estimate``) beside the measured one, so the planner
+is checked against measurement on every card this runs on. Writes one JSON report to ``bench/results/`` named by
+date and GPU, and prints it.
 
     python bench/gpu_sana_wm.py [--height 480] [--width 832] [--frames 81] [--steps 8] [--folder DIR]
     python bench/gpu_sana_wm.py --tiny   # the same script on the tiny test model on the CPU (a dry run)
@@ -153,12 +155,34 @@ def run_profile(folder: Path, profile: str, args: argparse.Namespace) -> dict:
         "backbone_seconds": round(result.timings["backbone"], 2),
         "frames": result.num_frames,
     }
+    report |= planned(folder, settings, args)
     if device == "cuda":
         report["peak_vram_bytes"] = int(torch.cuda.max_memory_allocated())
         report["peak_vram_gib"] = round(report["peak_vram_bytes"] / 2**30, 2)
+        report["measured_over_planned"] = round(report["peak_vram_bytes"] / report["planned_card_peak_bytes"], 3)
     else:
         report["peak_rss_bytes"] = result.peak_memory["process_rss_bytes"]
     return report
+
+
+def planned(folder: Path, settings: dict, args: argparse.Namespace) -> dict:
+    """The memory planner's card and host peaks for this profile at this size."""
+    from pipelines.loading import sizes_of
+    from pipelines.memory_plan import WorkSize, estimate
+    from pipelines.model_folder import inspect_model_folder
+    from pipelines.sana_wm import SanaWMBackend
+
+    offload = {"group": "group-stream"}.get(settings["offload"], settings["offload"])
+    quantization = {k: v for k, v in settings["quantization"].items() if v in ("int8", "nf4")}
+    card, host = estimate(
+        sizes_of(inspect_model_folder(folder)),
+        SanaWMBackend.memory_geometry,
+        WorkSize(args.width, args.height, args.frames),
+        offload=offload,
+        quantization=quantization,
+        tiled=False,
+    )
+    return {"planned_card_peak_bytes": card, "planned_host_peak_bytes": host}
 
 
 def main() -> int:

@@ -333,6 +333,23 @@ def _fits(trial: _Trial, vram: int, ram: int | None) -> tuple[bool, str]:
     return True, ""
 
 
+def estimate(
+    components: list[ComponentSize],
+    geometry: Geometry,
+    size: WorkSize,
+    *,
+    offload: str,
+    quantization: dict[str, str],
+    tiled: bool,
+) -> tuple[int, int]:
+    """The planner's card and host peaks (bytes) for one given way of loading (to hold against a measurement)."""
+    rung = next((r for r in RUNGS if r.offload == offload and r.quantize is None), None)
+    if rung is None:
+        raise ValueError(f"the planner has no estimate for offload {offload!r}")
+    trial = _try(rung, components, size, geometry, 2**62, tiled=tiled, fixed=quantization)
+    return trial.card_peak, trial.host_peak
+
+
 def plan_memory(
     backend: str,
     components: list[ComponentSize],
