@@ -1,4 +1,5 @@
-"""Staging folders: where files wait that a write transaction is about to store from elsewhere (a bundle's media).
+"""Staging folders: where files wait that a write transaction is about to store from elsewhere (a bundle's media,
+a storyboard's upload unpacked).
 
 A staging folder lives in the media store's temporary folder and is locked (``flock``) for as long as its process
 uses it; it is renamed into view only once locked. A process killed mid-unpack leaves its folder behind, unlocked,

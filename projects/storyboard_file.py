@@ -14,6 +14,11 @@ JSON is read by :func:`parse_json`, which refuses what Python's parser lets thro
 one object (the last would win) and NaN or Infinity. Two imports of one storyboard started together make one
 project: whichever writes second finds the project made meanwhile and is refused, rather than adding every shot a
 second time.
+
+A storyboard uploaded through the page comes as one ``.zip`` (the storyboard with its folders, laid out as the README
+shows) or as loose files, which a browser upload flattens to their bare names; :func:`import_upload` rebuilds the
+storyboard's folder from either in a private staging folder, imports it, and removes the folder whatever happens.
+A zip is untrusted input: :func:`_unpack_zip` says what it may not hold.
 """
 
 from __future__ import annotations
@@ -234,7 +239,7 @@ def _from_json(text: str, path: Path) -> StoryboardPlan:
 
 
 def _from_csv(text: str, path: Path) -> StoryboardPlan:
-    reader = csv.DictReader(io.StringIO(text), delimiter=_delimiter(text))
+    reader = csv.DictReader(io.StringIO(text), delimiter=csv_delimiter(text))
     header = [(column or "").strip().lower() for column in (reader.fieldnames or [])]
     if not header:
         raise InvalidInput(f"{path.name} is empty; a CSV storyboard starts with a header row")
@@ -273,7 +278,7 @@ def _from_csv(text: str, path: Path) -> StoryboardPlan:
     return StoryboardPlan(None, {}, (), tuple(plans))
 
 
-def _delimiter(text: str) -> str:
+def csv_delimiter(text: str) -> str:
     """The header line's delimiter: a comma, else a semicolon (European spreadsheets), else a tab.
 
     Only the delimiter is guessed, and only from the header, whose cells are known column names; quoting is

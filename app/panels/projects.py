@@ -1,19 +1,28 @@
-"""Projects: create, open, rename, delete (with confirmation), and import a storyboard with its images."""
+"""Projects: create, open, rename, delete (with confirmation), and import a storyboard with its images.
+
+A storyboard comes with its pictures as one zip (which keeps its folders), as loose files, or as a folder. Gradio
+delivers a folder as loose files too: each upload is kept as ``<hash>/<bare name>`` and the callback gets only that
+path, so ``refs/`` is lost on the way; :func:`projects.storyboard_file.import_upload` puts each picture back where
+the storyboard names it, by its file name, and only a zip keeps two pictures of one name apart.
+"""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from app.panels.common import MAX_UPLOAD_BYTES, Context, bump, need_project, user_errors
+from app.panels.common import Context, bump, need_project, user_errors
 from projects import project
-from projects.storyboard_file import import_storyboard
+from projects.records import ImportResult
+from projects.storyboard_upload import PICTURE_SUFFIXES, STORYBOARD_SUFFIXES, Upload, import_upload
+from projects.studio import Studio
 
 COLUMNS = ["name", "shots", "characters", "size", "fps"]
+NAMED_PROJECT = "named"
+OPEN_PROJECT = "open"
+TARGETS = [("The project the storyboard names (made if new)", NAMED_PROJECT), ("The open project", OPEN_PROJECT)]
 
 
 def project_rows(ctx: Context) -> list[list[Any]]:
@@ -25,6 +34,24 @@ def project_rows(ctx: Context) -> list[list[Any]]:
 
 def project_choices(ctx: Context) -> list[tuple[str, int]]:
     return [(p.name, p.id) for p in project.list_projects(ctx.studio)]
+
+
+def import_storyboard_upload(
+    studio: Studio, files: list[str] | None, folder: list[str] | None, target: str, project_id: int | None
+) -> ImportResult:
+    """Import what the page uploaded: the chosen files (a zip, or a storyboard with its pictures) or a folder's files.
+
+    Gradio keeps each upload as ``<hash>/<bare name>``, so that bare name is the one the user knows it by. ``target``
+    is :data:`NAMED_PROJECT` (the project the storyboard names, or its file name, made if new) or
+    :data:`OPEN_PROJECT` (``project_id``, where a CSV's shots may name the project's cast).
+    """
+    if files and folder:
+        raise gr.Error("Import the chosen files or the chosen folder, not both; clear one.", print_exception=False)
+    chosen = files or folder
+    if not chosen:
+        raise gr.Error("Choose a storyboard with its pictures, a .zip, or a folder first.", print_exception=False)
+    name = project.get_project(studio, need_project(project_id)).name if target == OPEN_PROJECT else None
+    return import_upload(studio, [Upload(Path(path), Path(path).name) for path in chosen], project=name)
 
 
 def build(ctx: Context) -> dict[str, Any]:
@@ -45,13 +72,21 @@ def build(ctx: Context) -> dict[str, Any]:
         w["fps"] = gr.Number(label="fps", value=16, precision=0, minimum=1, maximum=120)
         w["create"] = gr.Button("Create project", variant="primary", elem_id="create-project")
     with gr.Accordion("Import a storyboard", open=False):
-        gr.Markdown("A storyboard `.json` or `.csv`, with the images it names (same file names).")
-        w["files"] = gr.File(
-            label="Storyboard and images",
-            file_count="multiple",
-            file_types=[".json", ".csv", ".png", ".jpg", ".jpeg", ".webp"],
-            elem_id="storyboard-files",
+        gr.Markdown(
+            "A storyboard `.json` or `.csv` with the pictures it names: best as one `.zip` holding the storyboard "
+            "and its folders (`refs/`) as they are; or the storyboard and its pictures chosen together, or their "
+            "folder, whose pictures are found by file name (the browser does not send folders)."
         )
+        with gr.Row():
+            w["files"] = gr.File(
+                label="Storyboard with its pictures, or one .zip",
+                file_count="multiple",
+                file_types=[*STORYBOARD_SUFFIXES, *PICTURE_SUFFIXES, ".zip"],
+                elem_id="storyboard-files",
+            )
+            # No file_types here: the browser would refuse a whole folder for one stray file; the import says which.
+            w["folder"] = gr.File(label="Or its folder", file_count="directory", elem_id="storyboard-folder")
+        w["target"] = gr.Radio(TARGETS, value=NAMED_PROJECT, label="Import into", elem_id="storyboard-target")
         w["import"] = gr.Button("Import", elem_id="import-storyboard")
     with gr.Accordion("Rename or delete the open project", open=False):
         with gr.Row():
@@ -100,33 +135,23 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
     # A page opened (or reloaded) after the server started lists the projects as they are now.
     ctx.page.load(view, inputs=ctx.project, outputs=refreshed, api_name=False)
 
+    # Every input after the files has a default, so an API client may send the files alone (as it did before).
     @user_errors
-    def import_files(files: list[str] | None, changed: int) -> tuple[Any, ...]:
-        if not files:
-            raise gr.Error("Choose a storyboard file (and its images) first.", print_exception=False)
-        folder = Path(tempfile.mkdtemp(prefix="storyboard-"))
-        try:
-            boards = []
-            for name in files:
-                source = Path(name)
-                if source.stat().st_size > MAX_UPLOAD_BYTES:
-                    raise gr.Error(f"{source.name} is larger than 64 MiB.", print_exception=False)
-                target = folder / source.name
-                shutil.copyfile(source, target)
-                if target.suffix.lower() in (".json", ".csv"):
-                    boards.append(target)
-            if len(boards) != 1:
-                raise gr.Error("Give exactly one storyboard (.json or .csv) with its images.", print_exception=False)
-            result = import_storyboard(ctx.studio, boards[0])
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+    def import_files(
+        files: list[str] | None,
+        folder: list[str] | None = None,
+        target: str = NAMED_PROJECT,
+        project_id: int | None = None,
+        changed: int = 0,
+    ) -> tuple[Any, ...]:
+        result = import_storyboard_upload(ctx.studio, files, folder, target, project_id)
         gr.Info(f"Imported {result.shots_added} shots and {result.characters_added} characters.")
-        return result.project.id, bump(changed), *view(result.project.id)
+        return result.project.id, bump(changed), None, None, *view(result.project.id)
 
     w["import"].click(
         import_files,
-        inputs=[w["files"], ctx.changed],
-        outputs=[ctx.project, ctx.changed, *refreshed],
+        inputs=[w["files"], w["folder"], w["target"], ctx.project, ctx.changed],
+        outputs=[ctx.project, ctx.changed, w["files"], w["folder"], *refreshed],
         api_name="import_storyboard",
     )
 
