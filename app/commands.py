@@ -4,6 +4,7 @@ arguments and returning (text for people, payload for ``--json``[, exit status])
 Kept apart from the parser in :mod:`app.cli`, which imports none of this, so ``python app.py`` answers at once.
 The services that bring in the model, video and image libraries (rendering, scoring, export, bundles, backends) are
 imported by the commands that use them, so a command that only reads the database answers in well under a second.
+The module is longer than 500 lines because it holds every command, each a few lines that call a service.
 """
 
 from __future__ import annotations

@@ -12,12 +12,13 @@ from collections.abc import Callable
 
 import gradio as gr
 
-from app.panels import backends, cast, common, export, projects, queue, storyboard, takes
+from app.panels import backends, board, cast, common, export, projects, queue, storyboard, takes
 from projects.studio import Studio
 
 PANELS = (
     ("Projects", projects),
     ("Cast", cast),
+    ("Board", board),
     ("Storyboard", storyboard),
     ("Takes", takes),
     ("Queue", queue),
@@ -40,11 +41,13 @@ def build_app(studio: Studio, wake_worker: Callable[[], None] | None = None) -> 
             shot=gr.State(None),
             changed=gr.State(0),
             page=demo,
+            goto=gr.State(None),
         )
         built = []
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
+            ctx.tabs = tabs
             for title, panel in PANELS:
-                with gr.Tab(title, elem_id=f"tab-{title.lower()}"):
+                with gr.Tab(title, id=title.lower(), elem_id=f"tab-{title.lower()}"):
                     built.append((panel, panel.build(ctx)))
         for panel, widgets in built:
             panel.wire(ctx, widgets)

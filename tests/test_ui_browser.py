@@ -272,3 +272,63 @@ def test_keyframes_are_drawn_from_the_cast_and_approved_on_the_shot(page: tuple[
         assert (shot.keyframe.source, shot.keyframe.sha256) == ("drawn", second.sha256)
     finally:
         studio.close()
+
+
+def open_project(tab: object, name: str) -> None:
+    field = tab.locator("#open-project input").first
+    field.click()
+    field.fill(name)
+    tab.wait_for_timeout(300)
+    field.press("ArrowDown")
+    field.press("Enter")
+    tab.locator("#current-project").get_by_text(name).wait_for(timeout=15_000)
+
+
+def test_the_board_renders_opens_and_reorders_shots(page: tuple[object, Path]) -> None:
+    from projects import storyboard
+    from projects.project import create_project
+    from projects.studio import open_studio
+
+    tab, data = page
+    studio = open_studio(data)
+    try:
+        create_project(studio, "Harbour", width=96, height=64, fps=8)
+        for number in (1, 2, 3):
+            storyboard.add_shot(studio, "Harbour", title=f"Pier {number}", prompt=f"beat {number}", duration=1.0)
+    finally:
+        studio.close()
+    tab.reload()
+    tab.wait_for_selector("#create-project", timeout=60_000)
+    open_project(tab, "Harbour")
+    tab.get_by_role("tab", name="Board", exact=True).click()
+    board = tab.locator("#board")
+    board.locator("#shot-card-3").wait_for(timeout=15_000)
+    assert "3 missing" in board.locator("#board-totals").inner_text()
+
+    # Render shot 2 from its card: its takes land on the card by themselves, with no reselecting.
+    board.locator("#shot-card-2 [data-action=render]").click()
+    board.locator("#shot-card-2").get_by_text("Takes (2)").wait_for(timeout=60_000)
+    board.locator("#shot-card-2 .strip .take").nth(1).wait_for(timeout=60_000)
+    tab.wait_for_function(
+        "() => (document.querySelector('#board-totals')?.innerText || '').includes('0 queued')", timeout=60_000
+    )
+    no_error(tab)
+    shoot(tab, "13-board")
+
+    # Edit opens the shot's own form in the Storyboard tab.
+    board.locator("#shot-card-2 .actions [data-action=open]").click()
+    tab.locator("#selected-shot").get_by_text("Shot 2 selected.").wait_for(timeout=15_000)
+    assert tab.locator("#shot-title textarea, #shot-title input").first.input_value() == "Pier 2"
+
+    # Dragging shot 3 onto shot 1 moves it to the front.
+    tab.get_by_role("tab", name="Board", exact=True).click()
+    board.locator("#shot-card-3").drag_to(board.locator("#shot-card-1"))
+    tab.wait_for_function(
+        "() => (document.querySelector('#shot-card-1 .title')?.innerText || '') === 'Pier 3'", timeout=15_000
+    )
+    no_error(tab)
+    studio = open_studio(data)
+    try:
+        assert [s.title for s in storyboard.all_shots(studio, "Harbour")] == ["Pier 3", "Pier 1", "Pier 2"]
+    finally:
+        studio.close()

@@ -31,6 +31,8 @@ class Context:
     shot: gr.State
     changed: gr.State  # bumped after any change, so panels that show the same data refresh
     page: gr.Blocks  # the page itself: what a panel shows from the database is read again each time it loads
+    goto: gr.State | None = None  # {"shot": id, "nonce": n}: a request to open that shot's form (from the board)
+    tabs: gr.Tabs | None = None  # the page's tabs, which a panel may switch to show what was asked for
 
 
 def user_errors(function: Callable[..., Any]) -> Callable[..., Any]:

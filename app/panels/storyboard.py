@@ -138,6 +138,16 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
 
     w["open"].click(open_number, inputs=[ctx.project, w["number"]], outputs=shown, api_name="open_shot")
 
+    @user_errors
+    def open_asked(request: Any) -> tuple[Any, ...]:
+        """A shot opened from elsewhere on the page (a card of the board)."""
+        if not isinstance(request, dict) or not isinstance(request.get("shot"), int):
+            return gr.update(), *[gr.update()] * (len(form) + 3)
+        return opened(storyboard.get_shot(ctx.studio, request["shot"]))
+
+    if ctx.goto is not None:
+        ctx.goto.change(open_asked, inputs=ctx.goto, outputs=shown, api_name=False)
+
     def fields(
         title: str,
         scene: str,
