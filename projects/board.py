@@ -153,17 +153,21 @@ def board(studio: Studio, project: str | int) -> Board:
         return Board(row.id, row.name, cards, _totals(cards, running))
 
 
+def seconds_left(started_at: datetime | None, step: int, total: int, now: datetime) -> int | None:
+    """How long a running job still needs at its pace so far (None before its first step)."""
+    if started_at is None or not total or not step:
+        return None
+    spent = (now - started_at).total_seconds()
+    return max(0, round(spent / step * (total - step)))
+
+
 def _progress(job: Job, now: datetime) -> dict[str, Any]:
     """A running job's stage, steps and an estimate of the seconds left (from its pace so far)."""
-    left = None
-    if job.started_at is not None and job.progress_total and job.progress_step:
-        spent = (now - job.started_at).total_seconds()
-        left = max(0, round(spent / job.progress_step * (job.progress_total - job.progress_step)))
     return {
         "stage": job.progress_stage,
         "step": job.progress_step,
         "total": job.progress_total,
-        "seconds_left": left,
+        "seconds_left": seconds_left(job.started_at, job.progress_step, job.progress_total, now),
     }
 
 

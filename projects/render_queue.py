@@ -382,6 +382,28 @@ def move_job(studio: Studio, job_id: int, *, before: int | None = None, priority
         return job_info(session, job)
 
 
+def nudge_job(studio: Studio, job_id: int, project: str | int, to: str) -> JobInfo:
+    """Move a queued job of ``project`` among the project's waiting jobs: ``first`` (it runs next), ``up`` or
+    ``down`` one place."""
+    if to not in ("first", "up", "down"):
+        raise InvalidInput(f"must be first, up or down, got {to!r}", "to")
+    waiting = list_jobs(studio, project, states=["queued"])
+    ids = [job.id for job in waiting]
+    if job_id not in ids:
+        with studio.read() as session:
+            state = _job(session, job_id).state
+        raise Conflict(f"job {job_id} is {state}, not waiting in this project's queue; only queued jobs move")
+    at = ids.index(job_id)
+    if to == "first" and at > 0:
+        return move_job(studio, job_id, before=ids[0], priority=waiting[0].priority)
+    if to == "up" and at > 0:
+        return move_job(studio, job_id, before=ids[at - 1], priority=waiting[at - 1].priority)
+    if to == "down" and at + 1 < len(ids):
+        # The one after it moves before it: the same swap, and it works at the end of the queue too.
+        move_job(studio, ids[at + 1], before=job_id, priority=waiting[at].priority)
+    return get_job(studio, job_id)
+
+
 def _job(session: Session, job_id: int) -> Job:
     job = session.get(Job, job_id)
     if job is None:

@@ -101,13 +101,17 @@ def test_a_new_user_makes_a_film(page: tuple[object, Path], photos: dict[str, Pa
 
     open_tab(tab, "Queue")
     tab.locator("#render-all").click()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        states = tab.locator("#queue-table").inner_text()
-        if states.count("done") >= 2 and "queued" not in states and "running" not in states:
-            break
-        tab.wait_for_timeout(500)
-    assert tab.locator("#queue-table").inner_text().count("done") >= 2
+    # The queue's cards follow the render by themselves: both takes done, nothing waiting.
+    tab.wait_for_function(
+        "() => /0 running.*0 queued.*2 done/s.test(document.querySelector('#queue-totals')?.innerText || '')",
+        timeout=60_000,
+    )
+    assert tab.locator("#queue-cards .job .state.done").count() == 2
+    assert tab.locator("#queue-cards .job img").count() == 2  # each with its take's picture, served to the page
+    tab.wait_for_function(
+        "() => [...document.querySelectorAll('#queue-cards .job img')].every(i => i.complete && i.naturalWidth > 0)",
+        timeout=15_000,
+    )
     no_error(tab)
     shoot(tab, "5-queue")
 
@@ -310,6 +314,10 @@ def test_the_board_renders_opens_and_reorders_shots(page: tuple[object, Path]) -
     board.locator("#shot-card-2").get_by_text("Takes (2)").wait_for(timeout=60_000)
     board.locator("#shot-card-2 .strip .take").nth(1).wait_for(timeout=60_000)
     tab.wait_for_function(
+        "() => [...document.querySelectorAll('#shot-card-2 img')].every(i => i.complete && i.naturalWidth > 0)",
+        timeout=15_000,
+    )
+    tab.wait_for_function(
         "() => (document.querySelector('#board-totals')?.innerText || '').includes('0 queued')", timeout=60_000
     )
     no_error(tab)
@@ -332,3 +340,25 @@ def test_the_board_renders_opens_and_reorders_shots(page: tuple[object, Path]) -
         assert [s.title for s in storyboard.all_shots(studio, "Harbour")] == ["Pier 3", "Pier 1", "Pier 2"]
     finally:
         studio.close()
+
+
+def test_the_project_open_last_opens_again_on_the_next_visit(page: tuple[object, Path]) -> None:
+    from projects.project import create_project
+    from projects.studio import open_studio
+
+    tab, data = page
+    studio = open_studio(data)
+    try:
+        for name in ("Harbour", "Gull Rock"):
+            create_project(studio, name)
+    finally:
+        studio.close()
+    tab.reload()
+    tab.wait_for_selector("#create-project", timeout=60_000)
+    assert "No project open." in tab.locator("#current-project").inner_text()
+    open_project(tab, "Gull Rock")
+    tab.wait_for_timeout(500)  # the browser keeps it as the page's last project
+    tab.reload()
+    tab.wait_for_selector("#create-project", timeout=60_000)
+    tab.locator("#current-project").get_by_text("Gull Rock").wait_for(timeout=15_000)
+    no_error(tab)

@@ -114,8 +114,9 @@ def test_create_import_render_wait_approve(app: tuple[str, Path], tmp_path: Path
     deadline = time.monotonic() + 60
     rows = queued
     while time.monotonic() < deadline:
-        shown = client.predict(api_name="/tick")
-        rows = shown.get("data", rows)  # the timer sends no table when nothing changed since its last tick
+        shown = client.predict(api_name="/tick")  # the cards, the table, the timer
+        table = next((part for part in shown if isinstance(part, dict) and "data" in part), None)
+        rows = table["data"] if table else rows  # the timer sends no table when nothing changed since its last tick
         if rows and all(row[1] == "done" and row[7] == "scored" for row in rows):
             break
         time.sleep(0.5)

@@ -112,16 +112,24 @@ def file_url(path: Any) -> str:
     return "gradio_api/file=" + quote(str(path))
 
 
-def _e(text: Any) -> str:
+def html_escape(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _time(seconds: float | None) -> str:
+_e = html_escape
+
+
+def seconds_in_words(seconds: float | None, *, left: bool = True) -> str:
+    """``42 s left``, ``3 min left``, ``2.5 h`` (empty where unknown)."""
     if seconds is None:
         return ""
     if seconds < 60:
-        return f"{int(seconds)} s left"
-    return f"{round(seconds / 60)} min left"
+        said = f"{int(seconds)} s"
+    elif seconds < 5400:
+        said = f"{round(seconds / 60)} min"
+    else:
+        said = f"{seconds / 3600:.1f} h"
+    return f"{said} left" if left else said
 
 
 def card_html(card: ShotCard) -> str:
@@ -152,7 +160,7 @@ def card_html(card: ShotCard) -> str:
     if card.rendering is not None:
         step, total = card.rendering["step"], card.rendering["total"]
         done = f" {step}/{total}" if total else ""
-        left = _time(card.rendering["seconds_left"])
+        left = seconds_in_words(card.rendering["seconds_left"])
         badges.append(f'<span class="badge run">rendering{done}{" · " + left if left else ""}</span>')
         share = 100 * step / total if total else 0
         bar = f'<div class="bar" title="{step} of {total}"><i style="width:{share:.0f}%"></i></div>'
@@ -267,19 +275,19 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
 
     def render(scope: str) -> Any:
         @user_errors
-        def run(project_id: int | None, count: float | None, backend: str | None) -> tuple[Any, ...]:
+        def run(project_id: int | None, count: float | None, backend: str | None, changed: int) -> tuple[Any, ...]:
             jobs = render_from_board(
                 ctx.studio, need_project(project_id), scope, takes=int(count or 1), settings=settings(backend)
             )
             ctx.wake_worker()
             gr.Info(f"Queued {len(jobs)} take(s).")
-            return refresh(project_id)
+            return bump(changed)  # every panel that shows the queue or the shots looks again
 
         return run
 
-    inputs = [ctx.project, w["count"], w["backend"]]
-    w["needed"].click(render("needed"), inputs=inputs, outputs=outputs, api_name="board_render_needed")
-    w["all"].click(render("all"), inputs=inputs, outputs=outputs, api_name="board_render_all")
+    inputs = [ctx.project, w["count"], w["backend"], ctx.changed]
+    w["needed"].click(render("needed"), inputs=inputs, outputs=ctx.changed, api_name="board_render_needed")
+    w["all"].click(render("all"), inputs=inputs, outputs=ctx.changed, api_name="board_render_all")
 
     @user_errors
     def act(
@@ -297,7 +305,7 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
             )
             ctx.wake_worker()
             gr.Info(f"Queued {len(jobs)} take(s) of shot {number}.")
-            return *refresh(project_id), gr.update(), gr.update(), gr.update(), changed
+            return *keep, gr.update(), gr.update(), gr.update(), bump(changed)
         if action == "move":
             to = data.get("to")
             if not isinstance(to, int) or isinstance(to, bool):

@@ -8,6 +8,7 @@ the storyboard names it, by its file name, and only a zip keeps two pictures of 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import gradio as gr
 
 from app.panels.common import Context, bump, need_project, user_errors
 from projects import project
+from projects.errors import StudioError
 from projects.records import ImportResult
 from projects.storyboard_upload import PICTURE_SUFFIXES, STORYBOARD_SUFFIXES, Upload, import_upload
 from projects.studio import Studio
@@ -96,6 +98,9 @@ def build(ctx: Context) -> dict[str, Any]:
             w["confirm"] = gr.Checkbox(label="Yes, delete this project, its shots and every take", value=False)
             w["delete"] = gr.Button("Delete project", variant="stop", elem_id="delete-project")
     w["table"] = gr.Dataframe(headers=COLUMNS, value=project_rows(ctx), interactive=False, elem_id="projects")
+    # The project open last, kept in this browser for this data directory, opens again on the next visit.
+    where = hashlib.sha256(str(ctx.studio.data_dir.resolve()).encode()).hexdigest()[:12]
+    w["last"] = gr.BrowserState(None, storage_key=f"continuity-last-project-{where}")
     return w
 
 
@@ -132,8 +137,18 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         return chosen, None, *view(chosen)
 
     w["open"].input(select, inputs=w["open"], outputs=[ctx.project, ctx.shot, *refreshed], api_name="open_project")
-    # A page opened (or reloaded) after the server started lists the projects as they are now.
-    ctx.page.load(view, inputs=ctx.project, outputs=refreshed, api_name=False)
+
+    # A page opened (or reloaded) after the server started lists the projects as they are now, and opens the one
+    # this browser had open last (when it is still there).
+    def reopen(last: Any) -> tuple[Any, ...]:
+        try:
+            chosen = project.get_project(ctx.studio, int(last)).id if last not in (None, "") else None
+        except (StudioError, TypeError, ValueError):
+            chosen = None
+        return chosen, *view(chosen)
+
+    ctx.page.load(reopen, inputs=w["last"], outputs=[ctx.project, *refreshed], api_name=False)
+    ctx.project.change(lambda chosen: chosen, inputs=ctx.project, outputs=w["last"], api_name=False)
 
     # Every input after the files has a default, so an API client may send the files alone (as it did before).
     @user_errors
