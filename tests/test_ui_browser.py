@@ -126,8 +126,8 @@ def test_a_new_user_makes_a_film(page: tuple[object, Path], photos: dict[str, Pa
     no_error(tab)
     open_tab(tab, "Takes")
     tab.locator("#takes-table").get_by_text("done").last.wait_for(timeout=15_000)
-    tab.locator("#video-left video").wait_for(timeout=15_000)
-    tab.locator("#approve-take").click()
+    tab.locator("#compare #compare-take-1 video").wait_for(timeout=15_000)
+    tab.locator("#compare #compare-take-1 [data-action=approve]").click()
     # The message is in the page's stack of notices; on a busy machine the stack may be folded by then.
     tab.get_by_text("Approved take 1 of shot 1").wait_for(state="attached", timeout=30_000)
     no_error(tab)
@@ -323,10 +323,35 @@ def test_the_board_renders_opens_and_reorders_shots(page: tuple[object, Path]) -
     no_error(tab)
     shoot(tab, "13-board")
 
+    # Its takes, compared: the newest on the left; approving the right-hand one marks it, and two more takes
+    # rendered from here join the comparison as they land, with no reselecting.
+    board.locator("#shot-card-2 .actions [data-action=takes]").click()
+    compare = tab.locator("#compare")
+    compare.locator(".cmp video").nth(1).wait_for(timeout=15_000)
+    assert compare.locator(".cmp").nth(1).get_attribute("id") == "compare-take-1"
+    compare.locator(".cmp").nth(1).locator("[data-action=approve]").click()
+    compare.locator("#compare-take-1 .badge").get_by_text("approved").wait_for(timeout=15_000)
+    fill(tab, "takes-count", "2")
+    tab.locator("#render-takes").click()
+    compare.locator(".cmp").nth(3).wait_for(timeout=60_000)
+    assert sorted(compare.locator(".cmp").evaluate_all("(all) => all.map(f => f.id)")) == [
+        f"compare-take-{n}" for n in (1, 2, 3, 4)
+    ]
+    compare.get_by_text("Play together").click()
+    tab.wait_for_function(
+        "() => [...document.querySelectorAll('#compare video')].every(v => !v.paused)", timeout=15_000
+    )
+    no_error(tab)
+    shoot(tab, "14-compare")
+    board = tab.locator("#board")
+    tab.get_by_role("tab", name="Board", exact=True).click()
+
     # Edit opens the shot's own form in the Storyboard tab.
     board.locator("#shot-card-2 .actions [data-action=open]").click()
     tab.locator("#selected-shot").get_by_text("Shot 2 selected.").wait_for(timeout=15_000)
-    assert tab.locator("#shot-title textarea, #shot-title input").first.input_value() == "Pier 2"
+    tab.wait_for_function(
+        "() => document.querySelector('#shot-title textarea, #shot-title input')?.value === 'Pier 2'", timeout=15_000
+    )
 
     # Dragging shot 3 onto shot 1 moves it to the front.
     tab.get_by_role("tab", name="Board", exact=True).click()

@@ -1,6 +1,6 @@
 """Takes: the selected shot's takes with video, seed, backend, scores (with each character's identity in words) and
-status; compare two side by side, approve one, render more, render one again exactly, or retake this shot (or every
-shot) until its cast is kept."""
+status; compare two to four side by side, playing together, and approve any of them; render more, render one
+again exactly, or retake this shot (or every shot) until its cast is kept."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.panels import compare
 from app.panels.common import Context, bump, user_errors
 from projects import render_queue, retakes, scoring, storyboard, takes
 from projects.backends import available_backends
@@ -32,17 +33,24 @@ COLUMNS = [
 def build(ctx: Context) -> dict[str, Any]:
     w: dict[str, Any] = {}
     w["heading"] = gr.Markdown("Select a shot on the Storyboard tab.", elem_id="takes-heading")
+    w["compare_pick"] = gr.CheckboxGroup(label="Compare (two to four takes)", choices=[], elem_id="compare-pick")
+    w["compare"] = gr.HTML(
+        compare.compare_html([], {}), css_template=compare.CSS, js_on_load=compare.JS, elem_id="compare"
+    )
+    w["seen_takes"] = gr.State([])  # the finished takes shown so far: one that lands later joins the comparison
     w["table"] = gr.Dataframe(headers=COLUMNS, interactive=False, elem_id="takes-table")
+    with gr.Accordion("One take on the left, one on the right", open=False, elem_id="takes-left-right"):
+        with gr.Row():
+            w["left_pick"] = gr.Dropdown(label="Left", choices=[], allow_custom_value=True, elem_id="take-left")
+            w["right_pick"] = gr.Dropdown(label="Right", choices=[], allow_custom_value=True, elem_id="take-right")
+        with gr.Row():
+            w["left"] = gr.Video(label="Left take", interactive=False, elem_id="video-left")
+            w["right"] = gr.Video(label="Right take", interactive=False, elem_id="video-right")
+        with gr.Row():
+            w["approve"] = gr.Button("Approve the left take", variant="primary", elem_id="approve-take")
+            w["again"] = gr.Button("Render the left take again")
     with gr.Row():
-        w["left_pick"] = gr.Dropdown(label="Left", choices=[], allow_custom_value=True, elem_id="take-left")
-        w["right_pick"] = gr.Dropdown(label="Right", choices=[], allow_custom_value=True, elem_id="take-right")
-    with gr.Row():
-        w["left"] = gr.Video(label="Left take", interactive=False, elem_id="video-left")
-        w["right"] = gr.Video(label="Right take", interactive=False, elem_id="video-right")
-    with gr.Row():
-        w["approve"] = gr.Button("Approve the left take", variant="primary", elem_id="approve-take")
-        w["again"] = gr.Button("Render the left take again")
-        w["count"] = gr.Number(label="Takes", value=2, precision=0, minimum=1, maximum=100)
+        w["count"] = gr.Number(label="Takes", value=2, precision=0, minimum=1, maximum=100, elem_id="takes-count")
         w["backend"] = gr.Dropdown(label="Backend", choices=["animatic"], value="animatic", elem_id="render-backend")
         w["render"] = gr.Button("Render more takes", elem_id="render-takes")
     w["suggestion"] = gr.Markdown("", elem_id="suggested-take")
@@ -67,7 +75,9 @@ def build(ctx: Context) -> dict[str, Any]:
 
 
 def wire(ctx: Context, w: dict[str, Any]) -> None:
-    def refresh(project_id: int | None, shot_id: int | None) -> tuple[Any, ...]:
+    def refresh(
+        project_id: int | None, shot_id: int | None, picked: list[int] | None = None, seen: list[int] | None = None
+    ) -> tuple[Any, ...]:
         if not project_id or not shot_id:
             empty = gr.update(choices=[], value=None)
             return (
@@ -78,6 +88,9 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
                 None,
                 None,
                 "",
+                gr.update(choices=[], value=[]),
+                compare.compare_html([], {}),
+                [],
             )
         shot = storyboard.get_shot(ctx.studio, shot_id)
         page = takes.list_takes(ctx.studio, project_id, shot_number=shot.number, limit=500)
@@ -99,6 +112,8 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         best = scoring.best_per_shot(list(scored.values())).get(shot.number)
         hint = f"Best scored: take {best.take_number} ({best.overall:.3f} overall)." if best else ""
         heading = f"Shot {shot.number}: {shot.title or shot.prompt[:60]}" + (" (stale)" if shot.stale else "")
+        compared = compare.default_choice(done, picked, seen)
+        by_id = {t.id: t for t in done}
         return (
             heading,
             rows,
@@ -107,12 +122,45 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
             str(left.video_path) if left else None,
             str(right.video_path) if right else None,
             hint,
+            gr.update(choices=choices, value=compared),
+            compare.compare_html([by_id[i] for i in compared], scored),
+            [t.id for t in done],
         )
 
     outputs = [w["heading"], w["table"], w["left_pick"], w["right_pick"], w["left"], w["right"]]
-    outputs.append(w["suggestion"])
-    for trigger in (ctx.shot.change, ctx.changed.change):
-        trigger(refresh, inputs=[ctx.project, ctx.shot], outputs=outputs, api_name=False)
+    outputs += [w["suggestion"], w["compare_pick"], w["compare"], w["seen_takes"]]
+    ctx.shot.change(refresh, inputs=[ctx.project, ctx.shot], outputs=outputs, api_name=False)
+    ctx.changed.change(
+        refresh,
+        inputs=[ctx.project, ctx.shot, w["compare_pick"], w["seen_takes"]],
+        outputs=outputs,
+        api_name=False,
+        show_progress="hidden",
+    )
+
+    @user_errors
+    def compared(picked: list[int] | None) -> str:
+        if picked and len(picked) > compare.MAX_COMPARED:
+            raise gr.Error(f"Compare at most {compare.MAX_COMPARED} takes at once.", print_exception=False)
+        chosen = [takes.get_take(ctx.studio, take_id) for take_id in picked or []]
+        scored = {s.take_id: s for s in scoring.stored_scores(ctx.studio, [t.id for t in chosen])}
+        return compare.compare_html(chosen, scored)
+
+    w["compare_pick"].input(compared, inputs=w["compare_pick"], outputs=w["compare"], api_name=False)
+
+    @user_errors
+    def approve_compared(changed: int, event: gr.EventData) -> int:
+        data = event._data if isinstance(event._data, dict) else {}
+        take_id = data.get("take")
+        if data.get("action") != "approve" or not isinstance(take_id, int) or isinstance(take_id, bool):
+            raise gr.Error("That button names no take.", print_exception=False)
+        info = takes.approve_take(ctx.studio, take_id)
+        gr.Info(f"Approved take {info.take_number} of shot {info.shot_number}.")
+        return bump(changed)
+
+    w["compare"].click(
+        approve_compared, inputs=ctx.changed, outputs=ctx.changed, api_name=False, show_progress="hidden"
+    )
 
     def backend_choices() -> Any:
         return gr.update(choices=[b.name for b in available_backends(ctx.studio) if b.available and b.kind == "video"])
