@@ -27,8 +27,15 @@ PANELS = (
 )
 
 
+# A refused action is said once, in the page's notice; Gradio would also lay an "Error" badge over every field the
+# action would have filled, which reads as if the fields were broken and hides what the user typed.
+PAGE_CSS = """
+.wrap:has(> span.error) { display: none !important; }
+"""
+
+
 def build_app(studio: Studio, wake_worker: Callable[[], None] | None = None) -> gr.Blocks:
-    with gr.Blocks(title="Continuity") as demo:
+    with gr.Blocks(title="Continuity", css=PAGE_CSS) as demo:
         gr.Markdown(
             "# Continuity\nLong-form AI video with characters that stay themselves from shot to shot.\n\n"
             f"Data directory: `{studio.data_dir}`",

@@ -175,6 +175,16 @@ def test_a_refused_request_shows_a_readable_message(page: tuple[object, Path]) -
     assert "must not contain" in text and "Traceback" not in text
     shoot(tab, "9-error-message")
 
+    # A refused shot says why in a notice; the form's fields carry no "Error" badges and keep what was typed.
+    open_tab(tab, "Storyboard")
+    fill(tab, "shot-title", "Arrival")
+    tab.locator("#add-shot").click()
+    tab.get_by_text("Open or create a project first").first.wait_for(timeout=15_000)
+    tab.wait_for_timeout(500)
+    badges = tab.locator(".wrap span.error")
+    assert not any(badges.nth(i).is_visible() for i in range(badges.count()))
+    assert tab.locator("#shot-title textarea, #shot-title input").first.input_value() == "Arrival"
+
 
 def test_a_page_opened_later_lists_the_projects_made_since_the_server_started(page: tuple[object, Path]) -> None:
     from projects.project import create_project
