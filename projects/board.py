@@ -9,7 +9,7 @@ board's buttons ask for: one shot, every shot missing an approved take or stale,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,7 @@ class ShotCard:
     best_identity: float | None
     take_count: int
     takes: tuple[TakeCard, ...] = ()
+    approved_video: Path | None = None  # the approved take's video, for a play-through of the cut
 
     @property
     def needs_render(self) -> bool:
@@ -89,6 +90,7 @@ class ShotCard:
             "best_identity": self.best_identity,
             "take_count": self.take_count,
             "takes": [take.to_json() for take in self.takes],
+            "approved_video": str(self.approved_video) if self.approved_video else None,
         }
 
 
@@ -135,6 +137,15 @@ def board(studio: Studio, project: str | int) -> Board:
                 .group_by(TakeScore.take_id)
             ).all()
         )
+        videos = {
+            shot_id: studio.media.path_for(sha256, extension)
+            for shot_id, sha256, extension in session.execute(
+                select(Take.shot_id, MediaObject.sha256, MediaObject.extension)
+                .join(MediaObject, MediaObject.sha256 == Take.video_sha256)
+                .join(Shot, Shot.id == Take.shot_id)
+                .where(Shot.project_id == row.id, Take.approved)
+            ).all()
+        }
         running: dict[int, dict[str, Any]] = {}
         queued: dict[int, int] = {}
         active = (
@@ -149,7 +160,13 @@ def board(studio: Studio, project: str | int) -> Board:
                 running[shot_id] = _progress(job, now)
             else:
                 queued[shot_id] = queued.get(shot_id, 0) + 1
-        cards = tuple(_card(infos[shot.id], shot, takes.get(shot.id, []), identity, running, queued) for shot in shots)
+        cards = tuple(
+            replace(
+                _card(infos[shot.id], shot, takes.get(shot.id, []), identity, running, queued),
+                approved_video=videos.get(shot.id),
+            )
+            for shot in shots
+        )
         return Board(row.id, row.name, cards, _totals(cards, running))
 
 

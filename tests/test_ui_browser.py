@@ -134,10 +134,14 @@ def test_a_new_user_makes_a_film(page: tuple[object, Path], photos: dict[str, Pa
     shoot(tab, "6-takes")
 
     open_tab(tab, "Export")
+    # The cut says in words what the export will carry: shot 2 has no approved take yet.
+    tab.locator("#cut-warnings").get_by_text("Shot 2 has no approved take").wait_for(timeout=15_000)
+    assert tab.locator("#cut .seg.missing").count() == 1
     tab.get_by_label("Shots without an approved take").click()
     tab.get_by_role("option", name="black placeholder").click()
     tab.locator("#run-export").click()
     tab.locator("#export-summary").get_by_text(".mp4").wait_for(timeout=60_000)
+    tab.locator("#export-summary").get_by_text("Black placeholders where no take is approved: shots 2.").wait_for()
     tab.locator("#export-film video").wait_for(timeout=15_000)
     no_error(tab)
     shoot(tab, "7-export")

@@ -1,5 +1,6 @@
-"""Export: the film (mp4) and a timeline for an editor, written into the data directory's exports folder and
-offered for download, plus the storyboard contact sheet."""
+"""Export: the cut (the approved takes as a timeline, with a play-through and what an export would warn about),
+then the film (mp4) and a timeline for an editor, written into the data directory's exports folder and offered for
+download, plus the storyboard contact sheet."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 
 import gradio as gr
 
+from app.panels import cut
 from app.panels.common import Context, need_project, user_errors
 from projects import export, project
+from projects.board import board
 from projects.edit_plan import ExportOptions
 
 AUDIO_TYPES = [".mp3", ".wav", ".m4a", ".aac", ".ogg", ".flac"]
@@ -19,6 +22,7 @@ TIMELINES |= {"CMX 3600 EDL (.edl)": ".edl", "Kdenlive (.kdenlive)": ".kdenlive"
 
 def build(ctx: Context) -> dict[str, Any]:
     w: dict[str, Any] = {}
+    w["cut"] = gr.HTML(cut.cut_html(None), css_template=cut.CSS, js_on_load=cut.JS, elem_id="cut")
     with gr.Row():
         w["crossfade"] = gr.Number(label="Crossfade (seconds, 0 for cuts)", value=0, minimum=0, maximum=10)
         w["titles"] = gr.Checkbox(label="Title cards (the project, and each scene)", value=False)
@@ -64,14 +68,26 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         lines = [
             f"**{film.path.name}**: {film.seconds:.1f} s, {film.width}x{film.height} at {film.fps} fps ({film.method})"
         ]
-        if film.skipped_shots or film.placeholder_shots:
-            lines.append(f"Left out: {list(film.skipped_shots)}; black placeholders: {list(film.placeholder_shots)}")
+        if film.skipped_shots:
+            lines.append(f"Left out, with no approved take: shots {', '.join(map(str, film.skipped_shots))}.")
+        if film.placeholder_shots:
+            shots = ", ".join(map(str, film.placeholder_shots))
+            lines.append(f"Black placeholders where no take is approved: shots {shots}.")
+        stale = [card.number for card in board(ctx.studio, info.id).shots if card.stale]
+        if stale:
+            lines.append(f"Stale shots in this film (their take no longer matches): {', '.join(map(str, stale))}.")
         cut, contact = made.timeline, made.contact_sheet
         if cut is not None:
             lines.append(f"Timeline **{cut.path.name}**: {cut.clips} clips, {cut.seconds:.1f} s")
         if contact is not None:
             lines.append(f"Contact sheet **{contact.path.name}**: {contact.shots} shots")
         return "\n\n".join(lines), str(film.path), [str(path) for path in made.files]
+
+    def show(project_id: int | None) -> str:
+        return cut.cut_html(board(ctx.studio, project_id) if project_id else None)
+
+    for trigger in (ctx.project.change, ctx.changed.change):
+        trigger(show, inputs=ctx.project, outputs=w["cut"], api_name=False, show_progress="hidden")
 
     w["run"].click(
         run,
