@@ -380,6 +380,25 @@ def test_the_board_renders_opens_and_reorders_shots(page: tuple[object, Path]) -
     finally:
         studio.close()
 
+    # Deleting asks first; "New shot" empties the form for a shot of its own.
+    board.locator("#shot-card-1 .actions [data-action=open]").click()
+    tab.locator("#selected-shot").get_by_text("Shot 1 selected.").wait_for(timeout=15_000)
+    tab.locator("#delete-shot").click()
+    tab.get_by_text("Tick 'Yes, delete the selected shot and its takes' to delete shot 1").wait_for(timeout=15_000)
+    tab.locator(".toast-body.error .toast-close").first.click()  # the refusal was the point: dismiss it
+    tab.locator("#confirm-delete-shot input").check()
+    tab.locator("#delete-shot").click()
+    tab.get_by_text("Deleted shot 1.").wait_for(state="attached", timeout=15_000)
+    tab.locator("#new-shot").click()
+    tab.locator("#selected-shot").get_by_text("New shot: fill in the form").wait_for(timeout=15_000)
+    assert tab.locator("#shot-title textarea, #shot-title input").first.input_value() == ""
+    no_error(tab)
+    studio = open_studio(data)
+    try:
+        assert [s.title for s in storyboard.all_shots(studio, "Harbour")] == ["Pier 1", "Pier 2"]
+    finally:
+        studio.close()
+
 
 def test_the_project_open_last_opens_again_on_the_next_visit(page: tuple[object, Path]) -> None:
     from projects.project import create_project

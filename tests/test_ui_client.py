@@ -190,7 +190,8 @@ def test_listening_openly_needs_credentials_and_checks_them(tmp_path: Path) -> N
         process.wait(timeout=20)
 
 
-SAVE = "/save_shot"  # keyframe, last frame, title, scene, seconds, camera, prompt, characters, continue, from next
+SAVE = "/save_shot"  # keyframe, last frame, start from, title, scene, seconds, camera, prompt, characters, continue,
+# from next
 
 
 def test_the_shot_form_holds_the_shots_own_keyframe_for_every_shot(
@@ -212,7 +213,7 @@ def test_the_shot_form_holds_the_shots_own_keyframe_for_every_shot(
         cup = storyboard.shot_number(studio, "Gull Rock", 2).keyframe.sha256
         for index in range(3, 206):
             storyboard.add_shot(studio, "Gull Rock", prompt=f"a wave, {index}", duration=1)
-        title, _scene, _seconds, _camera, prompt, _cast, _continued, _from_next, keyframe, ending, selected = (
+        title, _scene, _seconds, _camera, prompt, _cast, _continued, _from_next, keyframe, ending, selected, *_ = (
             client.predict(2, api_name="/open_shot")
         )
         assert ending is None
@@ -223,6 +224,7 @@ def test_the_shot_form_holds_the_shots_own_keyframe_for_every_shot(
         client.predict(
             handle_file(keyframe),
             None,
+            "",
             "Tea, again",
             "",
             1,
@@ -235,12 +237,13 @@ def test_the_shot_form_holds_the_shots_own_keyframe_for_every_shot(
         )
         saved = storyboard.shot_number(studio, "Gull Rock", 2)
         assert saved.title == "Tea, again" and saved.keyframe.sha256 == cup  # the same picture, not another
-        client.predict(None, None, "Tea, again", "", 1, "dolly-in", prompt, [], False, False, api_name=SAVE)
+        client.predict(None, None, "", "Tea, again", "", 1, "dolly-in", prompt, [], False, False, api_name=SAVE)
         assert storyboard.shot_number(studio, "Gull Rock", 2).keyframe.source == "none"
         # A last frame of its own, saved and shown again; then ending on the next shot's first frame instead.
         client.predict(
             None,
             handle_file(keyframe),
+            "",
             "Tea, again",
             "",
             1,
@@ -256,6 +259,7 @@ def test_the_shot_form_holds_the_shots_own_keyframe_for_every_shot(
         client.predict(
             None,
             handle_file(keyframe),
+            "",
             "Tea, again",
             "",
             1,
@@ -269,7 +273,7 @@ def test_the_shot_form_holds_the_shots_own_keyframe_for_every_shot(
         bridged = storyboard.shot_number(studio, "Gull Rock", 2)
         assert bridged.last_frame_from_next and bridged.last_frame.source != "image"
         later = client.predict(203, api_name="/open_shot")
-        assert later[4] == "a wave, 203" and later[-1] == "Shot 203 selected." and later[8] is None
+        assert later[4] == "a wave, 203" and later[10] == "Shot 203 selected." and later[8] is None
     finally:
         studio.close()
 

@@ -72,12 +72,23 @@ def build(ctx: Context) -> dict[str, Any]:
             w["from_next"] = gr.Checkbox(
                 label="End on the next shot's first frame (bridges the cut)", value=False, elem_id="shot-from-next"
             )
+    w["start_from"] = gr.Dropdown(
+        label="Or start from a character's first reference picture",
+        choices=[("(none)", "")],
+        value="",
+        elem_id="shot-start-from",
+    )
     with gr.Row():
+        w["new"] = gr.Button("New shot", elem_id="new-shot")
         w["add"] = gr.Button("Add shot", variant="primary", elem_id="add-shot")
         w["save"] = gr.Button("Save changes", elem_id="save-shot")
         w["up"] = gr.Button("Move up")
         w["down"] = gr.Button("Move down")
-        w["delete"] = gr.Button("Delete shot", variant="stop")
+    with gr.Row():
+        w["confirm_delete"] = gr.Checkbox(
+            label="Yes, delete the selected shot and its takes", value=False, elem_id="confirm-delete-shot"
+        )
+        w["delete"] = gr.Button("Delete shot", variant="stop", elem_id="delete-shot")
     w["keyframes"] = keyframes_panel.build(ctx)
     return w
 
@@ -105,9 +116,10 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         choices = character_names(ctx, project_id)
         current = next((s for s in listed if s.id == shot_id), None)
         label = f"Shot {current.number} selected." if current else "No shot selected: the form adds a new shot."
-        return pictures, rows, gr.update(choices=choices), label
+        starts = [("(none)", ""), *[(name, name) for name in choices]]
+        return pictures, rows, gr.update(choices=choices), label, gr.update(choices=starts)
 
-    outputs = [w["grid"], w["list"], w["characters"], w["selected"]]
+    outputs = [w["grid"], w["list"], w["characters"], w["selected"], w["start_from"]]
     for trigger in (ctx.project.change, ctx.changed.change):
         trigger(refresh, inputs=[ctx.project, ctx.shot], outputs=outputs, api_name=False)
     w["refresh"].click(refresh, inputs=[ctx.project, ctx.shot], outputs=outputs, api_name="storyboard")
@@ -119,15 +131,17 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         picture = str(shot.keyframe.path) if shot.keyframe.source == "image" and shot.keyframe.path else None
         ending = str(shot.last_frame.path) if shot.last_frame.source == "image" and shot.last_frame.path else None
         flags = (shot.continue_from_previous, shot.last_frame_from_next)
-        return shot.id, *values, *flags, picture, ending, f"Shot {shot.number} selected."
+        start = shot.keyframe.character if shot.keyframe.source == "character" else ""
+        return shot.id, *values, *flags, picture, ending, f"Shot {shot.number} selected.", start or "", False
 
-    shown = [ctx.shot, *form, w["keyframe"], w["last_frame"], w["selected"]]
+    shown = [ctx.shot, *form, w["keyframe"], w["last_frame"], w["selected"], w["start_from"], w["confirm_delete"]]
+    unchanged = [gr.update()] * (len(shown) - 1)
 
     @user_errors
     def choose(project_id: int | None, event: gr.SelectData) -> tuple[Any, ...]:
         # The grid shows the shots in storyboard order: the picture clicked is the shot of that number.
         if not project_id or not isinstance(event.index, int):
-            return None, *[gr.update()] * (len(form) + 1), "No shot selected."
+            return None, *unchanged
         return opened(storyboard.shot_number(ctx.studio, project_id, event.index + 1))
 
     w["grid"].select(choose, inputs=ctx.project, outputs=shown, api_name=False)
@@ -142,7 +156,7 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
     def open_asked(request: Any) -> tuple[Any, ...]:
         """A shot opened from elsewhere on the page (a card of the board)."""
         if not isinstance(request, dict) or not isinstance(request.get("shot"), int):
-            return gr.update(), *[gr.update()] * (len(form) + 3)
+            return gr.update(), *unchanged
         return opened(storyboard.get_shot(ctx.studio, request["shot"]))
 
     if ctx.goto is not None:
@@ -171,9 +185,11 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
 
     @user_errors
     def add(
-        project_id: int | None, changed: int, keyframe: str | None, ending: str | None, *values: Any
+        project_id: int | None, changed: int, keyframe: str | None, ending: str | None, start: str, *values: Any
     ) -> tuple[Any, ...]:
         given = fields(*values)
+        if start and not keyframe:
+            given["keyframe_character"] = start
         shot = storyboard.add_shot(
             ctx.studio, need_project(project_id), keyframe=keyframe, last_frame=_own_ending(ending, given), **given
         )
@@ -183,30 +199,39 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
 
     w["add"].click(
         add,
-        inputs=[ctx.project, ctx.changed, w["keyframe"], w["last_frame"], *form],
+        inputs=[ctx.project, ctx.changed, w["keyframe"], w["last_frame"], w["start_from"], *form],
         outputs=[*shown, ctx.changed],
         api_name="add_shot",
     )
 
     @user_errors
     def save(
-        shot_id: int | None, changed: int, keyframe: str | None, ending: str | None, *values: Any
+        shot_id: int | None, changed: int, keyframe: str | None, ending: str | None, start: str, *values: Any
     ) -> tuple[Any, ...]:
         if not shot_id:
-            raise gr.Error("Select a shot in the grid first.", print_exception=False)
-        # The form holds the shot's own pictures since it was opened: saving one back stores the same picture (files
-        # are kept by their content), an emptied picture clears it, a new upload replaces it.
-        given = fields(*values)
-        last = _own_ending(ending, given)
-        storyboard.update_shot(ctx.studio, shot_id, keyframe=keyframe or None, last_frame=last, **given)
-        return bump(changed)
+            raise gr.Error("Select a shot first (on the Board, or in the grid).", print_exception=False)
+        shot = storyboard.get_shot(ctx.studio, shot_id)
+        edits = changed_fields(shot, fields(*values), keyframe, ending, start)
+        if not edits:
+            gr.Info(f"Nothing to save: shot {shot.number} is as it was.")
+            return changed, False
+        storyboard.update_shot(ctx.studio, shot_id, **edits)
+        gr.Info(f"Saved shot {shot.number}: {', '.join(dict.fromkeys(_said(name) for name in edits))}.")
+        return bump(changed), False
 
     w["save"].click(
         save,
-        inputs=[ctx.shot, ctx.changed, w["keyframe"], w["last_frame"], *form],
-        outputs=ctx.changed,
+        inputs=[ctx.shot, ctx.changed, w["keyframe"], w["last_frame"], w["start_from"], *form],
+        outputs=[ctx.changed, w["confirm_delete"]],
         api_name="save_shot",
     )
+
+    def new() -> tuple[Any, ...]:
+        """An empty form for a new shot (nothing selected: Add shot adds it)."""
+        blank = ("", "", 4.0, "static", "", [], False, False)
+        return None, *blank, None, None, "New shot: fill in the form, then Add shot.", "", False
+
+    w["new"].click(new, outputs=shown, api_name=False)
 
     def mover(step: int) -> Any:
         @user_errors
@@ -226,14 +251,69 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
     w["down"].click(mover(+1), inputs=[ctx.shot, ctx.changed], outputs=ctx.changed, api_name=False)
 
     @user_errors
-    def delete(shot_id: int | None, changed: int) -> tuple[Any, ...]:
+    def delete(shot_id: int | None, confirmed: bool, changed: int) -> tuple[Any, ...]:
         if not shot_id:
-            raise gr.Error("Select a shot in the grid first.", print_exception=False)
+            raise gr.Error("Select a shot first (on the Board, or in the grid).", print_exception=False)
+        if not confirmed:
+            number = storyboard.get_shot(ctx.studio, shot_id).number
+            raise gr.Error(
+                f"Tick 'Yes, delete the selected shot and its takes' to delete shot {number}.", print_exception=False
+            )
         info = storyboard.delete_shot(ctx.studio, shot_id)
         gr.Info(f"Deleted shot {info.number}.")
-        return None, bump(changed)
+        return None, bump(changed), False
 
-    w["delete"].click(delete, inputs=[ctx.shot, ctx.changed], outputs=[ctx.shot, ctx.changed], api_name=False)
+    w["delete"].click(
+        delete,
+        inputs=[ctx.shot, w["confirm_delete"], ctx.changed],
+        outputs=[ctx.shot, ctx.changed, w["confirm_delete"]],
+        api_name=False,
+    )
+
+
+def changed_fields(
+    shot: Any, given: dict[str, Any], keyframe: str | None, ending: str | None, start: str | None
+) -> dict[str, Any]:
+    """What the form changes of ``shot``: its fields that differ, and its pictures only where they were replaced or
+    cleared (a picture the form was opened with, saved back, is the same picture)."""
+    current = {
+        "title": shot.title,
+        "scene": shot.scene,
+        "duration": shot.duration,
+        "camera": shot.camera,
+        "prompt": shot.prompt,
+        "characters": list(shot.characters),
+        "continue_from_previous": shot.continue_from_previous,
+        "last_frame_from_next": shot.last_frame_from_next,
+    }
+    edits = {key: value for key, value in given.items() if key in current and value != current[key]}
+    if "duration" in edits and isinstance(edits["duration"], int | float) and edits["duration"] == shot.duration:
+        del edits["duration"]
+    own = str(shot.keyframe.path) if shot.keyframe.source == "image" and shot.keyframe.path else None
+    character = shot.keyframe.character if shot.keyframe.source == "character" else None
+    if keyframe and keyframe != own:
+        edits["keyframe"] = keyframe
+    elif not keyframe and start and start != character:
+        edits["keyframe_character"] = start
+    elif not keyframe and not start and (own or character):
+        edits["keyframe"] = None  # the picture was cleared
+        edits["keyframe_character"] = None
+    mine = str(shot.last_frame.path) if shot.last_frame.source == "image" and shot.last_frame.path else None
+    ending = _own_ending(ending, given)
+    if ending and ending != mine:
+        edits["last_frame"] = ending
+    elif not ending and mine and not given["last_frame_from_next"]:
+        edits["last_frame"] = None
+    return edits
+
+
+def _said(field: str) -> str:
+    return {
+        "continue_from_previous": "continues from the previous shot",
+        "last_frame_from_next": "ends on the next shot",
+        "keyframe_character": "keyframe",
+        "last_frame": "last frame",
+    }.get(field, field)
 
 
 def _own_ending(ending: str | None, given: dict[str, Any]) -> str | None:
