@@ -152,6 +152,14 @@ def test_create_import_render_wait_approve(app: tuple[str, Path], tmp_path: Path
     assert (info.width, info.height) == (128, 80) and abs(info.duration - 2.5) <= 1 / 8
     assert "2.5 s" in summary
 
+    # The cut's table: shot 1 trimmed to its first second, a title card before shot 2.
+    edits = {
+        "headers": ["shot", "title", "in (s)", "out (s)", "title card before it"],
+        "data": [[1, "", 0, 1.0, ""], [2, "", 0, None, "Later, tea"]],
+    }
+    edited, _video, _files = client.predict(0, False, "black", "none", False, None, edits, api_name="/export")
+    assert ": 4.0 s," in edited, edited  # 1 s of shot 1, the 2 s card, 1 s of black for shot 2
+
     # The best take of every shot: shot 1 keeps its approval, shot 2 gets its best-scored one.
     said = client.predict(api_name="/approve_best")
     assert said.startswith("Approved shot 2 take ") and "shot 1" not in said, said

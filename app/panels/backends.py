@@ -12,7 +12,8 @@ from pipelines.registry import any_backend_class, backend_names, picture_backend
 from projects.backends import available_backends, memory_plan, memory_profile, models_dir
 from projects.errors import StudioError
 
-COLUMNS = ["backend", "draws", "ready", "why", "weights", "memory profile", "refiner", "max frames", "needs a GPU"]
+COLUMNS = ["backend", "draws", "ready", "refiner", "max frames", "needs a GPU", "why", "weights", "memory plan"]
+WIDTHS = ["9%", "7%", "5%", "8%", "6%", "6%", "27%", "14%", "18%"]
 
 
 def rows(ctx: Context) -> list[list[Any]]:
@@ -21,12 +22,12 @@ def rows(ctx: Context) -> list[list[Any]]:
             b.name,
             "videos" if b.kind == "video" else "keyframes",
             "yes" if b.available else "no",
-            b.reason,
-            b.source or "",
-            _profile(ctx, b.name) if b.available else "",
             _refiner(b),
             b.capabilities.max_frames if b.kind == "video" else "",
             "yes" if b.capabilities.needs_gpu else "no",
+            b.reason,
+            b.source or "",
+            _profile(ctx, b.name) if b.available else "",
         ]
         for b in available_backends(ctx.studio)
     ]
@@ -77,7 +78,15 @@ def build(ctx: Context) -> dict[str, Any]:
         "from each component's real size: everything on the GPU in bf16 when it fits, else offloaded one "
         "component at a time, quantizing only what does not fit alone; each take records the choice and why."
     )
-    w["table"] = gr.Dataframe(headers=COLUMNS, value=rows(ctx), interactive=False, elem_id="backends-table")
+    # Long reasons wrap within their column, so every column stays on the screen.
+    w["table"] = gr.Dataframe(
+        headers=COLUMNS,
+        value=rows(ctx),
+        interactive=False,
+        wrap=True,
+        column_widths=WIDTHS,
+        elem_id="backends-table",
+    )
     w["refresh"] = gr.Button("Look again")
     with gr.Accordion("Plan for a card", open=False, elem_id="plan-card"):
         gr.Markdown("What a backend would need on a card you are thinking of renting, before anything downloads.")

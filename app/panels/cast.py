@@ -51,8 +51,24 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
         )
 
     outputs = [w["pick"], w["gallery"], w["name"], w["description"], w["reference"]]
+
+    def look_again(project_id: int | None, chosen: int | None) -> tuple[Any, ...]:
+        """A change elsewhere (another panel, a take landing): the list and pictures follow it. The name and
+        description fields are filled only to show a character; with none to show they keep what is typed there
+        (a reply computed before the typing must not land over it)."""
+        shown = refresh(project_id, chosen)
+        if shown[0].get("value") is None:
+            return shown[0], shown[1], gr.update(), gr.update(), shown[4]
+        return shown
+
     for trigger in (ctx.project.change, ctx.changed.change):
-        trigger(refresh, inputs=[ctx.project, w["pick"]], outputs=outputs, api_name=False)
+        trigger(
+            look_again,
+            inputs=[ctx.project, w["pick"]],
+            outputs=outputs,
+            api_name=False,
+            show_progress="hidden",
+        )
     w["pick"].input(refresh, inputs=[ctx.project, w["pick"]], outputs=outputs, api_name=False)
 
     @user_errors
