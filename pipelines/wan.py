@@ -10,6 +10,7 @@ Wan renders ``4k+1`` frames at sizes that are multiples of 16.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from PIL import Image
@@ -84,6 +85,8 @@ def prompt_with_camera(prompt: str, camera: str) -> str:
 
 
 # The refiner: Wan 2.1 T2V 1.3B, a 1536-wide DiT.
+# Every Wan model: the Wan VAE (8x spatial, 4x temporal; it decodes four frames at a time with 96 channels at full
+# resolution), 2x2 patches, guidance run as two passes. The refiner is Wan 2.1 T2V 1.3B, a 1536-wide DiT.
 REFINER_GEOMETRY = Geometry(
     spatial=8, temporal=4, patch=(1, 2, 2), hidden=1536, guidance_batch=1, vae_channels=96, vae_frames=4
 )
@@ -269,18 +272,8 @@ class WanI2VBackend(_WanBackend):
     label = "Wan image-to-video"
     pipeline_name = "WanImageToVideoPipeline"
     default_source = "Wan-AI/Wan2.2-I2V-A14B-Diffusers"
-    # Two 5120-wide experts (one at a time), guidance as two passes, the Wan VAE decoding four frames at a time
-    # with 96 channels at full resolution. Planned at 720p, 81 frames.
-    memory_geometry = Geometry(
-        spatial=8,
-        temporal=4,
-        patch=(1, 2, 2),
-        hidden=5120,
-        guidance_batch=1,
-        vae_channels=96,
-        vae_frames=4,
-        refiner=REFINER_GEOMETRY,
-    )
+    # Two 5120-wide experts, one at a time. Planned at 720p, 81 frames.
+    memory_geometry = replace(REFINER_GEOMETRY, hidden=5120, refiner=REFINER_GEOMETRY)
     plan_size = WorkSize(1280, 720, 81)
     capabilities = Capabilities(
         image_to_video=True,
@@ -311,17 +304,7 @@ class WanVACEBackend(_WanBackend):
     pipeline_name = "WanVACEPipeline"
     default_source = "Wan-AI/Wan2.1-VACE-1.3B-diffusers"
     # A 1536-wide DiT whose VACE blocks carry the control video's tokens beside the video's.
-    memory_geometry = Geometry(
-        spatial=8,
-        temporal=4,
-        patch=(1, 2, 2),
-        hidden=1536,
-        guidance_batch=1,
-        vae_channels=96,
-        vae_frames=4,
-        context_pictures=1,
-        refiner=REFINER_GEOMETRY,
-    )
+    memory_geometry = replace(REFINER_GEOMETRY, context_pictures=1, refiner=REFINER_GEOMETRY)
     plan_size = WorkSize(832, 480, 81)
     capabilities = Capabilities(
         image_to_video=True,
