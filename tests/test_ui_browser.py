@@ -103,7 +103,8 @@ def test_a_new_user_makes_a_film(page: tuple[object, Path], photos: dict[str, Pa
     tab.locator("#render-all").click()
     # The queue's cards follow the render by themselves: both takes done, nothing waiting.
     tab.wait_for_function(
-        "() => /0 running.*0 queued.*2 done/s.test(document.querySelector('#queue-totals')?.innerText || '')",
+        "() => /\\b0 running\\b.*\\b0 queued\\b.*\\b2 done/s"
+        ".test(document.querySelector('#queue-totals')?.innerText || '')",
         timeout=60_000,
     )
     assert tab.locator("#queue-cards .job .state.done").count() == 2
@@ -332,7 +333,7 @@ def test_the_board_renders_opens_and_reorders_shots(page: tuple[object, Path]) -
         timeout=15_000,
     )
     tab.wait_for_function(
-        "() => (document.querySelector('#board-totals')?.innerText || '').includes('0 queued')", timeout=60_000
+        "() => /\\b0 queued\\b/.test(document.querySelector('#board-totals')?.innerText || '')", timeout=60_000
     )
     no_error(tab)
     shoot(tab, "13-board")
@@ -420,3 +421,123 @@ def test_the_project_open_last_opens_again_on_the_next_visit(page: tuple[object,
     tab.wait_for_selector("#create-project", timeout=60_000)
     tab.locator("#current-project").get_by_text("Gull Rock").wait_for(timeout=15_000)
     no_error(tab)
+
+
+def eight_shot_zip(folder: Path, photos: dict[str, Path]) -> Path:
+    """The README's own layout, zipped: the storyboard beside its refs/ folder, two characters and eight shots."""
+    import json
+    import zipfile
+
+    from PIL import Image
+
+    refs = folder / "gull-rock" / "refs"
+    refs.mkdir(parents=True)
+    Image.open(photos["astronaut"]).save(refs / "mara.png")
+    Image.open(photos["chelsea"]).save(refs / "gull.png")
+    shots = [
+        {
+            "title": f"Beat {n}",
+            "prompt": f"Mara on the rock, beat {n}",
+            "characters": ["Mara"] if n % 2 else ["Mara", "Gull"],
+            "duration": 1,
+            "keyframe_character": "Mara",
+            "continue_from_previous": n == 5,
+        }
+        for n in range(1, 9)
+    ]
+    for shot in shots:
+        if shot["continue_from_previous"]:
+            del shot["keyframe_character"]
+    board = {
+        "project": "Gull Rock",
+        "settings": {"width": 128, "height": 80, "fps": 8},
+        "characters": [
+            {"name": "Mara", "description": "an astronaut", "references": ["refs/mara.png"]},
+            {"name": "Gull", "description": "a cat on the rocks", "references": ["refs/gull.png"]},
+        ],
+        "shots": shots,
+    }
+    (folder / "gull-rock" / "storyboard.json").write_text(json.dumps(board))
+    bundle = folder / "gull-rock.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        for path in sorted((folder / "gull-rock").rglob("*")):
+            archive.write(path, path.relative_to(folder))
+    return bundle
+
+
+def wait_until_rendered(tab: object) -> None:
+    tab.wait_for_function(
+        "() => /\\b0 rendering\\b.*\\b0 queued\\b/s.test(document.querySelector('#board-totals')?.innerText || '')",
+        timeout=120_000,
+    )
+
+
+def test_a_filmmaker_cuts_an_eight_shot_film_from_the_board(
+    page: tuple[object, Path], photos: dict[str, Path], tmp_path: Path
+) -> None:
+    """Import a zipped storyboard with its refs/, render from the board, compare four takes and approve the
+    right-hand one, see a stale shot flagged after approving upstream, fix it, and export the film."""
+    tab, _data = page
+    tab.locator("#tab-projects").get_by_text("Import a storyboard").click()
+    tab.locator("#storyboard-files input[type=file]").set_input_files(str(eight_shot_zip(tmp_path, photos)))
+    tab.wait_for_timeout(1000)
+    tab.locator("#import-storyboard").click()
+    tab.locator("#current-project").get_by_text("8 shots, 2 characters").wait_for(timeout=30_000)
+    no_error(tab)
+    shoot(tab, "20-imported")
+
+    tab.get_by_role("tab", name="Board", exact=True).click()
+    board = tab.locator("#board")
+    board.locator("#shot-card-8").wait_for(timeout=15_000)
+    fill(tab, "board-count", "1")
+    tab.locator("#board-render-all").click()
+    wait_until_rendered(tab)
+    fill(tab, "board-count", "3")
+    board.locator("#shot-card-4 [data-action=render]").click()
+    board.locator("#shot-card-4").get_by_text("Takes (4)").wait_for(timeout=30_000)
+    wait_until_rendered(tab)
+    no_error(tab)
+    shoot(tab, "21-board-rendered")
+
+    # Shot 4's four takes side by side: the right-hand one is approved.
+    board.locator("#shot-card-4 .actions [data-action=takes]").click()
+    compare = tab.locator("#compare")
+    compare.locator(".cmp").nth(3).wait_for(timeout=15_000)
+    right = compare.locator(".cmp").nth(3)
+    right_id = right.get_attribute("id")
+    right.locator("[data-action=approve]").click()
+    compare.locator(f"#{right_id} .badge").get_by_text("approved").wait_for(timeout=15_000)
+    tab.locator("#approve-best").click()  # the best take of every other shot
+    tab.locator("#retake-report").get_by_text("Approved").wait_for(timeout=30_000)
+    no_error(tab)
+    shoot(tab, "22-compare-four")
+
+    # Approving another take of shot 4 makes shot 5, which continues from it, stale on the board.
+    other = compare.locator(".cmp:not(.approved)").first
+    other.locator("[data-action=approve]").click()
+    tab.wait_for_timeout(1000)
+    tab.get_by_role("tab", name="Board", exact=True).click()
+    board.locator("#shot-card-5.stale").wait_for(timeout=15_000)
+    assert "continues from shot 4" in board.locator("#shot-card-5 .badge.stale").inner_text()
+    shoot(tab, "23-stale")
+
+    # Fixed by rendering what is stale and approving its new take.
+    fill(tab, "board-count", "1")
+    tab.locator("#board-render-needed").click()
+    board.locator("#shot-card-5").get_by_text("Takes (2)").wait_for(timeout=60_000)
+    wait_until_rendered(tab)
+    board.locator("#shot-card-5 .actions [data-action=takes]").click()
+    compare.locator("#compare-take-2 [data-action=approve]").click()
+    tab.wait_for_timeout(1000)
+    tab.get_by_role("tab", name="Board", exact=True).click()
+    tab.wait_for_function("() => !document.querySelector('#shot-card-5.stale')", timeout=15_000)
+    assert "0 stale" in board.locator("#board-totals").inner_text()
+    no_error(tab)
+
+    tab.get_by_role("tab", name="Export", exact=True).click()
+    tab.locator("#cut-warnings").get_by_text("the cut is ready to export").wait_for(timeout=15_000)
+    tab.locator("#run-export").click()
+    tab.locator("#export-summary").get_by_text(".mp4").wait_for(timeout=60_000)
+    assert ": 8.0 s," in tab.locator("#export-summary").inner_text()
+    no_error(tab)
+    shoot(tab, "24-exported")
