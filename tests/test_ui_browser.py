@@ -527,10 +527,17 @@ def test_a_filmmaker_cuts_an_eight_shot_film_from_the_board(
     board.locator("#shot-card-5").get_by_text("Takes (2)").wait_for(timeout=60_000)
     wait_until_rendered(tab)
     board.locator("#shot-card-5 .actions [data-action=takes]").click()
+    # The Takes tab shows shot 5 (its two takes), not the shot it showed before, before anything is approved.
+    tab.wait_for_function(
+        "() => (document.querySelector('#takes-heading')?.innerText || '').includes('Shot 5')"
+        " && document.querySelectorAll('#compare .cmp').length === 2",
+        timeout=30_000,
+    )
     compare.locator("#compare-take-2 [data-action=approve]").click()
+    compare.locator("#compare-take-2 .badge").get_by_text("approved").wait_for(timeout=15_000)
     tab.wait_for_timeout(1000)
     tab.get_by_role("tab", name="Board", exact=True).click()
-    tab.wait_for_function("() => !document.querySelector('#shot-card-5.stale')", timeout=15_000)
+    tab.wait_for_function("() => !document.querySelector('#shot-card-5.stale')", timeout=30_000)
     assert "0 stale" in board.locator("#board-totals").inner_text()
     no_error(tab)
 
