@@ -9,7 +9,7 @@ board's buttons ask for: one shot, every shot missing an approved take or stale,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -161,10 +161,7 @@ def board(studio: Studio, project: str | int) -> Board:
             else:
                 queued[shot_id] = queued.get(shot_id, 0) + 1
         cards = tuple(
-            replace(
-                _card(infos[shot.id], shot, takes.get(shot.id, []), identity, running, queued),
-                approved_video=videos.get(shot.id),
-            )
+            _card(infos[shot.id], shot, takes.get(shot.id, []), identity, running, queued, videos.get(shot.id))
             for shot in shots
         )
         return Board(row.id, row.name, cards, _totals(cards, running))
@@ -195,6 +192,7 @@ def _card(
     identity: dict[int, float],
     running: dict[int, dict[str, Any]],
     queued: dict[int, int],
+    approved_video: Path | None,
 ) -> ShotCard:
     approved = next((number for _id, number, _s, ok, _p in takes if ok), None)
     newest = takes[-STRIP:]
@@ -222,6 +220,7 @@ def _card(
         best_identity=max(scores) if scores else None,
         take_count=len(takes),
         takes=strip,
+        approved_video=approved_video,
     )
 
 

@@ -116,9 +116,6 @@ def html_escape(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-_e = html_escape
-
-
 def seconds_in_words(seconds: float | None, *, left: bool = True) -> str:
     """``42 s left``, ``3 min left``, ``2.5 h`` (empty where unknown)."""
     if seconds is None:
@@ -145,7 +142,7 @@ def card_html(card: ShotCard) -> str:
         if on
     )
     picture = (
-        f'<img loading="lazy" decoding="async" src="{_e(file_url(card.picture))}" alt="">'
+        f'<img loading="lazy" decoding="async" src="{html_escape(file_url(card.picture))}" alt="">'
         if card.picture
         else '<div class="none">no picture yet</div>'
     )
@@ -155,7 +152,8 @@ def card_html(card: ShotCard) -> str:
     else:
         badges.append('<span class="badge none">no approved take</span>')
     if card.stale:
-        badges.append(f'<span class="badge stale" title="{_e(card.stale_why)}">stale: {_e(card.stale_why)}</span>')
+        why = html_escape(card.stale_why)
+        badges.append(f'<span class="badge stale" title="{why}">stale: {why}</span>')
     bar = ""
     if card.rendering is not None:
         step, total = card.rendering["step"], card.rendering["total"]
@@ -174,19 +172,20 @@ def card_html(card: ShotCard) -> str:
         )
     strip = "".join(
         f'<button class="take{" approved" if t.approved else ""}{" failed" if t.status == "failed" else ""}" '
-        f'data-action="take" data-take="{t.id}" title="take {t.number} · {_e(t.status)}'
+        f'data-action="take" data-take="{t.id}" title="take {t.number} · {html_escape(t.status)}'
         f'{f" · identity {t.identity:.2f}" if t.identity is not None else ""}">'
-        + (f'<img loading="lazy" src="{_e(file_url(t.thumbnail))}" alt="">' if t.thumbnail else "")
+        + (f'<img loading="lazy" src="{html_escape(file_url(t.thumbnail))}" alt="">' if t.thumbnail else "")
         + f"<span>{t.number}</span></button>"
         for t in card.takes
     )
+    title = html_escape(card.title)
     people = ", ".join(card.characters)
     meta = f"{card.duration:g} s · {card.camera}" + (f" · {people}" if people else "")
     return (
         f'<article class="card {state}" draggable="true" data-shot="{card.number}" id="shot-card-{card.number}">'
         f'<div class="pic" data-action="open">{picture}<span class="num">{card.number}</span></div>'
-        f'<div class="body"><div class="title" title="{_e(card.title)}">{_e(card.title) or "untitled"}</div>'
-        f'<div class="meta" title="{_e(meta)}">{_e(meta)}</div>'
+        f'<div class="body"><div class="title" title="{title}">{title or "untitled"}</div>'
+        f'<div class="meta" title="{html_escape(meta)}">{html_escape(meta)}</div>'
         f'<div class="badges">{"".join(badges)}</div>{bar}'
         f'<div class="strip">{strip}</div>'
         f'<div class="actions"><button class="primary" data-action="render">Render</button>'
@@ -200,8 +199,8 @@ def board_html(found: Board | None) -> str:
         return '<div class="board-empty">Open or create a project (Projects tab) to see its board.</div>'
     if not found.shots:
         return (
-            f'<div class="board-empty">{_e(found.project)} has no shots yet: import a storyboard (Projects tab) or '
-            "add shots (Storyboard tab).</div>"
+            f'<div class="board-empty">{html_escape(found.project)} has no shots yet: import a storyboard '
+            "(Projects tab) or add shots (Storyboard tab).</div>"
         )
     t = found.totals
     totals = (

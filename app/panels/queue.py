@@ -14,6 +14,7 @@ import gradio as gr
 from app.panels.board import file_url, html_escape, seconds_in_words
 from app.panels.common import Context, bump, need_project, user_errors
 from projects import render_queue, scoring
+from projects.job_records import JobInfo
 from projects.queue_cards import JobCard, QueueCards, queue_cards
 
 COLUMNS = ["job", "state", "shot", "take", "backend", "seed", "progress", "scores", "error"]
@@ -56,10 +57,11 @@ element.addEventListener('click', (event) => {
 """
 
 
-def rows(ctx: Context, project_id: int | None) -> list[list[Any]]:
+def rows(ctx: Context, project_id: int | None, jobs: list[JobInfo] | None = None) -> list[list[Any]]:
+    """The queue as table rows (``jobs`` where the caller has read them already)."""
     if not project_id:
         return []
-    jobs = render_queue.list_jobs(ctx.studio, project_id)
+    jobs = render_queue.list_jobs(ctx.studio, project_id) if jobs is None else jobs
     scored = scoring.scored_takes(ctx.studio, [job.take_id for job in jobs if job.state == "done" and job.take_id])
     out = []
     for job in jobs:
@@ -130,7 +132,7 @@ def view(ctx: Context, project_id: int | None) -> tuple[str, list[list[Any]], bo
         return cards_html(None), [], False
     found = queue_cards(ctx.studio, project_id)
     busy = bool(found.totals["running"] or found.totals["queued"])
-    return cards_html(found), rows(ctx, project_id), busy
+    return cards_html(found), rows(ctx, project_id, [card.job for card in found.jobs]), busy
 
 
 def build(ctx: Context) -> dict[str, Any]:
