@@ -283,6 +283,21 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", parents=[common], help="re-hash every stored media file")
     verify.set_defaults(handler="run_verify")
 
+    cutting = commands.add_parser(
+        "cut", parents=[common], help="show the cut, or set a shot's in and out points, crossfade and title card"
+    )
+    cutting.add_argument("project", help=PROJECT)
+    cutting.add_argument("shot", type=int, nargs="?", help="the shot to change (without it: show the cut)")
+    cutting.add_argument("--in", dest="cut_in", type=float, metavar="S", help="seconds into the take where it starts")
+    ending = cutting.add_mutually_exclusive_group()
+    ending.add_argument("--out", dest="cut_out", type=float, metavar="S", help="seconds into the take where it ends")
+    ending.add_argument("--to-end", action="store_true", help="keep the take to its end")
+    fading = cutting.add_mutually_exclusive_group()
+    fading.add_argument("--crossfade", type=float, metavar="S", help="seconds of dissolve into the shot (0: a cut)")
+    fading.add_argument("--export-crossfade", action="store_true", help="leave the dissolve to the export's")
+    cutting.add_argument("--card", metavar="TEXT", help='a title card before the shot ("" removes it)')
+    cutting.set_defaults(handler="run_cut")
+
     exporting = commands.add_parser(
         "export", parents=[common], help="export the approved takes as a film, a timeline and a contact sheet"
     )
@@ -291,7 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     exporting.add_argument(
         "--timeline", type=Path, help="also a timeline: .otio, .xml (FCP 7), .edl (CMX 3600) or .kdenlive"
     )
-    exporting.add_argument("--crossfade", type=float, default=0.0, help="seconds of dissolve at every join")
+    exporting.add_argument(
+        "--crossfade", type=float, default=0.0, help="seconds of dissolve at every join a shot's cut leaves open"
+    )
+    exporting.add_argument(
+        "--ignore-cut", action="store_true", help="leave out the trims, crossfades and cards saved with the shots"
+    )
     exporting.add_argument(
         "--titles", action="store_true", help="title cards: the project's name, then where each scene begins"
     )

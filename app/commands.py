@@ -478,12 +478,44 @@ def run_verify(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]
     return text, {"checked": report.checked, "problems": problems}, 0 if report.ok else 1
 
 
+def run_cut(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
+    from projects import cut
+
+    if args.shot is not None:
+        given: dict[str, Any] = {}
+        if args.cut_in is not None:
+            given["cut_in"] = args.cut_in
+        if args.cut_out is not None or args.to_end:
+            given["cut_out"] = args.cut_out
+        if args.crossfade is not None or args.export_crossfade:
+            given["crossfade"] = args.crossfade
+        if args.card is not None:
+            given["card"] = args.card
+        if not given:
+            raise InvalidInput("say what to change: --in, --out, --to-end, --crossfade, --export-crossfade, --card")
+        cut.set_cut(studio, args.project, args.shot, **given)
+    elif any(v not in (None, False) for v in (args.cut_in, args.cut_out, args.to_end, args.crossfade, args.card)):
+        raise InvalidInput("name the shot to change, e.g. 'cut PROJECT 3 --in 0.5'", "shot")
+    shots = cut.the_cut(studio, args.project)
+    lines = []
+    for shot in shots:
+        part = f"{shot.cut_in:g}-{'end' if shot.cut_out is None else f'{shot.cut_out:g}'} s"
+        fade = "export's" if shot.crossfade is None else ("cut" if shot.crossfade == 0 else f"{shot.crossfade:g} s")
+        line = f"{shot.number:>4}  {part:<12} into it: {fade:<9} {shot.title}"
+        lines.append(line + (f"  [card: {shot.card.splitlines()[0]}]" if shot.card else ""))
+    return "\n".join(lines) or "no shots yet", {"shots": [shot.to_json() for shot in shots]}
+
+
 def run_export(studio: Studio, args: argparse.Namespace) -> tuple[str, Any]:
     from projects.edit_plan import ExportOptions
     from projects.export import export_project
 
     options = ExportOptions(
-        crossfade=args.crossfade, titles=args.titles, audio=args.audio, allow_missing=args.allow_missing
+        crossfade=args.crossfade,
+        titles=args.titles,
+        audio=args.audio,
+        allow_missing=args.allow_missing,
+        saved_cut=not args.ignore_cut,
     )
     try:
         result = export_project(

@@ -24,6 +24,7 @@ from continuity.progress import progress_bar, wait_for_jobs
 from projects import (
     bundles,
     cast,
+    cut,
     export,
     keyframes,
     maintenance,
@@ -473,7 +474,23 @@ class Project:
         """
         return scoring.approve_best(self._core, self._id, embedder=embedder, keep_approved=keep_approved)
 
-    # Export and bundles.
+    # The cut, export and bundles.
+
+    def cut(self, shot: int | None = None, **values: Any) -> Any:
+        """The cut kept with the project: each shot's in and out points (seconds into its approved take), the
+        dissolve into it (None: the export's crossfade, 0: a hard cut) and a title card before it.
+
+        ``film.cut()`` shows it; ``film.cut(3, cut_in=0.5, cut_out=2.0, crossfade=0.5, card="Night")`` changes
+        shot 3 (``cut_out=None`` keeps the take to its end, ``card=""`` removes the card). Exports use it.
+        """
+        if shot is not None:
+            cut.set_cut(self._core, self._id, shot, **values)
+        elif values:
+            raise InvalidInput("name the shot to change, e.g. film.cut(3, cut_in=0.5)", "shot")
+        columns = ["shot", "title", "in", "out", "crossfade", "card"]
+        return Table(
+            columns, [[row[c] for c in columns] for row in (i.to_json() for i in cut.the_cut(self._core, self._id))]
+        )
 
     def export(
         self,

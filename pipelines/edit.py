@@ -272,9 +272,19 @@ def join_copy(paths: Sequence[Path], out_path: Path) -> None:
         raise VideoError(f"ffmpeg could not join the clips: {last_lines(done.stderr)}")
 
 
-def film_frame_count(segments: Sequence[Segment], crossfade_frames: int) -> int:
-    """Frames in the film: every segment's frames, less one crossfade per join."""
-    return sum(s.frames for s in segments) - crossfade_frames * max(0, len(segments) - 1)
+def film_frame_count(segments: Sequence[Segment], crossfade_frames: int | Sequence[int]) -> int:
+    """Frames in the film: every segment's frames, less the crossfade at each join."""
+    return sum(s.frames for s in segments) - sum(_joins(len(segments), crossfade_frames))
+
+
+def _joins(count: int, crossfade_frames: int | Sequence[int]) -> list[int]:
+    """The dissolve at each of the joins between ``count`` segments: one for all, or one each."""
+    if isinstance(crossfade_frames, int):
+        return [crossfade_frames] * max(0, count - 1)
+    joins = [int(frames) for frames in crossfade_frames]
+    if len(joins) != max(0, count - 1) or any(frames < 0 for frames in joins):
+        raise ValueError(f"{count} segments have {max(0, count - 1)} joins, got crossfades {joins}")
+    return joins
 
 
 def render_film(
@@ -284,12 +294,14 @@ def render_film(
     width: int,
     height: int,
     fps: int,
-    crossfade_frames: int = 0,
+    crossfade_frames: int | Sequence[int] = 0,
     audio: AudioTrack | None = None,
     crf: int = 18,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Encode ``segments`` one after another into ``out_path``, crossfading each join; returns the frame count.
+
+    ``crossfade_frames`` is the dissolve at every join, or a list of one per join (0: a cut).
 
     ``progress(done, total)`` is called as frames are encoded; if it raises, encoding stops, the partial file is
     removed and the exception goes on to the caller. Any failure leaves no file at ``out_path``.
@@ -298,14 +310,15 @@ def render_film(
         raise ValueError("a film needs at least one segment")
     if width % 2 or height % 2:
         raise ValueError(f"H.264 in yuv420p needs even sizes, got {width}x{height}")
+    joins = _joins(len(segments), crossfade_frames)
     for index, segment in enumerate(segments):
-        joins = (index > 0) + (index < len(segments) - 1)
-        if segment.frames < max(1, joins * crossfade_frames):
+        needs = (joins[index - 1] if index > 0 else 0) + (joins[index] if index < len(joins) else 0)
+        if segment.frames < max(1, needs):
             raise ValueError(f"segment {index + 1} has {segment.frames} frames, too few for its crossfades")
     out_path = Path(out_path)
     if audio is not None and audio.demuxer is None:  # a playlist or a picture is refused here, with its reason
         audio = AudioTrack(audio.path, audio.seconds, audio.fade_out, probe_audio(audio.path).demuxer or None)
-    total = film_frame_count(segments, crossfade_frames)
+    total = film_frame_count(segments, joins)
     ffmpeg = find_tools().ffmpeg
     command = film_encode_command(ffmpeg, width, height, fps, out_path, audio=audio, crf=crf)
     every = max(1, fps // 2)
@@ -316,7 +329,7 @@ def render_film(
             encoder = start_process(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
             assert encoder.stdin is not None
             try:
-                for frame in _crossfaded(frames, segments, crossfade_frames):
+                for frame in _crossfaded(frames, segments, joins):
                     try:
                         encoder.stdin.write(memoryview(frame))
                     except BrokenPipeError:
@@ -340,19 +353,18 @@ def render_film(
             out_path.unlink(missing_ok=True)
 
 
-def _crossfaded(frames: _Frames, segments: Sequence[Segment], crossfade: int) -> Iterator[np.ndarray]:
-    """The film's frames: each segment in turn, its last ``crossfade`` frames blended with the next one's first.
+def _crossfaded(frames: _Frames, segments: Sequence[Segment], joins: Sequence[int]) -> Iterator[np.ndarray]:
+    """The film's frames: each segment in turn, its last ``joins[i]`` frames blended with the next one's first.
 
     Neighbouring segments come from different lanes (even and odd), so a blend reads both as they are decoded and
     nothing is held back.
     """
-    weights = [round(256 * (j + 1) / (crossfade + 1)) for j in range(crossfade)]
     for index, segment in enumerate(segments):
-        head = crossfade if index > 0 else 0  # already blended into the join before
-        tail = crossfade if index < len(segments) - 1 else 0
+        head = joins[index - 1] if index > 0 else 0  # already blended into the join before
+        tail = joins[index] if index < len(joins) else 0
         for _ in range(segment.frames - head - tail):
             yield frames.next(index)
-        for weight in weights[:tail]:
+        for weight in (round(256 * (j + 1) / (tail + 1)) for j in range(tail)):
             a = frames.next(index).astype(np.uint16)
             b = frames.next(index + 1).astype(np.uint16)
             yield ((a * (256 - weight) + b * weight + 128) >> 8).astype(np.uint8)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from projects.bundle_format import FINISHED
+from projects.cut import clean_cut
 from projects.errors import InvalidInput
 from projects.images import check_image
 from projects.render_queue import RenderSettings
@@ -299,6 +300,8 @@ def _shot(row: dict[str, Any], where: str, characters: dict[str, str], uses: dic
         last_frame_from_next=fields.last_frame_from_next,
         stale=clean_flag(row.get("stale", False), "stale"),
     )
+    cut = clean_cut(row.get("cut_in", 0.0), row.get("cut_out"), row.get("cut_crossfade"), row.get("cut_title", ""))
+    row.update(cut_in=cut.cut_in, cut_out=cut.cut_out, cut_crossfade=cut.crossfade, cut_title=cut.card)
     _time(row, "created_at")
     numbers: set[int] = set()
     approved = 0

@@ -247,6 +247,10 @@ def project_document(project: Project, mode: str) -> tuple[dict[str, Any], set[s
                 "last_frame_sha256": shot.last_frame_sha256,
                 "last_frame_from_next": shot.last_frame_from_next,
                 "stale": shot.stale,
+                "cut_in": shot.cut_in,
+                "cut_out": shot.cut_out,
+                "cut_crossfade": shot.cut_crossfade,
+                "cut_title": shot.cut_title,
                 "characters": [character.name for character in shot.characters],
                 "created_at": timestamp(shot.created_at),
                 "takes": rows,
@@ -316,6 +320,15 @@ def _since_0008(document: dict[str, Any]) -> None:
         shot.setdefault("pictures", [])
 
 
+def _since_0009(document: dict[str, Any]) -> None:
+    """Revision 0009 kept the cut with each shot: nothing trimmed, the export's crossfade, no title card."""
+    for shot in rows_of(document, "shots"):
+        shot.setdefault("cut_in", 0.0)
+        shot.setdefault("cut_out", None)
+        shot.setdefault("cut_crossfade", None)
+        shot.setdefault("cut_title", "")
+
+
 # Each step brings the rows of a bundle written before that revision to what it added, in migration order.
 _UPGRADES = (
     ("0003", _since_0003),
@@ -323,6 +336,7 @@ _UPGRADES = (
     ("0006", _since_0006),
     ("0007", _since_0007),
     ("0008", _since_0008),
+    ("0009", _since_0009),
 )
 
 
@@ -408,6 +422,10 @@ def new_shot(project: Project, row: dict[str, Any], position: int, characters: d
         last_frame_sha256=row.get("last_frame_sha256"),
         last_frame_from_next=bool(row.get("last_frame_from_next", False)),
         stale=bool(row.get("stale", False)),
+        cut_in=row.get("cut_in", 0.0),
+        cut_out=row.get("cut_out"),
+        cut_crossfade=row.get("cut_crossfade"),
+        cut_title=row.get("cut_title", ""),
         created_at=parse_timestamp(row.get("created_at")) or datetime.now(UTC),
     )
     shot.characters = [characters[name_key(n)] for n in row.get("characters", []) if name_key(n) in characters]

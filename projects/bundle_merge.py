@@ -76,6 +76,10 @@ _SHOT_FIELDS = (
     "continue_from_previous",
     "last_frame_sha256",
     "last_frame_from_next",
+    "cut_in",
+    "cut_out",
+    "cut_crossfade",
+    "cut_title",
 )
 
 

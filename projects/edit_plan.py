@@ -1,7 +1,8 @@
 """Planning a project's edit: what goes into the film, checked against the database and the media store.
 
-The edit (:func:`plan_edit`) is the project's approved takes in shot order, with per-shot in/out trims, optional
-crossfades, title cards and a music track, at the project's size and frame rate unless the options say otherwise.
+The edit (:func:`plan_edit`) is the project's approved takes in shot order, with per-shot in/out trims, crossfades
+(one for the film, or per cut), title cards and a music track, at the project's size and frame rate unless the options
+say otherwise. The cut saved with each shot (:mod:`projects.cut`) is used unless the options say otherwise.
 Everything is checked before anything is written: shots without an approved take (listed by number, unless
 ``allow_missing`` puts a black placeholder in their place or leaves them out), take files that are missing or no
 longer match their hash (every file is re-hashed), a music file with no sound in it, a crossfade longer than a
@@ -31,13 +32,12 @@ from projects.errors import Conflict, InvalidInput, StudioError
 from projects.records import ProjectInfo
 from projects.studio import Studio
 from projects.validation import clean_fps, clean_side
-from storage.models import Shot, Take
+from storage.models import MAX_CROSSFADE_SECONDS, Shot, Take
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stages ``verify`` (take files), ``encode`` (frames) or ``copy`` (clips).
 An exception raised by the callback stops the export, and nothing is left at the output path."""
 
-MAX_CROSSFADE_SECONDS = 60.0
 MAX_TITLE_SECONDS = 60.0
 
 
@@ -71,7 +71,10 @@ class ExportOptions:
     ``titles`` adds an opening card with the project's name and a card where each scene begins (its scene label
     and the title of its first shot); ``title_cards`` places cards of the caller's own. ``trims`` maps shot
     numbers to the part of their take to use. ``crossfade`` joins every pair of neighbours (clips and cards) with
-    a dissolve of that many seconds, so the film lasts the sum of its parts less one crossfade per join.
+    a dissolve of that many seconds, so the film lasts the sum of its parts less one crossfade per join;
+    ``crossfades`` maps shot numbers to the dissolve into that shot from what comes before it (0: a hard cut).
+    With ``saved_cut`` the shots' saved trims, crossfades and title cards come first, and ``trims``,
+    ``crossfades`` and ``title_cards`` are laid over them (a trim or crossfade given here replaces the saved one).
     ``audio`` is a music track looped or cut to the film's length, faded out over ``audio_fade`` seconds.
     """
 
@@ -85,6 +88,8 @@ class ExportOptions:
     title_background: str = "#000000"
     title_color: str = "#ffffff"
     trims: Mapping[int, Trim] = field(default_factory=dict)
+    crossfades: Mapping[int, float] = field(default_factory=dict)
+    saved_cut: bool = True
     audio: Path | None = None
     audio_fade: float = 2.0
     allow_missing: str | None = None  # None: refuse; "black": a placeholder; "skip": leave the shot out
@@ -126,7 +131,7 @@ class Edit:
     height: int
     fps: int
     items: tuple[EditItem, ...]
-    crossfade_frames: int = 0
+    joins: tuple[int, ...] = ()  # the dissolve between items[i] and items[i + 1], in frames (0: a cut)
     audio: Path | None = None
     audio_seconds: float = 0.0  # the music file's own length
     audio_fade: float = 2.0
@@ -136,7 +141,11 @@ class Edit:
 
     @property
     def frames(self) -> int:
-        return sum(item.frames for item in self.items) - self.crossfade_frames * max(0, len(self.items) - 1)
+        return sum(item.frames for item in self.items) - sum(self.joins)
+
+    @property
+    def crossfaded(self) -> bool:
+        return any(self.joins)
 
     @property
     def seconds(self) -> float:
@@ -157,6 +166,9 @@ class _ShotRow:
     title: str
     duration: float
     take: _TakeRow | None
+    trim: Trim | None = None
+    crossfade: float | None = None
+    card: str = ""
 
 
 @dataclass(frozen=True)
@@ -197,42 +209,61 @@ def plan_edit(
     _verify_takes(studio, [shot for shot in shots if shot.take is not None], progress)
 
     crossfade = _seconds(options.crossfade, "crossfade", MAX_CROSSFADE_SECONDS, allow_zero=True)
-    crossfade_frames = round(crossfade * fps)
-    if crossfade > 0 and crossfade_frames == 0:
-        raise InvalidInput(f"{crossfade:g} s is shorter than one frame at {fps} fps", "crossfade")
+    crossfade_frames = _fade_frames(crossfade, fps, "crossfade")
     audio, audio_seconds = _check_audio(options.audio)
     audio_fade = _seconds(options.audio_fade, "audio_fade", MAX_TITLE_SECONDS * 10, allow_zero=True)
     if not isinstance(options.crf, int) or isinstance(options.crf, bool) or not 0 <= options.crf <= 51:
         raise InvalidInput(f"must be a whole number from 0 to 51, got {options.crf!r}", "crf")
 
     numbers = {shot.number for shot in shots}
-    unknown = sorted(set(options.trims) - numbers)
-    if unknown:
-        raise InvalidInput(f"project {info.name!r} has no shot {_numbers(unknown)}", "trims")
+    for name, given in (("trims", options.trims), ("crossfades", options.crossfades)):
+        unknown = sorted(set(given) - numbers)
+        if unknown:
+            raise InvalidInput(f"project {info.name!r} has no shot {_numbers(unknown)}", name)
+    saved = options.saved_cut
+    trims = {s.number: s.trim for s in shots if saved and s.trim is not None} | dict(options.trims)
+    fades = {s.number: s.crossfade for s in shots if saved and s.crossfade is not None}
+    for number, seconds in options.crossfades.items():
+        fades[number] = _seconds(seconds, f"crossfades[{number}]", MAX_CROSSFADE_SECONDS, allow_zero=True)
     cards = _title_cards(options, info, shots)
     items: list[EditItem] = []
+    joins: list[int] = []  # into each item after the first
+
+    def place(item: EditItem, fade: int) -> None:
+        if items:
+            joins.append(fade)
+        items.append(item)
+
     skipped, placeholders = [], []
     for shot in shots:
-        items.extend(_card_item(card, fps) for card in cards.get(shot.number, ()))
-        if shot.take is None:
-            if options.allow_missing == "skip":
-                skipped.append(shot.number)
-                continue
+        into = crossfade_frames
+        if shot.number in fades:
+            into = _fade_frames(fades[shot.number], fps, f"shot {shot.number}'s crossfade")
+        before = [_card_item(card, fps) for card in cards.get(shot.number, ())]
+        if shot.take is None and options.allow_missing == "skip":
+            skipped.append(shot.number)
+            clip = None
+        elif shot.take is None:
             placeholders.append(shot.number)
-            items.append(EditItem("black", frames_for(shot.duration, fps), shot_number=shot.number, text=shot.title))
-            continue
-        items.append(_take_item(shot, shot.take, options.trims.get(shot.number), fps))
-    items.extend(_card_item(card, fps) for card in cards.get(None, ()))
+            clip = EditItem("black", frames_for(shot.duration, fps), shot_number=shot.number, text=shot.title)
+        else:
+            clip = _take_item(shot, shot.take, trims.get(shot.number), fps)
+        for card in before:
+            place(card, crossfade_frames)  # the shot's own crossfade is the join into the shot itself
+        if clip is not None:
+            place(clip, into)
+    for card in cards.get(None, ()):
+        place(_card_item(card, fps), crossfade_frames)
     if not items:
         raise Conflict(f"nothing to export: every shot of {info.name!r} was left out")
-    _check_crossfade(items, crossfade_frames, crossfade)
+    _check_crossfades(items, joins)
     return Edit(
         project=info,
         width=width,
         height=height,
         fps=fps,
         items=tuple(items),
-        crossfade_frames=crossfade_frames if len(items) > 1 else 0,
+        joins=tuple(joins),
         audio=audio,
         audio_seconds=audio_seconds,
         audio_fade=audio_fade,
@@ -267,7 +298,19 @@ def _shot_rows(session: Any, studio: Studio, project_id: int) -> list[_ShotRow]:
                 fps=take.fps,
                 num_frames=take.num_frames,
             )
-        rows.append(_ShotRow(shot.position, shot.scene, shot.title, shot.duration, take_row))
+        trim = Trim(shot.cut_in, shot.cut_out) if shot.cut_in > 0 or shot.cut_out is not None else None
+        rows.append(
+            _ShotRow(
+                shot.position,
+                shot.scene,
+                shot.title,
+                shot.duration,
+                take_row,
+                trim=trim,
+                crossfade=shot.cut_crossfade,
+                card=shot.cut_title,
+            )
+        )
     return rows
 
 
@@ -333,6 +376,13 @@ def _title_cards(options: ExportOptions, info: ProjectInfo, shots: Sequence[_Sho
                 text = f"Scene {shot.scene}" + (f"\n{shot.title}" if shot.title else "")
                 cards.append(TitleCard(text, before_shot=shot.number, **style))
             scene = shot.scene or scene
+    if options.saved_cut:
+        style = {"seconds": options.title_seconds, "background": options.title_background}
+        cards.extend(
+            TitleCard(shot.card, before_shot=shot.number, color=options.title_color, **style)
+            for shot in shots
+            if shot.card
+        )
     cards.extend(options.title_cards)
     last = shots[-1].number
     placed: dict[int | None, list] = {}
@@ -395,19 +445,24 @@ def _take_item(shot: _ShotRow, take: _TakeRow, trim: Trim | None, fps: int) -> E
     )
 
 
-def _check_crossfade(items: Sequence[EditItem], frames: int, seconds: float) -> None:
-    """A crossfade overlaps each join; a clip joined on both sides must hold two of them, end to end."""
-    if frames == 0 or len(items) < 2:
-        return
+def _fade_frames(seconds: float, fps: int, where: str) -> int:
+    frames = round(seconds * fps)
+    if seconds > 0 and frames == 0:
+        raise InvalidInput(f"{seconds:g} s is shorter than one frame at {fps} fps", where)
+    return frames
+
+
+def _check_crossfades(items: Sequence[EditItem], joins: Sequence[int]) -> None:
+    """A crossfade overlaps its join; a piece must hold the dissolves at both of its ends, one after the other."""
     too_short = []
     for index, item in enumerate(items):
-        joins = (index > 0) + (index < len(items) - 1)
-        if item.frames < joins * frames:
-            too_short.append(f"{_describe(item)} lasts {item.frames} frames, needs {joins * frames}")
+        needs = (joins[index - 1] if index > 0 else 0) + (joins[index] if index < len(joins) else 0)
+        if item.frames < needs:
+            too_short.append(f"{_describe(item)} lasts {item.frames} frames, needs {needs}")
     if too_short:
         raise InvalidInput(
-            f"a {seconds:g} s crossfade is longer than these clips allow ({'; '.join(too_short)}): "
-            "a clip between two crossfades must last at least twice the crossfade; choose a shorter one",
+            f"crossfades longer than these clips allow ({'; '.join(too_short)}): a clip must last at least as "
+            "long as the crossfades at both of its ends; choose shorter ones",
             "crossfade",
         )
 

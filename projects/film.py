@@ -105,11 +105,7 @@ def stream_copy_clips(edit: Edit) -> list[mp4.Mp4Video] | None:
     Only plain cuts of whole takes qualify, each an H.264 4:2:0 8-bit MP4 at the film's size and rate, all with
     the same codec configuration (a joined MP4 carries one).
     """
-    if (
-        edit.crossfade_frames
-        or edit.audio is not None
-        or any(item.kind != "take" or item.trimmed for item in edit.items)
-    ):
+    if edit.crossfaded or edit.audio is not None or any(item.kind != "take" or item.trimmed for item in edit.items):
         return None
     clips = []
     for item in edit.items:
@@ -149,7 +145,7 @@ def _encode(edit: Edit, out: Path, progress: Progress | None) -> int:
         width=edit.width,
         height=edit.height,
         fps=edit.fps,
-        crossfade_frames=edit.crossfade_frames,
+        crossfade_frames=edit.joins,
         audio=audio,
         crf=edit.crf,
         progress=report,

@@ -127,16 +127,19 @@ def build_otio_timeline(edit: Edit, rate: int, links: Mapping[Path, str], *, ada
         "width": edit.width,
         "height": edit.height,
         "fps": edit.fps,
-        "crossfade_frames": edit.crossfade_frames,
+        "crossfade_frames": list(edit.joins),
     }
     video = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     timeline.tracks.append(video)
-    crossfade = edit.crossfade_frames
-    before, after = crossfade // 2, crossfade - crossfade // 2  # a dissolve's part before and after the cut
+    joins = [0, *edit.joins, 0]  # the dissolve into items[i] is joins[i], out of it joins[i + 1]
+
+    def halves(frames: int) -> tuple[int, int]:
+        return frames // 2, frames - frames // 2  # a dissolve's part before and after the cut
+
     previous: Any = None
     for index, item in enumerate(edit.items):
-        head = before if index > 0 else 0
-        tail = after if index < len(edit.items) - 1 else 0
+        head = halves(joins[index])[1]
+        tail = halves(joins[index + 1])[0]
         shown = item.frames - head - tail
         metadata = {"kind": item.kind, "shot": item.shot_number, "text": item.text}
         piece: Any
@@ -162,7 +165,8 @@ def build_otio_timeline(edit: Edit, rate: int, links: Mapping[Path, str], *, ada
             metadata.update(color=item.color, background=item.background)
         else:
             piece = otio.schema.Gap(name=_clip_name(item), source_range=span(0, shown))
-        if crossfade and isinstance(previous, otio.schema.Clip) and isinstance(piece, otio.schema.Clip):
+        if joins[index] and isinstance(previous, otio.schema.Clip) and isinstance(piece, otio.schema.Clip):
+            before, after = halves(joins[index])
             video.append(
                 otio.schema.Transition(
                     name="Dissolve",

@@ -46,6 +46,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 MAX_SHOT_SECONDS = 600.0
+MAX_CROSSFADE_SECONDS = 60.0
+MAX_CARD_TEXT = 500
 TAKE_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 TAKE_INPUT_ROLES = ("keyframe", "last_frame", "reference")
@@ -216,6 +218,13 @@ class Shot(Base):
         CheckConstraint(f"duration > 0 AND duration <= {MAX_SHOT_SECONDS}", name="duration_range"),
         CheckConstraint("length(trim(prompt)) > 0", name="prompt_not_blank"),
         CheckConstraint("keyframe_sha256 IS NULL OR keyframe_character_id IS NULL", name="one_keyframe_source"),
+        CheckConstraint(f"cut_in >= 0 AND cut_in < {MAX_SHOT_SECONDS}", name="cut_in_range"),
+        CheckConstraint("cut_out IS NULL OR cut_out > cut_in", name="cut_out_after_in"),
+        CheckConstraint(
+            f"cut_crossfade IS NULL OR (cut_crossfade >= 0 AND cut_crossfade <= {MAX_CROSSFADE_SECONDS})",
+            name="cut_crossfade_range",
+        ),
+        CheckConstraint(f"length(cut_title) <= {MAX_CARD_TEXT}", name="cut_title_length"),
         IDS_NEVER_REUSED,
     )
 
@@ -239,6 +248,13 @@ class Shot(Base):
     # Set when the take this shot continues from changed (another take was approved upstream) after the
     # shot's takes were rendered; cleared when a take rendered from the current source finishes.
     stale: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
+    # The shot in the cut: the part of its approved take the film uses (seconds into the take; no out point: to
+    # its end), the dissolve into it from what comes before (None: the export's crossfade; 0: a hard cut), and
+    # the text of a title card placed before it ("": none). They move with the shot when it moves.
+    cut_in: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
+    cut_out: Mapped[float | None] = mapped_column(Float)
+    cut_crossfade: Mapped[float | None] = mapped_column(Float)
+    cut_title: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -636,8 +636,9 @@ def test_bundle_from_an_older_schema_revision_is_upgraded(other: Studio, good: P
         "0006",
         "0007",
         "0008",
+        "0009",
     ]
-    assert bundle_format.upgrade_document({"project": {}, "shots": []}, "0004") == ["0006", "0007", "0008"]
+    assert bundle_format.upgrade_document({"project": {}, "shots": []}, "0004") == ["0006", "0007", "0008", "0009"]
     assert bundle_format.upgrade_document({"project": {}, "shots": []}, head_revision()) == []
     # A bundle from before 0007 carries the look descriptor's score as identity: it arrives as look.
     scores = [
@@ -645,7 +646,7 @@ def test_bundle_from_an_older_schema_revision_is_upgraded(other: Studio, good: P
         {"embedder": "offline-colour-texture-v1+arcface:w600k", "metric": "identity", "value": 0.8},
     ]
     document = {"project": {}, "shots": [{"takes": [{"scores": scores}]}]}
-    assert bundle_format.upgrade_document(document, "0006") == ["0007", "0008"]
+    assert bundle_format.upgrade_document(document, "0006") == ["0007", "0008", "0009"]
     assert [score["metric"] for score in scores] == ["look", "identity"]
 
 

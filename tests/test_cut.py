@@ -9,7 +9,7 @@ import re
 
 from app.panels.cut import cut_html, warnings
 from projects import project as projects
-from projects import render_queue, storyboard, takes
+from projects import cut, render_queue, storyboard, takes
 from projects.board import board
 from projects.studio import Studio
 from projects.worker import RenderWorker
@@ -44,11 +44,22 @@ def test_the_cut_marks_missing_and_stale_shots_and_plays_the_approved_takes(stud
     ]
     assert re.search(r'class="seg stale"[^>]*id="cut-shot-3"', page)
     assert re.search(r'class="seg missing"[^>]*id="cut-shot-4"', page)
-    assert re.search(r'class="seg "[^>]*id="cut-shot-1" style="width:36px"', page)  # 1.5 s at 24 px a second
+    assert re.search(r'class="seg"[^>]*id="cut-shot-1" style="width:36px"', page)  # 1.5 s at 24 px a second
     playlist = json.loads(html.unescape(re.search(r'data-playlist="([^"]*)"', page).group(1)))
     assert len(playlist) == 4 and playlist[3] is None
-    assert all(item.startswith("gradio_api/file=") and item.endswith(".mp4") for item in playlist[:3])
+    assert all(item["src"].startswith("gradio_api/file=") and item["src"].endswith(".mp4") for item in playlist[:3])
+    assert [(item["from"], item["to"]) for item in playlist[:3]] == [(0, None)] * 3
     assert "4 shots, 6 s." in page
+
+    # With the saved cut: shot 1 plays 0.5-1.0 s of its take and dissolves into shot 2, which has a card first.
+    cut.save_cut(studio, "Harbour", {1: {"cut_in": 0.5, "cut_out": 1.0}, 2: {"crossfade": 0.5, "card": "Tea\nlater"}})
+    page = cut_html(found, cut.the_cut(studio, "Harbour"))
+    assert re.search(r'class="seg trimmed"[^>]*id="cut-shot-1" style="width:28px"', page)  # 0.5 s, the narrowest
+    assert re.search(r'class="card-seg" id="cut-card-2"[^>]*title="title card: Tea\nlater">Tea</div>', page)
+    assert re.search(r'class="seg fade-in"[^>]*id="cut-shot-2"[^>]*title="[^"]*0.5 s dissolve into it"', page)
+    playlist = json.loads(html.unescape(re.search(r'data-playlist="([^"]*)"', page).group(1)))
+    assert (playlist[0]["from"], playlist[0]["to"]) == (0.5, 1.0)
+    assert "4 shots, 5 s." in page
 
 
 def test_a_cut_ready_to_export_says_so(studio: Studio) -> None:

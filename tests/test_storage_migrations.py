@@ -229,9 +229,9 @@ def test_check_constraints_and_delete_rules_match_models(tmp_path: Path) -> None
     }
     assert reflected_checks == model_checks
     assert ("takes", "ck_takes_approved_only_when_done") in reflected_checks
-    # 2 media, 3 projects, 1 characters, 1 references, 3 shots, 6 takes, 4 jobs, 2 take inputs, 2 scores,
+    # 2 media, 3 projects, 1 characters, 1 references, 7 shots, 6 takes, 4 jobs, 2 take inputs, 2 scores,
     # 8 picture takes, 2 picture inputs
-    assert len(reflected_checks) == 34
+    assert len(reflected_checks) == 38
     assert ("jobs", "ck_jobs_renders_one_thing") in reflected_checks
     assert reflected_fks == model_fks
     assert ("shots", "keyframe_character_id", "characters", "SET NULL") in reflected_fks

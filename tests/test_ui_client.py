@@ -15,7 +15,7 @@ from PIL import Image
 from probes import free_port
 
 from pipelines.probe import probe
-from projects import takes
+from projects import cut, takes
 from projects.studio import open_studio
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,13 +152,22 @@ def test_create_import_render_wait_approve(app: tuple[str, Path], tmp_path: Path
     assert (info.width, info.height) == (128, 80) and abs(info.duration - 2.5) <= 1 / 8
     assert "2.5 s" in summary
 
-    # The cut's table: shot 1 trimmed to its first second, a title card before shot 2.
-    edits = {
-        "headers": ["shot", "title", "in (s)", "out (s)", "title card before it"],
-        "data": [[1, "", 0, 1.0, ""], [2, "", 0, None, "Later, tea"]],
-    }
+    # The cut's table: shot 1 trimmed to its first second, a title card before shot 2 and a dissolve into it.
+    headers = ["shot", "title", "in (s)", "out (s)", "crossfade into it (s)", "title card before it"]
+    edits = {"headers": headers, "data": [[1, "", 0, 1.0, None, ""], [2, "", 0, None, 0.5, "Later, tea"]]}
     edited, _video, _files = client.predict(0, False, "black", "none", False, None, edits, api_name="/export")
-    assert ": 4.0 s," in edited, edited  # 1 s of shot 1, the 2 s card, 1 s of black for shot 2
+    # 1 s of shot 1, the 2 s card, 1 s of black for shot 2, less the 0.5 s dissolve from the card into shot 2.
+    assert ": 3.5 s," in edited, edited
+    # The table was saved with the project; a bad value typed later is refused and changes nothing.
+    bad = {"headers": headers, "data": [[1, "", 0.5, 0.25, None, ""], [2, "", 0, None, 0.5, "Later, tea"]]}
+    with pytest.raises(AppError, match=r"shot 1: out point: 0.25 s is not after the in point \(0.5 s\)"):
+        client.predict(bad, api_name="/save_cut")
+    studio = open_studio(data)
+    try:
+        saved = [(s.cut_in, s.cut_out, s.crossfade, s.card) for s in cut.the_cut(studio, "Gull Rock")]
+        assert saved == [(0.0, 1.0, None, ""), (0.0, None, 0.5, "Later, tea")]
+    finally:
+        studio.close()
 
     # The best take of every shot: shot 1 keeps its approval, shot 2 gets its best-scored one.
     said = client.predict(api_name="/approve_best")

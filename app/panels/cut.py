@@ -1,9 +1,9 @@
-"""The cut: the approved takes in storyboard order as a timeline, each as wide as it lasts, stale and missing shots
-marked, a play-through of the film from the approved takes (no export needed), and what an export would warn
-about, in the page's words.
+"""The cut: the approved takes in storyboard order as a timeline, each as wide as the part of it the film uses,
+stale and missing shots marked, title cards and dissolves where the saved cut places them, a play-through of the
+film from the approved takes (no export needed), and what an export would warn about, in the page's words.
 
-One custom HTML component. The play-through is one ``<video>`` that loads the next approved take when one ends
-(a missing shot is skipped); a click on a segment plays from it.
+One custom HTML component. The play-through is one ``<video>`` that plays each approved take from its in point to
+its out point, then loads the next (a missing shot is skipped); a click on a segment plays from it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 
 from app.panels.board import file_url, html_escape
 from projects.board import Board
+from projects.cut import ShotCut
 
 CSS = """
 .cut-warnings { margin: 0 0 8px; padding: 8px 12px; border-radius: 8px; border: 1px solid #a86400;
@@ -27,6 +28,12 @@ CSS = """
   background: repeating-linear-gradient(45deg, #2a2a2e 0 6px, #3a2a2e 6px 12px); }
 .seg.playing { outline: 3px solid #3b82f6; }
 .seg span { position: absolute; left: 3px; bottom: 2px; font-size: 11px; color: #fff; text-shadow: 0 0 3px #000; }
+.seg.trimmed span::after { content: " \\2702"; }
+.seg.fade-in { margin-left: -10px; -webkit-mask-image: linear-gradient(90deg, transparent, #000 14px);
+  mask-image: linear-gradient(90deg, transparent, #000 14px); }
+.card-seg { flex: 0 0 auto; height: 64px; border-radius: 5px; background: #111; color: #eee; font-size: 10px;
+  display: flex; align-items: center; justify-content: center; text-align: center; overflow: hidden; padding: 0 4px;
+  box-sizing: border-box; }
 .cut-player { display: flex; gap: 10px; align-items: flex-start; }
 .cut-player video { width: 480px; max-width: 100%; background: #000; border-radius: 8px; }
 .cut-player button { border-radius: 6px; padding: 3px 10px; cursor: pointer;
@@ -38,6 +45,7 @@ JS = """
 let index = -1;
 const player = () => element.querySelector('.cut-player video');
 const list = () => JSON.parse(element.querySelector('.cut')?.dataset.playlist || '[]');
+let until = null;
 function show(i) {
   element.querySelectorAll('.seg').forEach((s) => s.classList.toggle('playing', Number(s.dataset.index) === i));
 }
@@ -48,7 +56,8 @@ function play(i) {
   if (!video || i >= items.length) { index = -1; show(-1); return; }
   index = i;
   show(i);
-  video.src = items[i];
+  until = items[i].to;
+  video.src = items[i].src + '#t=' + items[i].from;
   video.play();
 }
 element.addEventListener('click', (event) => {
@@ -59,6 +68,13 @@ element.addEventListener('click', (event) => {
 });
 element.addEventListener('ended', (event) => {
   if (event.target instanceof HTMLVideoElement && index >= 0) play(index + 1);
+}, true);
+element.addEventListener('timeupdate', (event) => {
+  const video = event.target;
+  if (video instanceof HTMLVideoElement && index >= 0 && until !== null && video.currentTime >= until) {
+    until = null;
+    play(index + 1);
+  }
 }, true);
 """
 
@@ -89,7 +105,8 @@ def _numbers(numbers: list[int]) -> str:
     return "Shots " + ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
 
 
-def cut_html(found: Board | None) -> str:
+def cut_html(found: Board | None, shots: list[ShotCut] | None = None) -> str:
+    """The cut of ``found``'s shots, laid out with their saved cut values (``shots``, by number) when given."""
     if found is None or not found.shots:
         return '<div class="cut-empty">The cut shows here once the project has shots.</div>'
     said = warnings(found)
@@ -99,19 +116,38 @@ def cut_html(found: Board | None) -> str:
         else '<div class="cut-warnings clear" id="cut-warnings"><p>Every shot has an approved take that is current: '
         "the cut is ready to export.</p>"
     ) + "</div>"
+    edits = {shot.number: shot for shot in shots or []}
     playlist, segments = [], []
+    seconds = 0.0
     for index, card in enumerate(found.shots):
+        edit = edits.get(card.number) or ShotCut(card.number, card.id, card.title)
+        start = edit.cut_in if card.approved_video else 0.0
+        end = edit.cut_out if card.approved_video else None
+        length = max(0.0, (end if end is not None else max(card.duration, start)) - start) or card.duration
+        seconds += length
         video = file_url(card.approved_video) if card.approved_video else None
-        playlist.append(video)
+        playlist.append({"src": video, "from": start, "to": end} if video else None)
+        if edit.card:
+            text = html_escape(edit.card.splitlines()[0])
+            segments.append(
+                f'<div class="card-seg" id="cut-card-{card.number}" style="width:{2 * PX_PER_SECOND}px" '
+                f'title="title card: {html_escape(edit.card)}">{text}</div>'
+            )
         state = "missing" if card.approved_take is None else ("stale" if card.stale else "")
+        classes = " ".join(c for c in ("seg", state, "trimmed" * edit.trimmed, "fade-in" * bool(edit.crossfade)) if c)
         picture = f'<img loading="lazy" src="{html_escape(file_url(card.picture))}" alt="">' if card.picture else ""
-        width = max(28, round(card.duration * PX_PER_SECOND))
-        title = f"shot {card.number}, {card.duration:g} s" + (f", {state}" if state else "")
+        width = max(28, round(length * PX_PER_SECOND))
+        title = f"shot {card.number}, {length:g} s" + (f", {state}" if state else "")
+        if edit.trimmed:
+            title += f", from {start:g} s" + (f" to {end:g} s" if end is not None else " to the end") + " of its take"
+        if edit.crossfade:
+            title += f", {edit.crossfade:g} s dissolve into it"
+        elif edit.crossfade == 0:
+            title += ", a hard cut into it"
         segments.append(
-            f'<div class="seg {state}" data-index="{index}" id="cut-shot-{card.number}" style="width:{width}px" '
+            f'<div class="{classes}" data-index="{index}" id="cut-shot-{card.number}" style="width:{width}px" '
             f'title="{html_escape(title)}">{picture}<span>{card.number}</span></div>'
         )
-    seconds = sum(card.duration for card in found.shots)
     player = (
         '<div class="cut-player"><video controls playsinline preload="none"></video><div>'
         f"<p>{len(found.shots)} shots, {seconds:g} s.</p>"

@@ -12,61 +12,67 @@ import gradio as gr
 
 from app.panels import cut
 from app.panels.common import Context, need_project, user_errors
+from projects import cut as saved_cut
 from projects import export, project
-from projects.board import Board, board
-from projects.edit_plan import ExportOptions, TitleCard, Trim
+from projects.board import board
+from projects.cut import ShotCut
+from projects.edit_plan import ExportOptions
 from projects.errors import InvalidInput
 
 AUDIO_TYPES = [".mp3", ".wav", ".m4a", ".aac", ".ogg", ".flac"]
 TIMELINES = {"none": None, "OpenTimelineIO (.otio)": ".otio", "Final Cut Pro 7 XML (.xml)": ".xml"}
 TIMELINES |= {"CMX 3600 EDL (.edl)": ".edl", "Kdenlive (.kdenlive)": ".kdenlive"}
-CUT_COLUMNS = ["shot", "title", "in (s)", "out (s)", "title card before it"]
+CUT_COLUMNS = ["shot", "title", "in (s)", "out (s)", "crossfade into it (s)", "title card before it"]
 
 
-def cut_rows(found: Board | None) -> list[list[Any]]:
-    """One row a shot, with nothing trimmed and no card: the table the filmmaker edits."""
-    return [[card.number, card.title, 0, None, ""] for card in found.shots] if found else []
+def cut_rows(shots: list[ShotCut]) -> list[list[Any]]:
+    """One row a shot with its saved cut: the table the filmmaker edits (an empty out point: to the take's end,
+    an empty crossfade: the export's)."""
+    return [[s.number, s.title, s.cut_in, s.cut_out, s.crossfade, s.card] for s in shots]
 
 
-def cut_edits(rows: Any) -> tuple[dict[int, Trim], tuple[TitleCard, ...]]:
-    """Trims and title cards from the edited table; a value that is not a number is refused, naming its row."""
+def cut_edits(rows: Any) -> dict[int, dict[str, Any]]:
+    """The cut values of every row of the edited table, by shot number, for :func:`projects.cut.save_cut`; a value
+    that is not a number is refused, naming its row (the service checks the ranges)."""
     if rows is None:
-        return {}, ()
+        return {}
     values = rows.values.tolist() if hasattr(rows, "values") else list(rows)
-    trims: dict[int, Trim] = {}
-    cards = []
+    edits: dict[int, dict[str, Any]] = {}
     for index, row in enumerate(values, start=1):
         if len(row) < len(CUT_COLUMNS):
-            raise InvalidInput(f"has {len(row)} values, not {len(CUT_COLUMNS)}", f"cuts row {index}")
-        shot, _title, start, end, text = row[: len(CUT_COLUMNS)]
+            raise InvalidInput(f"has {len(row)} values, not {len(CUT_COLUMNS)}", f"cut row {index}")
+        shot, _title, start, end, fade, text = row[: len(CUT_COLUMNS)]
         try:
             number = int(shot)
-            start_s = float(start) if start not in (None, "") and not _blank(start) else 0.0
-            end_s = float(end) if end not in (None, "") and not _blank(end) else None
+            edits[number] = {
+                "cut_in": 0.0 if _blank(start) else float(start),
+                "cut_out": None if _blank(end) else float(end),
+                "crossfade": None if _blank(fade) else float(fade),
+                "card": "" if _blank(text) else str(text),
+            }
         except (TypeError, ValueError):
-            raise InvalidInput("in and out points are seconds, as numbers", f"cuts row {index}") from None
-        if start_s or end_s is not None:
-            trims[number] = Trim(start_s, end_s)
-        if isinstance(text, str) and text.strip():
-            cards.append(TitleCard(text.strip(), before_shot=number))
-    return trims, tuple(cards)
+            raise InvalidInput(
+                "in, out and crossfade are seconds, as numbers", f"cut row {index} (shot {shot})"
+            ) from None
+    return edits
 
 
 def _blank(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
 
 
 def build(ctx: Context) -> dict[str, Any]:
     w: dict[str, Any] = {}
     w["cut"] = gr.HTML(cut.cut_html(None), css_template=cut.CSS, js_on_load=cut.JS, elem_id="cut")
-    with gr.Accordion("Trims and title cards for this export", open=False, elem_id="cut-edits"):
+    with gr.Accordion("Trims, crossfades and title cards", open=False, elem_id="cut-edits"):
         gr.Markdown(
-            "Per cut: where the shot's approved take starts and ends in the film (seconds into the take; an empty "
-            "out point keeps it to its end), and the text of a title card before it. They apply to the export below."
+            "Per shot: where its approved take starts and ends in the film (seconds into the take; an empty out "
+            "point keeps it to its end), the dissolve into it (empty: the crossfade below; 0: a hard cut), and the "
+            "text of a title card before it. Saved with the project as you type; every export uses them."
         )
         w["edits"] = gr.Dataframe(
             headers=CUT_COLUMNS,
-            datatype=["number", "str", "number", "number", "str"],
+            datatype=["number", "str", "number", "number", "number", "str"],
             static_columns=[0, 1],
             interactive=True,
             row_count=(0, "fixed"),
@@ -74,7 +80,9 @@ def build(ctx: Context) -> dict[str, Any]:
             elem_id="cut-edit-table",
         )
     with gr.Row():
-        w["crossfade"] = gr.Number(label="Crossfade (seconds, 0 for cuts)", value=0, minimum=0, maximum=10)
+        w["crossfade"] = gr.Number(
+            label="Crossfade where a shot sets none (seconds, 0 for cuts)", value=0, minimum=0, maximum=10
+        )
         w["titles"] = gr.Checkbox(label="Title cards (the project, and each scene)", value=False)
         w["missing"] = gr.Dropdown(
             label="Shots without an approved take",
@@ -106,12 +114,10 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
     ) -> tuple[Any, ...]:
         info = project.get_project(ctx.studio, need_project(project_id))
         stem = export.export_stem(ctx.studio, info.name)
-        trims, cards = cut_edits(edits)
+        saved_cut.save_cut(ctx.studio, info.id, cut_edits(edits))  # what the table shows is what is exported
         options = ExportOptions(
             crossfade=float(crossfade or 0),
             titles=bool(titles),
-            trims=trims,
-            title_cards=cards,
             audio=Path(audio) if audio else None,
             allow_missing=None if missing in (None, "refuse") else missing,
         )
@@ -143,22 +149,23 @@ def wire(ctx: Context, w: dict[str, Any]) -> None:
             lines.append(f"Contact sheet **{contact.path.name}**: {contact.shots} shots")
         return "\n\n".join(lines), str(film.path), [str(path) for path in made.files]
 
-    def show(project_id: int | None, edited: Any) -> tuple[str, Any]:
-        found = board(ctx.studio, project_id) if project_id else None
-        rows = cut_rows(found)
-        kept = {row[0]: row for row in (edited.values.tolist() if hasattr(edited, "values") else edited or [])}
-        # The trims and cards typed so far stay where the shot still is.
-        rows = [[*row[:2], *kept[row[0]][2:]] if row[0] in kept and len(kept[row[0]]) >= 5 else row for row in rows]
-        return cut.cut_html(found), rows
+    def show(project_id: int | None) -> tuple[str, Any]:
+        if not project_id:
+            return cut.cut_html(None), []
+        shots = saved_cut.the_cut(ctx.studio, project_id)
+        return cut.cut_html(board(ctx.studio, project_id), shots), cut_rows(shots)
+
+    @user_errors
+    def save(project_id: int | None, edited: Any) -> str:
+        project_id = need_project(project_id)
+        saved_cut.save_cut(ctx.studio, project_id, cut_edits(edited))
+        return cut.cut_html(board(ctx.studio, project_id), saved_cut.the_cut(ctx.studio, project_id))
 
     for trigger in (ctx.project.change, ctx.changed.change):
-        trigger(
-            show,
-            inputs=[ctx.project, w["edits"]],
-            outputs=[w["cut"], w["edits"]],
-            api_name=False,
-            show_progress="hidden",
-        )
+        trigger(show, inputs=[ctx.project], outputs=[w["cut"], w["edits"]], api_name=False, show_progress="hidden")
+    w["edits"].input(
+        save, inputs=[ctx.project, w["edits"]], outputs=[w["cut"]], api_name="save_cut", show_progress="hidden"
+    )
 
     w["run"].click(
         run,
