@@ -924,3 +924,44 @@ def test_starting_the_studio_speaks_before_it_loads_anything_heavy(tmp_path: Pat
         server.terminate()
         server.wait(timeout=60)
     assert first == f"Continuity: starting the studio on 127.0.0.1:{port}, loading libraries...\n"
+
+
+def test_cut_shows_and_changes_the_cut_kept_with_each_shot(cli: Cli, imported: dict[str, Any]) -> None:
+    changed = cli("cut", "Lighthouse", 2, "--in", 0.5, "--out", 2.5, "--crossfade", 0.25, "--card", "Later")
+    assert changed.code == 0, changed.err
+    shot_two = changed.json["shots"][1]
+    assert shot_two == {"shot": 2, "title": "Coffee", "in": 0.5, "out": 2.5, "crossfade": 0.25, "card": "Later"}
+    assert changed.json["shots"][0] == {
+        "shot": 1,
+        "title": "Arrival",
+        "in": 0.0,
+        "out": None,
+        "crossfade": None,
+        "card": "",
+    }
+
+    cli("cut", "Lighthouse", 2, "--to-end", "--export-crossfade", "--card", "")
+    text = cli("cut", "Lighthouse", as_json=False).out.splitlines()
+    assert text[1].split() == ["2", "0.5-end", "s", "into", "it:", "export's", "Coffee"]
+    cli("cut", "Lighthouse", 3, "--crossfade", 0)
+    assert "into it: cut" in cli("cut", "Lighthouse", as_json=False).out.splitlines()[2]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((2, "--in", 3, "--out", 1), "shot 2: out point: 1 s is not after the in point (3 s)"),
+        ((2, "--crossfade", "nan"), "crossfade: must be a number of seconds, got nan"),
+        ((2, "--crossfade", -1), "crossfade: must be more than 0 seconds"),
+        ((9, "--in", 1), "has no shot 9"),
+        ((2,), "say what to change"),
+        (("--in", 1), "name the shot to change"),
+    ],
+)
+def test_cut_refuses_bad_values_and_changes_nothing(
+    cli: Cli, imported: dict[str, Any], args: tuple, message: str
+) -> None:
+    before = cli("cut", "Lighthouse").json
+    refused = cli("cut", "Lighthouse", *args, as_json=False)
+    assert refused.code != 0 and message in refused.err, refused.err
+    assert cli("cut", "Lighthouse").json == before
