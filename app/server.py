@@ -18,6 +18,19 @@ log = logging.getLogger(__name__)
 
 MAX_UPLOAD = "64mb"
 
+# English words for keys Gradio's page asks for but its own strings lack (the page would show the key itself:
+# "common.upload" on a file box's upload button, "common.complete" read out by screen readers after an event).
+PAGE_STRINGS = {
+    "en": {
+        "common.upload": "Upload",
+        "common.complete": "Complete",
+        "common.webcam": "Webcam",
+        "common.video": "Video",
+        "image.no_webcam_support": "This browser offers no webcam",
+        "model3d.drop_to_upload": "Drop a 3D model here to upload it",
+    }
+}
+
 
 def serve(data_dir: str | Path | None, exposure: Exposure, *, port: int) -> int:
     """Serve until interrupted (the ``serve`` command), as far as ``exposure`` (checked) allows."""
@@ -57,6 +70,7 @@ def start_server(studio: Studio, exposure: Exposure, *, port: int, block: bool) 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the studio phones nobody
     worker = WorkerThread(studio)
     try:
+        import gradio as gr
         from starlette.middleware import Middleware
 
         from app.guard import PageGuard
@@ -82,6 +96,7 @@ def start_server(studio: Studio, exposure: Exposure, *, port: int, block: bool) 
                 app_kwargs={"middleware": [Middleware(PageGuard, allowed_hosts=exposure.allowed_hosts)]},
                 prevent_thread_lock=not block,
                 quiet=not block,
+                i18n=gr.I18n(**PAGE_STRINGS),
             )
         except OSError as exc:  # the port is taken, or the address is not this machine's
             raise StudioError(f"cannot serve on {exposure.host}:{port}: {exc}; choose another port") from exc

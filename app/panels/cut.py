@@ -28,7 +28,7 @@ CSS = """
   background: repeating-linear-gradient(45deg, #2a2a2e 0 6px, #3a2a2e 6px 12px); }
 .seg.playing { outline: 3px solid #3b82f6; }
 .seg span { position: absolute; left: 3px; bottom: 2px; font-size: 11px; color: #fff; text-shadow: 0 0 3px #000; }
-.seg.trimmed span::after { content: " \\2702"; }
+.seg.trimmed span::after { content: " ✂"; }
 .seg.fade-in { margin-left: -10px; -webkit-mask-image: linear-gradient(90deg, transparent, #000 14px);
   mask-image: linear-gradient(90deg, transparent, #000 14px); }
 .card-seg { flex: 0 0 auto; height: 64px; border-radius: 5px; background: #111; color: #eee; font-size: 10px;
