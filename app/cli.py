@@ -194,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(handler="run_worker")
 
+    farm = commands.add_parser(
+        "farm", parents=[common], help="render the queue on a Ray cluster: every GPU here, or the machines of one"
+    )
+    farm.add_argument(
+        "--address", help="a Ray cluster (ray://HOST:10001, HOST:6379 or auto); default: start Ray on this machine"
+    )
+    farm.add_argument("--gpus-per-worker", type=float, default=1.0, metavar="N", help="GPUs each worker takes")
+    farm.add_argument("--workers", type=int, help="how many workers (default: one per GPU, or one CPU worker)")
+    farm.add_argument("--once", action="store_true", help="stop when nothing is queued or rendering")
+    farm.set_defaults(handler="run_farm")
+
     queue = commands.add_parser("queue", parents=[common], help="the render queue of a project")
     queue.add_argument("project", help=PROJECT)
     queue.set_defaults(handler="run_queue")

@@ -44,11 +44,13 @@ def enqueue(session: Session, take: Take | PictureTake, *, priority: int = 0) ->
     return job
 
 
-def claim(session: Session, *, worker: str, device: str) -> Job | None:
-    """The next job by priority, then position, now ``running`` on ``device``; None when nothing is queued."""
-    job = session.scalars(
-        select(Job).where(Job.state == "queued").order_by(Job.priority.desc(), Job.position).limit(1)
-    ).first()
+def claim(session: Session, *, worker: str, device: str, job_id: int | None = None) -> Job | None:
+    """The next job by priority, then position (or job ``job_id``, if it is still queued), now ``running`` on
+    ``device``; None when nothing is queued."""
+    query = select(Job).where(Job.state == "queued")
+    if job_id is not None:
+        query = query.where(Job.id == job_id)
+    job = session.scalars(query.order_by(Job.priority.desc(), Job.position).limit(1)).first()
     if job is None:
         return None
     now = utcnow()

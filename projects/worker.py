@@ -110,7 +110,7 @@ class RenderWorker:
         keep_loaded: bool = False,
     ) -> None:
         self.studio = studio
-        self.device = resolve_device(device)
+        self.device = self._resolve_device(device)
         self.score = score  # consistency scores as each take finishes (see projects.scoring)
         self.cache = cache if cache is not None else PipelineCache(capacity=1)
         # With a cache of the caller's, ``keep_loaded`` leaves its models loaded at close for the next worker.
@@ -127,6 +127,9 @@ class RenderWorker:
             raise
 
     # The device lock and crash recovery.
+
+    def _resolve_device(self, name: str) -> str:
+        return resolve_device(name)
 
     def _acquire_lock(self) -> Any:
         folder = self.studio.data_dir / "workers"
@@ -301,7 +304,10 @@ class RenderWorker:
             result = backend.draw(request, progress=self._progress(job_id, cancel), cancel=cancel)
             self._finish_picture(job_id, picture_id, backend_name, result)
 
-    def _finish_picture(self, job_id: int, picture_id: int, backend_name: str, result: Any) -> None:
+    def _finish_picture(
+        self, job_id: int, picture_id: int, backend_name: str, result: Any, *, where: tuple[str, str] | None = None
+    ) -> None:
+        worker, device = where or (self.name, self.device)
         buffer = io.BytesIO()
         result.image.convert("RGB").save(buffer, format="PNG")
         # Scored before it is recorded, so a candidate never shows without its scores (a picture scores in a moment).
@@ -321,7 +327,7 @@ class RenderWorker:
                 }
                 picture.timings = {k: round(v, 4) for k, v in result.timings.items()}
                 picture.provenance = picture_provenance(
-                    picture, result, backend=backend_name, image=image, worker=self.name, device=self.device
+                    picture, result, backend=backend_name, image=image, worker=worker, device=device
                 )
                 lifecycle.finish_picture(session, job, image=image, scores=scores)
 
@@ -398,7 +404,18 @@ class RenderWorker:
 
     # Steps 4 and 5: the files, then the rows.
 
-    def _finish(self, job_id: int, backend_name: str, result: GenerationResult, scratch: Path) -> None:
+    def _finish(
+        self,
+        job_id: int,
+        backend_name: str,
+        result: GenerationResult,
+        scratch: Path,
+        *,
+        where: tuple[str, str] | None = None,
+    ) -> None:
+        """Encode the take's files and record it; ``where`` is the (worker, device) that rendered it, if not this
+        worker (a farm's actor)."""
+        worker, device = where or (self.name, self.device)
         frames = result.frames
         video_path = scratch / "take.mp4"
         thumb_path = scratch / "thumbnail.png"
@@ -419,7 +436,7 @@ class RenderWorker:
                 timings = {k: round(v, 4) for k, v in result.timings.items()}
                 take.timings = {**timings, "encode": round(encode_seconds, 4)}
                 take.provenance = take_provenance(
-                    take, result, backend=backend_name, video=video, info=info, worker=self.name, device=self.device
+                    take, result, backend=backend_name, video=video, info=info, worker=worker, device=device
                 )
                 lifecycle.finish(session, job, video=video, thumbnail=thumbnail, num_frames=int(frames.shape[0]))
 

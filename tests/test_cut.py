@@ -8,8 +8,8 @@ import json
 import re
 
 from app.panels.cut import cut_html, warnings
-from projects import project as projects
 from projects import cut, render_queue, storyboard, takes
+from projects import project as projects
 from projects.board import board
 from projects.studio import Studio
 from projects.worker import RenderWorker

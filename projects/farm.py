@@ -1,0 +1,514 @@
+"""The render farm: the studio's queue rendered by Ray actors, one per GPU (or N CPU workers where there is none),
+on this machine or across a Ray cluster.
+
+The studio's process stays the only writer of the database and the media store. The coordinator (:class:`Farm`,
+a :class:`~projects.worker.RenderWorker` that holds the data directory's ``farm`` lock instead of a device's)
+claims a job, resolves its pictures and sends the actor the request (pictures by content, the backend's name, the
+generation settings); the actor loads the backend once, keeps it loaded between jobs, renders, and sends back the
+result (frames, timings, parameters, notes). The coordinator encodes, stores and commits it exactly as a local
+worker does; only the device recorded in the take's provenance says where it was rendered
+(``ray:<n>:<device>@<host>``).
+
+Scheduling follows the story: a shot that continues from the previous one is ready only once the take it starts
+from exists (the previous shot's approved take, or its newest finished one), or when nothing of the previous shot
+is still queued or rendering (the job then starts from its own keyframe, or fails saying why, as locally).
+Independent shots run in parallel; an idle actor is given the first ready job whose backend it already has loaded,
+else the first ready job.
+
+Faults: an actor that dies (its node lost, out of memory, killed) has its job queued again once (the local
+worker's crash rule), a new actor takes its place, and the farm goes on. A coordinator killed and started again
+finds the jobs it left running and queues them again the same way. Cancel reaches the actor's cancel flag;
+progress is read from every busy actor and written to the job rows the page and the command line show.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+
+from pipelines.backend import CancelToken, GenerationCancelled
+from projects import lifecycle, picture_inputs, take_inputs
+from projects.backends import models_dir
+from projects.errors import InvalidInput, StudioError
+from projects.scoring import score_finished_take
+from projects.studio import Studio
+from projects.takes import source_take_for
+from projects.worker import PROGRESS_INTERVAL, RenderWorker
+from storage.models import Job, Shot, Take
+
+log = logging.getLogger(__name__)
+
+DEVICE_PREFIX = "ray:"  # the device a farm's jobs record, as ray:<actor>:<device>@<host>
+POLL_SECONDS = 0.05  # how long the coordinator waits for a result before it looks at the queue again
+READY_LOOKAHEAD = 500  # queued jobs looked at for one that is ready
+
+
+class FarmError(StudioError):
+    """The farm could not start: Ray is missing, the cluster cannot be reached, or it has no room for a worker."""
+
+
+# Which queued jobs can start now.
+
+
+def ready_jobs(session: Any, limit: int = READY_LOOKAHEAD) -> list[Job]:
+    """Queued jobs in queue order (priority, then position) whose take can start now: every picture job, and every
+    take whose shot starts from nothing that is still to come (see the module's docstring)."""
+    queued = session.scalars(
+        select(Job).where(Job.state == "queued").order_by(Job.priority.desc(), Job.position).limit(limit)
+    ).all()
+    ready, waiting = [], {}
+    for job in queued:
+        if job.take_id is None:
+            ready.append(job)
+            continue
+        shot = job.take.shot
+        if shot.id not in waiting:
+            waiting[shot.id] = _waits_for_previous(session, shot)
+        if not waiting[shot.id]:
+            ready.append(job)
+    return ready
+
+
+def _waits_for_previous(session: Any, shot: Shot) -> bool:
+    if not shot.continue_from_previous or shot.position == 1 or source_take_for(session, shot) is not None:
+        return False
+    previous = session.scalar(
+        select(Shot.id).where(Shot.project_id == shot.project_id, Shot.position == shot.position - 1)
+    )
+    pending = session.scalar(
+        select(Job.id)
+        .join(Take, Take.id == Job.take_id)
+        .where(Take.shot_id == previous, Job.state.in_(("queued", "running")))
+        .limit(1)
+    )
+    return pending is not None
+
+
+# The actor: one per GPU (or CPU worker), on any machine of the cluster.
+
+
+class RenderActor:
+    """Renders jobs on the device Ray gave it, keeping its backends (and their pipelines) loaded between jobs.
+
+    ``pace_seconds`` holds each job for that long on top of the backend's own time, reporting progress and
+    honouring cancel as it goes: a fixed device time per take, with which the farm's scheduling and transfers are
+    measured on machines without GPUs (the benchmark and the tests).
+    """
+
+    def __init__(self, models: str | None, pace_seconds: float = 0.0) -> None:
+        from pipelines.loading import PipelineCache, cuda_device_count
+
+        self.models = Path(models) if models else None
+        self.pace = pace_seconds
+        self.device = "cuda:0" if cuda_device_count() else "cpu"  # Ray shows an actor only its own GPUs
+        self.cache = PipelineCache(capacity=1)
+        self.backends: dict[str, Any] = {}
+        self.state: tuple[str, int, int] = ("idle", 0, 0)
+        self.cancel_token = CancelToken()
+
+    def about(self) -> dict[str, Any]:
+        import ray
+
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "device": self.device,
+            "gpus": [str(g) for g in ray.get_gpu_ids()],
+        }
+
+    def loaded(self) -> list[str]:
+        return sorted(self.backends)
+
+    def progress(self) -> tuple[str, int, int]:
+        return self.state
+
+    def cancel(self) -> None:
+        self.cancel_token.cancel()
+
+    def render(self, kind: str, backend_name: str, request: Any) -> Any:
+        """A take (``kind`` "video", through :func:`pipelines.windows.render_long`) or a picture ("picture")."""
+        from pipelines.windows import render_long
+
+        self.cancel_token = CancelToken()
+        self.state = ("starting", 0, 0)
+
+        def report(stage: str, step: int, total: int) -> None:
+            self.state = (stage, step, total)
+
+        try:
+            self._hold(report)
+            backend = self._backend(kind, backend_name)
+            if kind == "picture":
+                return backend.draw(request, progress=report, cancel=self.cancel_token)
+            return render_long(backend, request, progress=report, cancel=self.cancel_token)
+        finally:
+            self.state = ("idle", 0, 0)
+
+    def _hold(self, report: Callable[[str, int, int], None]) -> None:
+        if self.pace <= 0:
+            return
+        steps = max(1, math.ceil(self.pace / 0.05))
+        for step in range(steps):
+            if self.cancel_token.cancelled:
+                raise GenerationCancelled(f"cancelled after {step} of {steps} steps")
+            time.sleep(self.pace / steps)
+            report("device", step + 1, steps)
+
+    def _backend(self, kind: str, name: str) -> Any:
+        from pipelines.registry import create_backend, create_picture_backend
+
+        key = f"{kind}:{name}"
+        if key not in self.backends:
+            make = create_picture_backend if kind == "picture" else create_backend
+            self.backends[key] = make(name, models_dir=self.models, cache=self.cache, device=self.device)
+        return self.backends[key]
+
+
+# The coordinator.
+
+
+@dataclass
+class _Worker:
+    """An actor as the coordinator knows it: its handle, where it runs, and the job it is rendering."""
+
+    index: int
+    handle: Any
+    device: str  # as recorded: ray:<index>:<device>@<host>
+    loaded: set[str] = field(default_factory=set)
+    job: int | None = None
+    ref: Any = None
+    kind: str = ""
+    backend: str = ""
+    target: int = 0  # the take or picture id
+    polled: float = 0.0
+    progress_ref: Any = None
+    cancelling: bool = False
+
+
+class Farm(RenderWorker):
+    """The queue rendered on Ray actors. Use as a context manager, or call :meth:`close`.
+
+    ``address`` is a Ray cluster (``ray://HOST:10001``, ``HOST:6379`` or ``auto``); None starts Ray on this
+    machine. ``workers`` is how many actors (default: one per ``gpus_per_worker`` GPUs of the cluster, or one CPU
+    worker where it has no GPU). Ray already started in this process (a notebook, the tests) is used as it is.
+    """
+
+    def __init__(
+        self,
+        studio: Studio,
+        *,
+        address: str | None = None,
+        workers: int | None = None,
+        gpus_per_worker: float = 1.0,
+        pace_seconds: float = 0.0,
+        score: bool = True,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        if not isinstance(gpus_per_worker, (int, float)) or isinstance(gpus_per_worker, bool) or gpus_per_worker <= 0:
+            raise InvalidInput(f"must be a number above 0, got {gpus_per_worker!r}", "gpus_per_worker")
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise InvalidInput(f"must be a whole number from 1, got {workers!r}", "workers")
+        self.address, self.gpus_per_worker, self.pace = address, float(gpus_per_worker), float(pace_seconds)
+        self.wanted = workers
+        self.say = progress or (lambda line: log.info("%s", line))
+        self.workers: list[_Worker] = []
+        self._next_index = 0
+        self._started_ray = False
+        super().__init__(studio, device="farm", score=score)
+        try:
+            self._connect()
+            self._start_workers()
+        except BaseException:
+            self.close()
+            raise
+
+    def _resolve_device(self, name: str) -> str:
+        return name  # the lock is the data directory's "farm" lock: one coordinator per studio
+
+    def _scratch_prefix(self) -> str:
+        return "render-farm-"
+
+    def recover(self) -> list[int]:
+        """Jobs a farm coordinator that died left running (any ``ray:`` device): queued again once, then failed."""
+        with self.studio.read() as session:
+            devices = set(
+                session.scalars(
+                    select(Job.device).where(Job.state == "running", Job.device.like(DEVICE_PREFIX + "%"))
+                ).all()
+            )
+        if not devices:
+            return []
+        with self.studio.write() as session:
+            recovered = lifecycle.recover(session, devices)
+        log.warning("found %d job(s) a farm left running: %s", len(recovered), recovered)
+        return recovered
+
+    # Ray and its actors.
+
+    def _connect(self) -> None:
+        try:
+            import ray
+        except ImportError as exc:  # pragma: no cover - ray is in requirements.txt
+            raise FarmError("the farm needs Ray: python -m pip install 'ray[client]'") from exc
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if ray.is_initialized():
+            return
+        try:
+            if self.address is None:
+                # Ray's sockets must fit a Unix path (107 bytes): a short folder of its own under /tmp.
+                temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+                ray.init(include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+            else:
+                ray.init(address=self.address, log_to_driver=False)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            where = self.address or "this machine"
+            raise FarmError(f"could not start or reach Ray on {where}: {str(exc).splitlines()[0]}") from None
+        self._started_ray = True
+
+    def _start_workers(self) -> None:
+        import ray
+
+        gpus = ray.cluster_resources().get("GPU", 0.0)
+        count = self.wanted or (max(1, int(gpus // self.gpus_per_worker)) if gpus else 1)
+        if gpus and count * self.gpus_per_worker > gpus + 1e-9:
+            raise FarmError(
+                f"the cluster has {gpus:g} GPU(s): room for {int(gpus // self.gpus_per_worker)} worker(s) of "
+                f"{self.gpus_per_worker:g} GPU(s), not {count}"
+            )
+        cpus = ray.cluster_resources().get("CPU", 0.0)
+        if not gpus and count > cpus:
+            raise FarmError(
+                f"the cluster has no GPU and {cpus:g} CPU(s): room for {int(cpus)} CPU worker(s), not {count}"
+            )
+        for _ in range(count):
+            self.workers.append(self._new_worker())
+        found = ray.get([w.handle.about.remote() for w in self.workers], timeout=300)
+        for worker, about in zip(self.workers, found, strict=True):
+            worker.device = f"{DEVICE_PREFIX}{worker.index}:{about['device']}@{about['host']}"[:64]
+        self.say(f"farm: {len(self.workers)} worker(s): " + ", ".join(w.device for w in self.workers))
+
+    def _new_worker(self) -> _Worker:
+        import ray
+
+        gpus = ray.cluster_resources().get("GPU", 0.0)
+        options: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0, "max_concurrency": 2}
+        options |= {"num_gpus": self.gpus_per_worker, "num_cpus": 0} if gpus else {"num_cpus": 1}
+        models = models_dir(self.studio)
+        handle = ray.remote(RenderActor).options(**options).remote(str(models) if models else None, self.pace)
+        index, self._next_index = self._next_index, self._next_index + 1
+        return _Worker(index, handle, f"{DEVICE_PREFIX}{index}")
+
+    def close(self) -> None:
+        try:
+            if getattr(self, "workers", None):
+                import ray
+
+                for worker in self.workers:
+                    ray.kill(worker.handle)
+                self.workers = []
+            if getattr(self, "_started_ray", False):
+                import ray
+
+                ray.shutdown()
+                self._started_ray = False
+        finally:
+            super().close()
+
+    # The loop.
+
+    def run(
+        self,
+        *,
+        once: bool = False,
+        stop: threading.Event | None = None,
+        poll_seconds: float = 2.0,
+        until: Callable[[], bool] | None = None,
+    ) -> int:
+        """Render the queue on the farm until ``stop`` is set (or, with ``once``, until nothing is queued or
+        rendering). Returns how many jobs ended (done, failed or cancelled)."""
+        self._stop = stop or threading.Event()
+        ended = 0
+        idle_since = time.monotonic()
+        while not self._stop.is_set():
+            if until is not None and until():
+                break
+            dispatched = self._dispatch()
+            ended += self._collect()
+            self._poll_progress()
+            busy = any(w.job is not None for w in self.workers)
+            if busy or dispatched:
+                idle_since = time.monotonic()
+                continue
+            if once and not self._queued():
+                break
+            if once and time.monotonic() - idle_since > 30:
+                break  # queued jobs that no worker can start (never expected: see ready_jobs)
+            self._wake.wait(min(poll_seconds, 0.5))
+            self._wake.clear()
+        return ended
+
+    def _queued(self) -> bool:
+        with self.studio.read() as session:
+            return session.scalar(select(Job.id).where(Job.state == "queued").limit(1)) is not None
+
+    def _dispatch(self) -> int:
+        """Give every idle worker a ready job; returns how many were given."""
+        given = 0
+        for worker in self.workers:
+            if worker.job is not None:
+                continue
+            claimed = self._patiently("claim a job for the farm", lambda w=worker: self._claim_for(w))
+            if claimed is None:
+                break
+            job_id, kind, backend, target, request = claimed
+            worker.job, worker.kind, worker.backend, worker.target = job_id, kind, backend, target
+            worker.cancelling, worker.polled = False, time.monotonic()
+            if request is None:  # resolving its pictures failed it already
+                worker.job = None
+                continue
+            worker.ref = worker.handle.render.remote(kind, backend, request)
+            worker.loaded.add(f"{kind}:{backend}")
+            given += 1
+        return given
+
+    def _claim_for(self, worker: _Worker) -> tuple[int, str, str, int, Any] | None:
+        with self.studio.write() as session:
+            ready = ready_jobs(session)
+            if not ready:
+                return None
+
+            def key(job: Job) -> str:
+                return f"picture:{job.picture_take.backend}" if job.take_id is None else f"video:{job.take.backend}"
+
+            chosen = next((job for job in ready if key(job) in worker.loaded), ready[0])
+            job = lifecycle.claim(session, worker=self.name, device=worker.device, job_id=chosen.id)
+            assert job is not None
+            kind, backend = key(job).split(":", 1)
+            try:
+                if kind == "picture":
+                    request = picture_inputs.prepare(self.studio, session, job.picture_take)
+                    target = job.picture_take_id
+                else:
+                    request = take_inputs.prepare(self.studio, session, job.take)
+                    target = job.take_id
+            except (take_inputs.JobFailed, StudioError) as exc:
+                lifecycle.end(session, job.id, "failed", str(exc))
+                return job.id, kind, backend, 0, None
+            return job.id, kind, backend, target, request
+
+    def _collect(self) -> int:
+        """Store what the workers finished; returns how many jobs ended."""
+        import ray
+
+        busy = {w.ref: w for w in self.workers if w.ref is not None}
+        if not busy:
+            return 0
+        done, _ = ray.wait(list(busy), num_returns=len(busy), timeout=POLL_SECONDS)
+        for ref in done:
+            self._store(busy[ref], ref)
+        return len(done)
+
+    def _store(self, worker: _Worker, ref: Any) -> None:
+        import ray
+
+        job_id, kind, backend, target = worker.job, worker.kind, worker.backend, worker.target
+        worker.job = worker.ref = worker.progress_ref = None
+        assert job_id is not None
+        finished = None
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            self._lost(worker, job_id, exc)
+            return
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.as_instanceof_cause()
+            with self._failures(job_id):
+                raise cause from None
+            return
+        where = (f"{self.name}/{worker.device}", worker.device)
+        scratch = Path(tempfile.mkdtemp(prefix=self._scratch_prefix(), dir=self.studio.media.temp_dir))
+        try:
+            with self._failures(job_id):
+                if kind == "picture":
+                    self._finish_picture(job_id, target, backend, result, where=where)
+                else:
+                    self._finish(job_id, backend, result, scratch, where=where)
+                    finished = (target, result.frames)
+        finally:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
+        if finished is not None and self.score:
+            score_finished_take(self.studio, *finished)
+
+    def _lost(self, worker: _Worker, job_id: int, exc: Exception) -> None:
+        """An actor died: its job is queued again once (then failed), and a new actor takes its place."""
+        log.warning("farm worker %s died while rendering job %s: %s", worker.device, job_id, exc)
+        with self.studio.write() as session:
+            lifecycle.recover(session, {worker.device})
+        self.say(f"farm: {worker.device} was lost during job {job_id}; the job is queued again once")
+        self.workers.remove(worker)
+        try:
+            import ray
+
+            replacement = self._new_worker()
+            about = ray.get(replacement.handle.about.remote(), timeout=120)
+            replacement.device = f"{DEVICE_PREFIX}{replacement.index}:{about['device']}@{about['host']}"[:64]
+            self.workers.append(replacement)
+        except Exception as error:  # noqa: BLE001 - the cluster has no room now: the farm goes on with the others
+            log.warning("no replacement for %s: %s", worker.device, error)
+        if not self.workers:
+            raise FarmError("every farm worker was lost; start the farm again when the cluster has room")
+
+    def _poll_progress(self) -> None:
+        """Copy each busy worker's progress to its job, and pass a cancel on to the worker."""
+        import ray
+
+        now = time.monotonic()
+        for worker in self.workers:
+            if worker.job is None:
+                continue
+            if worker.progress_ref is not None:
+                ready, _ = ray.wait([worker.progress_ref], timeout=0)
+                if not ready:
+                    continue
+                try:
+                    stage, step, total = ray.get(worker.progress_ref)
+                except ray.exceptions.RayError:
+                    worker.progress_ref = None
+                    continue
+                worker.progress_ref = None
+                if stage not in ("idle", "starting"):
+                    cancel = self._report(worker.job, stage, step, total)
+                    if cancel and not worker.cancelling:
+                        worker.cancelling = True
+                        worker.handle.cancel.remote()
+            if now - worker.polled >= PROGRESS_INTERVAL:
+                worker.polled = now
+                worker.progress_ref = worker.handle.progress.remote()
+
+    def _report(self, job_id: int, stage: str, step: int, total: int) -> bool:
+        try:
+            with self.studio.write() as session:
+                return lifecycle.report_progress(session, job_id, stage, step, total)
+        except DBAPIError as exc:  # progress is worth no failed take: the next report tries again
+            log.info("progress of job %s not recorded (%s)", job_id, exc)
+            return False
+
+    def kill_worker(self, index: int) -> None:
+        """Kill one actor as a lost node would (for drills and tests): its job is recovered on the next look."""
+        import ray
+
+        ray.kill(next(w for w in self.workers if w.index == index).handle, no_restart=True)
