@@ -55,12 +55,15 @@ class RunningServer:
     share_url: str | None
     demo: Any
     worker: WorkerThread
+    farm: Any = None  # the page's render farm (projects.farm.FarmRunner), when it was given one
 
     def stop(self) -> None:
-        """Close the page and stop the worker (after the take it is rendering, if any)."""
+        """Close the page and stop the farm and the worker (after the takes they are rendering, if any)."""
         try:
             self.demo.close()
         finally:
+            if self.farm is not None and self.farm.running:
+                self.farm.stop()
             self.worker.stop()
 
 
@@ -75,8 +78,15 @@ def start_server(studio: Studio, exposure: Exposure, *, port: int, block: bool) 
 
         from app.guard import PageGuard
         from app.ui import build_app
+        from projects.farm import FarmRunner
 
-        demo = build_app(studio, wake_worker=worker.wake)
+        farm = FarmRunner(studio, local=worker)
+
+        def wake() -> None:
+            worker.wake()
+            farm.wake()
+
+        demo = build_app(studio, wake_worker=wake, farm=farm)
         log.info("data directory: %s", studio.data_dir)
         log.info(
             "listening on http://%s:%d%s", exposure.host, port, " (with a public share link)" if exposure.share else ""
@@ -103,7 +113,7 @@ def start_server(studio: Studio, exposure: Exposure, *, port: int, block: bool) 
     except BaseException:
         worker.stop()
         raise
-    return RunningServer(local_url=local_url, share_url=share_url, demo=demo, worker=worker)
+    return RunningServer(local_url=local_url, share_url=share_url, demo=demo, worker=worker, farm=farm)
 
 
 # Gradio's event queue looks for work every millisecond when it has none (and for progress every 10 ms), which

@@ -9,6 +9,7 @@ the other panels when a take has finished.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import gradio as gr
 
@@ -34,7 +35,7 @@ PAGE_CSS = """
 """
 
 
-def build_app(studio: Studio, wake_worker: Callable[[], None] | None = None) -> gr.Blocks:
+def build_app(studio: Studio, wake_worker: Callable[[], None] | None = None, farm: Any = None) -> gr.Blocks:
     with gr.Blocks(title="Continuity", css=PAGE_CSS) as demo:
         gr.Markdown(
             "# Continuity\nLong-form AI video with characters that stay themselves from shot to shot.\n\n"
@@ -44,6 +45,7 @@ def build_app(studio: Studio, wake_worker: Callable[[], None] | None = None) -> 
         ctx = common.Context(
             studio=studio,
             wake_worker=wake_worker or (lambda: None),
+            farm=farm,
             project=gr.State(None),
             shot=gr.State(None),
             changed=gr.State(0),

@@ -689,6 +689,20 @@ class Studio:
             log.warning("%s is installed; its refiner is not: %s", backend, fetched.refiner_problem)
         return fetched.folder
 
+    def farm(
+        self, address: str | None = None, *, workers: int | None = None, gpus_per_worker: float = 1.0
+    ) -> dict[str, Any]:
+        """Render everything queued (``film.render(..., wait=False)``, ``film.keyframes(..., wait=False)``) on a Ray
+        cluster until nothing is queued or rendering: one worker per GPU of this machine, or of the cluster at
+        ``address`` (``ray://HOST:10001``, ``HOST:6379`` or ``"auto"``). The same farm as ``python app.py farm``.
+        Returns how many jobs ended and the workers that rendered them."""
+        from projects.farm import Farm
+
+        with Farm(self.core, address=address, workers=workers, gpus_per_worker=gpus_per_worker) as farm:
+            devices = [worker.device for worker in farm.workers]
+            ended = farm.run(once=True)
+        return {"jobs_ended": ended, "workers": devices, "recovered": farm.recovered}
+
     def wait(self, items: Iterable[TakeInfo | render_queue.JobInfo | int], *, progress: bool = True) -> list[TakeInfo]:
         """Render (or watch another worker render) until each of these takes is finished: takes as
         ``render(..., wait=False)`` returns them, take ids, or jobs. Returns the takes."""

@@ -41,7 +41,7 @@ from sqlalchemy.exc import DBAPIError
 from pipelines.backend import CancelToken, GenerationCancelled
 from projects import lifecycle, picture_inputs, take_inputs
 from projects.backends import models_dir
-from projects.errors import InvalidInput, StudioError
+from projects.errors import Conflict, InvalidInput, StudioError
 from projects.scoring import score_finished_take
 from projects.studio import Studio
 from projects.takes import source_take_for
@@ -57,6 +57,16 @@ READY_LOOKAHEAD = 500  # queued jobs looked at for one that is ready
 
 class FarmError(StudioError):
     """The farm could not start: Ray is missing, the cluster cannot be reached, or it has no room for a worker."""
+
+
+def check_settings(workers: Any, gpus_per_worker: Any) -> None:
+    """How many workers (None: as many as fit) and how many GPUs each, as a farm accepts them."""
+    if not isinstance(gpus_per_worker, (int, float)) or isinstance(gpus_per_worker, bool) or gpus_per_worker <= 0:
+        raise InvalidInput(f"must be a number above 0, got {gpus_per_worker!r}", "gpus_per_worker")
+    if not math.isfinite(gpus_per_worker):
+        raise InvalidInput(f"must be a number above 0, got {gpus_per_worker!r}", "gpus_per_worker")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise InvalidInput(f"must be a whole number from 1, got {workers!r}", "workers")
 
 
 # Which queued jobs can start now.
@@ -216,10 +226,7 @@ class Farm(RenderWorker):
         score: bool = True,
         progress: Callable[[str], None] | None = None,
     ) -> None:
-        if not isinstance(gpus_per_worker, (int, float)) or isinstance(gpus_per_worker, bool) or gpus_per_worker <= 0:
-            raise InvalidInput(f"must be a number above 0, got {gpus_per_worker!r}", "gpus_per_worker")
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise InvalidInput(f"must be a whole number from 1, got {workers!r}", "workers")
+        check_settings(workers, gpus_per_worker)
         self.address, self.gpus_per_worker, self.pace = address, float(gpus_per_worker), float(pace_seconds)
         self.wanted = workers
         self.say = progress or (lambda line: log.info("%s", line))
@@ -512,3 +519,90 @@ class Farm(RenderWorker):
         import ray
 
         ray.kill(next(w for w in self.workers if w.index == index).handle, no_restart=True)
+
+
+# The farm in a thread of the studio's own process (the page's Settings).
+
+
+class FarmRunner:
+    """Starts and stops a :class:`Farm` in a thread of this process and says what it is doing.
+
+    While the farm runs, the process's own render worker (``local``) is stopped, so a GPU is never shared by it and
+    an actor; it starts again when the farm stops.
+    """
+
+    def __init__(self, studio: Studio, local: Any = None) -> None:
+        self.studio, self.local = studio, local
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._started = threading.Event()
+        self._said = "The farm is not running: the studio's own worker renders the queue."
+        self._farm: Farm | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def status(self) -> str:
+        farm = self._farm
+        if self.running and farm is not None:
+            busy = sum(worker.job is not None for worker in farm.workers)
+            return f"The farm renders the queue on {len(farm.workers)} worker(s), {busy} busy: " + ", ".join(
+                worker.device for worker in farm.workers
+            )
+        return self._said
+
+    def start(self, address: str | None = None, *, workers: int | None = None, gpus_per_worker: float = 1.0) -> str:
+        """Start the farm and wait until its workers are up (or it failed); returns :meth:`status`."""
+        if self.running:
+            raise Conflict("the farm is already running; stop it first")
+        address = (address or "").strip() or None
+        if address is not None and not address.startswith(("ray://", "auto")) and ":" not in address:
+            raise InvalidInput(f"is not a Ray address (ray://HOST:10001, HOST:6379 or auto): {address!r}", "address")
+        check_settings(workers, gpus_per_worker)  # before anything stops or starts
+        self._stop.clear()
+        self._started.clear()
+        if self.local is not None:
+            self.local.stop()
+
+        def run() -> None:
+            try:
+                farm = Farm(self.studio, address=address, workers=workers, gpus_per_worker=gpus_per_worker)
+            except (StudioError, OSError) as exc:
+                self._said = f"The farm could not start: {exc}"
+                self._started.set()
+                self._resume_local()
+                return
+            self._farm = farm
+            self._started.set()
+            try:
+                ended = farm.run(stop=self._stop)
+                self._said = f"The farm stopped after ending {ended} job(s): the studio's own worker renders again."
+            except Exception as exc:
+                log.exception("the farm stopped")
+                self._said = f"The farm stopped: {exc}"
+            finally:
+                self._farm = None
+                farm.close()
+                self._resume_local()
+
+        self._thread = threading.Thread(target=run, name="render-farm", daemon=True)
+        self._thread.start()
+        self._started.wait(600)
+        return self.status()
+
+    def _resume_local(self) -> None:
+        if self.local is not None:
+            self.local.start()
+
+    def stop(self) -> str:
+        """Stop the farm after the takes being rendered (their actors finish them), and start the own worker."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        return self.status()
+
+    def wake(self) -> None:
+        farm = self._farm
+        if farm is not None:
+            farm.wake()

@@ -62,7 +62,12 @@ class WorkerThread:
         return self._worker is not None
 
     def start(self) -> bool:
-        """Start the thread; True if it holds the device now, False if it waits for another worker to let go."""
+        """Start the thread (again, after :meth:`stop`); True if it holds the device now, False if it waits for
+        another worker to let go."""
+        if self.alive:
+            return self.rendering
+        self._stop.clear()
+        self.failure = None
         self._try_to_hold()
         if self._worker is None:
             log.info("a render worker already serves %s; this one starts when it stops", self.device)

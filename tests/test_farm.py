@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,6 +168,37 @@ def test_a_coordinator_killed_mid_night_finishes_the_rest_when_started_again(tmp
         studio.close()
 
 
+def test_progress_reaches_the_queue_and_cancel_reaches_the_actor(cluster: None, studio: Studio) -> None:
+    make_story(studio, takes_each=1)
+    stop = threading.Event()
+    with Farm(studio, workers=1, pace_seconds=4.0, score=False) as farm:
+        runner = threading.Thread(target=farm.run, kwargs={"stop": stop, "poll_seconds": 0.2})
+        runner.start()
+        try:
+            seen = None
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and seen is None:
+                running = render_queue.list_jobs(studio, "Harbour", states=["running"])
+                if running and running[0].stage == "device" and running[0].step >= 2:
+                    seen = running[0]
+                time.sleep(0.1)
+            assert seen is not None, "no progress from the actor reached the queue"
+            assert seen.total > seen.step  # the actor is part-way through
+            asked = time.monotonic()
+            render_queue.cancel_job(studio, seen.id)
+            while time.monotonic() - asked < 10 and render_queue.get_job(studio, seen.id).state == "running":
+                time.sleep(0.05)
+            ended = render_queue.get_job(studio, seen.id)
+            assert ended.state == "cancelled" and time.monotonic() - asked < 3, ended
+            # The farm goes on with the next job.
+            while time.monotonic() - asked < 30 and not render_queue.list_jobs(studio, "Harbour", states=["done"]):
+                time.sleep(0.1)
+            assert render_queue.list_jobs(studio, "Harbour", states=["done"])
+        finally:
+            stop.set()
+            runner.join(timeout=30)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -185,3 +217,51 @@ def test_more_workers_than_the_cluster_has_gpus_is_refused(cluster: None, studio
 
     with pytest.raises(FarmError, match="room for 2 worker"):
         Farm(studio, workers=3, gpus_per_worker=2)
+
+
+def test_the_python_api_renders_the_queue_on_the_farm(cluster: None, tmp_path: Path) -> None:
+    import continuity
+
+    with continuity.open(tmp_path / "films") as studio:
+        film = studio.create_project("Harbour", width=64, height=64, fps=8)
+        film.add_shot("the harbour at dawn", 0.5)
+        film.add_shot("gulls over the water", 0.5, continue_from_previous=True)
+        film.render(takes=1, wait=False)
+        said = studio.farm(workers=2)
+        assert said["jobs_ended"] == 2 and len(said["workers"]) == 2
+        made = film.takes()
+        assert [(t.shot_number, t.status) for t in made] == [(1, "done"), (2, "done")]
+        assert made[1].source_take_id == made[0].id
+
+
+def test_the_page_starts_and_stops_the_farm_pausing_its_own_worker(cluster: None, studio: Studio) -> None:
+    from projects.farm import FarmRunner
+    from projects.worker_thread import WorkerThread
+
+    local = WorkerThread(studio, device="cpu", poll_seconds=0.2)
+    local.start()
+    runner = FarmRunner(studio, local=local)
+    try:
+        assert "not running" in runner.status()
+        with pytest.raises(InvalidInput, match="is not a Ray address"):
+            runner.start("my farm")
+        with pytest.raises(InvalidInput, match="gpus_per_worker"):
+            runner.start(gpus_per_worker=-1)
+        assert local.alive  # a refused start stops nothing
+
+        said = runner.start(workers=2)
+        assert said.startswith("The farm renders the queue on 2 worker(s)") and not local.alive
+        make_story(studio, takes_each=1)
+        runner.wake()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(render_queue.list_jobs(studio, "Harbour", states=["done"])) < 6:
+            time.sleep(0.2)
+        done = render_queue.list_jobs(studio, "Harbour", states=["done"])
+        assert len(done) == 6 and all(job.device.startswith(DEVICE_PREFIX) for job in jobs(studio))
+
+        assert runner.stop().startswith("The farm stopped after ending 6 job(s)")
+        assert local.alive and local.rendering  # the studio's own worker renders again
+    finally:
+        if runner.running:
+            runner.stop()
+        local.stop()

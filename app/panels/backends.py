@@ -7,10 +7,10 @@ from typing import Any
 
 import gradio as gr
 
-from app.panels.common import Context
+from app.panels.common import Context, user_errors
 from pipelines.registry import any_backend_class, backend_names, picture_backend_names
 from projects.backends import available_backends, memory_plan, memory_profile, models_dir
-from projects.errors import StudioError
+from projects.errors import InvalidInput, StudioError
 
 COLUMNS = ["backend", "draws", "ready", "refiner", "max frames", "needs a GPU", "why", "weights", "memory plan"]
 WIDTHS = ["9%", "7%", "5%", "8%", "6%", "6%", "27%", "14%", "18%"]
@@ -97,10 +97,55 @@ def build(ctx: Context) -> dict[str, Any]:
             w["plan_refiner"] = gr.Checkbox(False, label="With the refiner")
         w["plan"] = gr.Button("Plan")
         w["plan_text"] = gr.Code(label="The plan", language=None, elem_id="plan-text")
+    with gr.Accordion("Render farm (Ray)", open=False, elem_id="farm"):
+        gr.Markdown(
+            "Render the queue on every GPU of this machine, or on the machines of a Ray cluster you run (see the "
+            "README's *Renting a farm*): one worker per GPU, each keeping its model loaded. The studio stays the "
+            "only one that writes the project; its own worker pauses while the farm runs."
+        )
+        with gr.Row():
+            w["farm_address"] = gr.Textbox(
+                label="Ray cluster", placeholder="empty: this machine; or ray://HOST:10001", elem_id="farm-address"
+            )
+            w["farm_gpus"] = gr.Number(1, label="GPUs per worker", minimum=0.1, maximum=64, elem_id="farm-gpus")
+            w["farm_workers"] = gr.Number(
+                0, label="Workers (0: one per GPU)", minimum=0, maximum=1024, precision=0, elem_id="farm-workers"
+            )
+        with gr.Row():
+            w["farm_start"] = gr.Button("Start the farm", variant="primary", elem_id="farm-start")
+            w["farm_stop"] = gr.Button("Stop the farm", elem_id="farm-stop")
+            w["farm_look"] = gr.Button("Look again", elem_id="farm-look")
+        w["farm_status"] = gr.Markdown(farm_status(ctx), elem_id="farm-status")
     return w
 
 
+def farm_status(ctx: Context) -> str:
+    if ctx.farm is None:
+        return "The farm runs from a served studio (`python app.py`), or from `python app.py farm`."
+    return ctx.farm.status()
+
+
 def wire(ctx: Context, w: dict[str, Any]) -> None:
+    @user_errors
+    def start(address: str, gpus: float | None, workers: float | None) -> str:
+        if ctx.farm is None:
+            raise InvalidInput("the farm runs from a served studio (python app.py)", "farm")
+        count = None if not workers else int(workers)
+        return ctx.farm.start(address, workers=count, gpus_per_worker=float(gpus or 1))
+
+    @user_errors
+    def stop() -> str:
+        return ctx.farm.stop() if ctx.farm is not None else farm_status(ctx)
+
+    w["farm_start"].click(
+        start,
+        inputs=[w["farm_address"], w["farm_gpus"], w["farm_workers"]],
+        outputs=w["farm_status"],
+        api_name="start_farm",
+        concurrency_limit=1,
+    )
+    w["farm_stop"].click(stop, outputs=w["farm_status"], api_name="stop_farm", concurrency_limit=1)
+    w["farm_look"].click(lambda: farm_status(ctx), outputs=w["farm_status"], api_name="farm_status")
     w["refresh"].click(lambda: rows(ctx), outputs=w["table"], api_name="backends")
     w["plan"].click(
         lambda name, vram, ram, refiner: plan_text(ctx, name, vram, ram, refiner),
