@@ -188,6 +188,45 @@ def test_a_new_user_makes_a_film(page: tuple[object, Path], photos: dict[str, Pa
     assert len(list(data.glob("exports/*/*.mp4"))) == 1
 
 
+# Counts the frames Gradio's status tracker asks the browser for (installed before any script of the page's).
+COUNT_TRACKER_FRAMES = """
+(() => {
+  const native = window.requestAnimationFrame;
+  window.__trackerFrames = 0;
+  window.requestAnimationFrame = function (callback) {
+    if ((new Error().stack || "").includes("statustracker")) window.__trackerFrames += 1;
+    return native.call(window, callback);
+  };
+})();
+"""
+
+
+def tracker_frames(tab: object, seconds: float) -> int:
+    before = tab.evaluate("window.__trackerFrames")
+    tab.wait_for_timeout(seconds * 1000)
+    return tab.evaluate("window.__trackerFrames") - before
+
+
+def test_an_idle_page_asks_the_browser_for_nothing(page: tuple[object, Path]) -> None:
+    """Gradio's page-wide "Loading..." tracker leaves its timer's frame loop running after the page has loaded (60
+    frames a second, forever); the studio's page stops it once no tracker is pending, and the timers of trackers
+    that are pending still run."""
+    tab, _data = page
+    tab.add_init_script(COUNT_TRACKER_FRAMES)
+    tab.reload()
+    tab.wait_for_selector("#create-project", timeout=60_000)
+    tab.wait_for_timeout(1500)
+    assert tracker_frames(tab, 2) == 0
+    fill(tab, "new-project-name", "Gull Rock")
+    before = tab.evaluate("window.__trackerFrames")
+    tab.locator("#create-project").click()
+    tab.locator("#current-project").get_by_text("Gull Rock").wait_for(timeout=15_000)
+    assert tab.evaluate("window.__trackerFrames") > before  # the pending event's timer ran
+    tab.wait_for_timeout(1500)
+    assert tracker_frames(tab, 2) == 0
+    no_error(tab)
+
+
 def test_a_refused_request_shows_a_readable_message(page: tuple[object, Path]) -> None:
     tab, _ = page
     fill(tab, "new-project-name", "a/b")
