@@ -344,23 +344,23 @@ def run_farm(studio: Studio, args: argparse.Namespace) -> tuple[str, Any, int]:
     from projects.farm import Farm
 
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        with Farm(
-            studio,
-            address=args.address,
-            workers=args.workers,
-            gpus_per_worker=args.gpus_per_worker,
-            pace_seconds=float(os.environ.get("CONTINUITY_FARM_PACE") or 0),  # drills: a fixed device time a take
-            progress=print,
-        ) as farm:
-            devices = [worker.device for worker in farm.workers]
-            try:
-                ended = farm.run(once=args.once, stop=stop)
-            except KeyboardInterrupt:
-                ended = -1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with Farm(
+        studio,
+        address=args.address,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        pace_seconds=float(os.environ.get("CONTINUITY_FARM_PACE") or 0),  # drills: a fixed device time a take
+        progress=print,
+    ) as farm:
+        devices = [worker.device for worker in farm.workers]
+        # After Ray's start, which sets a SIGTERM handler of its own: a stop finishes the takes being rendered.
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            ended = farm.run(once=args.once, stop=stop)
+        except KeyboardInterrupt:
+            ended = -1
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     text = "stopped" if ended < 0 else f"the farm ended {ended} job(s)"
     return text, {"jobs_ended": max(ended, 0), "workers": devices, "recovered": farm.recovered}, 0
 

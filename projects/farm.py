@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -119,8 +120,11 @@ class RenderActor:
 
     def __init__(self, models: str | None, pace_seconds: float = 0.0) -> None:
         from pipelines.loading import PipelineCache, cuda_device_count
+        from pipelines.windows import render_long  # noqa: F401 - imported once here, not in the first job's time
 
-        self.models = Path(models) if models else None
+        # Each machine keeps its weights where its own $CONTINUITY_MODELS says, else where the studio's are.
+        own = os.environ.get("CONTINUITY_MODELS")
+        self.models = Path(own) if own else Path(models) if models else None
         self.pace = pace_seconds
         self.device = "cuda:0" if cuda_device_count() else "cpu"  # Ray shows an actor only its own GPUs
         self.cache = PipelineCache(capacity=1)
@@ -205,6 +209,7 @@ class _Worker:
     polled: float = 0.0
     progress_ref: Any = None
     cancelling: bool = False
+    lost: bool = False  # its actor died: it gets no more work, and is replaced once its job is recovered
 
 
 class Farm(RenderWorker):
@@ -233,6 +238,7 @@ class Farm(RenderWorker):
         self.workers: list[_Worker] = []
         self._next_index = 0
         self._started_ray = False
+        self._draining = False
         super().__init__(studio, device="farm", score=score)
         try:
             self._connect()
@@ -278,6 +284,8 @@ class Farm(RenderWorker):
                 temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
                 ray.init(include_dashboard=False, log_to_driver=False, _temp_dir=temp)
             else:
+                if os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file():
+                    os.environ.setdefault("RAY_AUTH_MODE", "token")  # the cluster's token, as README says
                 ray.init(address=self.address, log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             where = self.address or "this machine"
@@ -352,10 +360,11 @@ class Farm(RenderWorker):
             if until is not None and until():
                 break
             dispatched = self._dispatch()
-            ended += self._collect()
+            collected = self._collect()
+            ended += collected
             self._poll_progress()
             busy = any(w.job is not None for w in self.workers)
-            if busy or dispatched:
+            if busy or dispatched or collected:  # a take that ended may have made the next one ready
                 idle_since = time.monotonic()
                 continue
             if once and not self._queued():
@@ -364,6 +373,18 @@ class Farm(RenderWorker):
                 break  # queued jobs that no worker can start (never expected: see ready_jobs)
             self._wake.wait(min(poll_seconds, 0.5))
             self._wake.clear()
+        return ended + self._drain()
+
+    def _drain(self) -> int:
+        """After a stop: no new jobs, and the takes being rendered are finished and stored."""
+        self._draining = True
+        ended = 0
+        try:
+            while any(w.job is not None for w in self.workers):
+                ended += self._collect()
+                self._poll_progress()
+        finally:
+            self._draining = False
         return ended
 
     def _queued(self) -> bool:
@@ -373,8 +394,10 @@ class Farm(RenderWorker):
     def _dispatch(self) -> int:
         """Give every idle worker a ready job; returns how many were given."""
         given = 0
+        if self._draining:
+            return 0
         for worker in self.workers:
-            if worker.job is not None:
+            if worker.job is not None or worker.lost:
                 continue
             claimed = self._patiently("claim a job for the farm", lambda w=worker: self._claim_for(w))
             if claimed is None:
@@ -416,34 +439,59 @@ class Farm(RenderWorker):
             return job.id, kind, backend, target, request
 
     def _collect(self) -> int:
-        """Store what the workers finished; returns how many jobs ended."""
+        """Store what the workers finished; returns how many jobs ended.
+
+        A worker whose take came back is given its next job before the take is encoded and stored, and between
+        two stores the coordinator looks again for workers that finished meanwhile: the devices never wait on the
+        studio's storing, which is the one thing done in turn.
+        """
+        pending: list[tuple[_Worker, Any, str, str, int, tuple[str, Any]]] = []
+        self._gather(pending, POLL_SECONDS)
+        ended = 0
+        while pending:
+            self._store(*pending.pop(0))
+            ended += 1
+            self._gather(pending, 0)
+        return ended
+
+    def _gather(self, pending: list, timeout: float) -> None:
+        """Fetch the results of workers that finished (waiting up to ``timeout``), free them and give them work."""
         import ray
 
         busy = {w.ref: w for w in self.workers if w.ref is not None}
         if not busy:
-            return 0
-        done, _ = ray.wait(list(busy), num_returns=len(busy), timeout=POLL_SECONDS)
+            return
+        done, _ = ray.wait(list(busy), num_returns=len(busy), timeout=timeout)
         for ref in done:
-            self._store(busy[ref], ref)
-        return len(done)
+            worker = busy[ref]
+            outcome = self._fetch(ref)
+            pending.append((worker, worker.job, worker.kind, worker.backend, worker.target, outcome))
+            worker.job = worker.ref = worker.progress_ref = None
+            worker.lost = outcome[0] == "lost"
+        if done:
+            self._dispatch()
 
-    def _store(self, worker: _Worker, ref: Any) -> None:
+    def _fetch(self, ref: Any) -> tuple[str, Any]:
+        """A finished call's result (``result``), the job's own error (``error``) or the actor's death (``lost``)."""
         import ray
 
-        job_id, kind, backend, target = worker.job, worker.kind, worker.backend, worker.target
-        worker.job = worker.ref = worker.progress_ref = None
-        assert job_id is not None
-        finished = None
         try:
-            result = ray.get(ref)
+            return "result", ray.get(ref)
         except ray.exceptions.RayActorError as exc:
-            self._lost(worker, job_id, exc)
-            return
+            return "lost", exc
         except ray.exceptions.RayTaskError as exc:
-            cause = exc.as_instanceof_cause()
-            with self._failures(job_id):
-                raise cause from None
+            return "error", exc.as_instanceof_cause()
+
+    def _store(self, worker: _Worker, job_id: Any, kind: str, backend: str, target: int, outcome: Any) -> None:
+        what, result = outcome
+        if what == "lost":
+            self._lost(worker, job_id, result)
             return
+        if what == "error":
+            with self._failures(job_id):
+                raise result
+            return
+        finished = None
         where = (f"{self.name}/{worker.device}", worker.device)
         scratch = Path(tempfile.mkdtemp(prefix=self._scratch_prefix(), dir=self.studio.media.temp_dir))
         try:
@@ -454,8 +502,6 @@ class Farm(RenderWorker):
                     self._finish(job_id, backend, result, scratch, where=where)
                     finished = (target, result.frames)
         finally:
-            import shutil
-
             shutil.rmtree(scratch, ignore_errors=True)
         if finished is not None and self.score:
             score_finished_take(self.studio, *finished)

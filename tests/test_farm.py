@@ -265,3 +265,16 @@ def test_the_page_starts_and_stops_the_farm_pausing_its_own_worker(cluster: None
         if runner.running:
             runner.stop()
         local.stop()
+
+
+def test_a_cluster_that_is_not_there_gets_a_clear_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTINUITY_", "RAY_ADDRESS"))}
+    command = [sys.executable, "app.py", "farm", "--once", "--data-dir", str(tmp_path / "data")]
+    # Nothing listens there (Ray's client gives up after a second, not its default 30).
+    quick = env | {"RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "1", "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "1"}
+    address = ["--address", "ray://127.0.0.1:9"]
+    missing = subprocess.run([*command, *address], cwd=ROOT, env=quick, capture_output=True, text=True)
+    assert missing.returncode == 1
+    assert "error: could not start or reach Ray on ray://127.0.0.1:9: ray client connection timeout" in missing.stderr
+    bad = subprocess.run([*command, "--workers", "0"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert bad.returncode == 1 and "workers: must be a whole number from 1, got 0" in bad.stderr
