@@ -11,7 +11,6 @@ placed just before the shot ("" for none).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from projects import queries
 from projects.errors import InvalidInput
 from projects.storyboard import UNCHANGED
 from projects.studio import Studio
+from projects.validation import clean_seconds
 from storage.models import MAX_CARD_TEXT, MAX_CROSSFADE_SECONDS, MAX_SHOT_SECONDS, Shot
 
 FIELDS = ("cut_in", "cut_out", "crossfade", "card")
@@ -73,13 +73,17 @@ def clean_cut(
 ) -> CutValues:
     """The four values checked: seconds that are finite numbers in range, an out point after the in point, a
     crossfade of at most a minute, a card of at most 500 characters. Anything else is refused, naming ``where``."""
-    start = _seconds(0.0 if cut_in is None else cut_in, f"{where}: in point", MAX_SHOT_SECONDS, zero=True)
+    start = clean_seconds(0.0 if cut_in is None else cut_in, f"{where}: in point", MAX_SHOT_SECONDS, allow_zero=True)
     if start >= MAX_SHOT_SECONDS:
         raise InvalidInput(f"is {start:g} s; a shot lasts at most {MAX_SHOT_SECONDS:g} s", f"{where}: in point")
-    end = None if cut_out is None else _seconds(cut_out, f"{where}: out point", MAX_SHOT_SECONDS)
+    end = None if cut_out is None else clean_seconds(cut_out, f"{where}: out point", MAX_SHOT_SECONDS)
     if end is not None and end <= start:
         raise InvalidInput(f"{end:g} s is not after the in point ({start:g} s)", f"{where}: out point")
-    fade = None if crossfade is None else _seconds(crossfade, f"{where}: crossfade", MAX_CROSSFADE_SECONDS, zero=True)
+    fade = (
+        None
+        if crossfade is None
+        else clean_seconds(crossfade, f"{where}: crossfade", MAX_CROSSFADE_SECONDS, allow_zero=True)
+    )
     if card is None:
         card = ""
     if not isinstance(card, str):
@@ -90,16 +94,6 @@ def clean_cut(
     if "\x00" in text:
         raise InvalidInput("contains a NUL character", f"{where}: title card")
     return CutValues(start, end, fade, text)
-
-
-def _seconds(value: Any, where: str, limit: float, *, zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidInput(f"must be a number of seconds, got {value!r}", where)
-    if value < 0 or (value == 0 and not zero):
-        raise InvalidInput(f"must be more than 0 seconds, got {value:g}", where)
-    if value > limit:
-        raise InvalidInput(f"is {value:g} s; the limit is {limit:g} s", where)
-    return float(value)
 
 
 def _info(shot: Shot) -> ShotCut:

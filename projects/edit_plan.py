@@ -31,7 +31,7 @@ from projects.drawing import colour
 from projects.errors import Conflict, InvalidInput, StudioError
 from projects.records import ProjectInfo
 from projects.studio import Studio
-from projects.validation import clean_fps, clean_side
+from projects.validation import clean_fps, clean_seconds, clean_side
 from storage.models import MAX_CROSSFADE_SECONDS, Shot, Take
 
 Progress = Callable[[str, int, int], None]
@@ -208,10 +208,10 @@ def plan_edit(
         )
     _verify_takes(studio, [shot for shot in shots if shot.take is not None], progress)
 
-    crossfade = _seconds(options.crossfade, "crossfade", MAX_CROSSFADE_SECONDS, allow_zero=True)
+    crossfade = clean_seconds(options.crossfade, "crossfade", MAX_CROSSFADE_SECONDS, allow_zero=True)
     crossfade_frames = _fade_frames(crossfade, fps, "crossfade")
     audio, audio_seconds = _check_audio(options.audio)
-    audio_fade = _seconds(options.audio_fade, "audio_fade", MAX_TITLE_SECONDS * 10, allow_zero=True)
+    audio_fade = clean_seconds(options.audio_fade, "audio_fade", MAX_TITLE_SECONDS * 10, allow_zero=True)
     if not isinstance(options.crf, int) or isinstance(options.crf, bool) or not 0 <= options.crf <= 51:
         raise InvalidInput(f"must be a whole number from 0 to 51, got {options.crf!r}", "crf")
 
@@ -224,7 +224,7 @@ def plan_edit(
     trims = {s.number: s.trim for s in shots if saved and s.trim is not None} | dict(options.trims)
     fades = {s.number: s.crossfade for s in shots if saved and s.crossfade is not None}
     for number, seconds in options.crossfades.items():
-        fades[number] = _seconds(seconds, f"crossfades[{number}]", MAX_CROSSFADE_SECONDS, allow_zero=True)
+        fades[number] = clean_seconds(seconds, f"crossfades[{number}]", MAX_CROSSFADE_SECONDS, allow_zero=True)
     cards = _title_cards(options, info, shots)
     items: list[EditItem] = []
     joins: list[int] = []  # into each item after the first
@@ -350,16 +350,6 @@ def _check_audio(path: Path | str | None) -> tuple[Path | None, float]:
     return path.resolve(), info.seconds
 
 
-def _seconds(value: Any, field: str, limit: float, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidInput(f"must be a number of seconds, got {value!r}", field)
-    if value < 0 or (value == 0 and not allow_zero):
-        raise InvalidInput(f"must be more than 0 seconds, got {value!r}", field)
-    if value > limit:
-        raise InvalidInput(f"is {value:g} seconds; the limit is {limit:g}", field)
-    return float(value)
-
-
 def _title_cards(options: ExportOptions, info: ProjectInfo, shots: Sequence[_ShotRow]) -> dict[int | None, list]:
     """Cards by the shot they come before (None: after the last shot)."""
     cards: list[TitleCard] = []
@@ -390,7 +380,7 @@ def _title_cards(options: ExportOptions, info: ProjectInfo, shots: Sequence[_Sho
         where = f"title_cards[{index}]"
         if not isinstance(card.text, str) or not card.text.strip():
             raise InvalidInput("a title card needs some text", where)
-        _seconds(card.seconds, f"{where}.seconds", MAX_TITLE_SECONDS)
+        clean_seconds(card.seconds, f"{where}.seconds", MAX_TITLE_SECONDS)
         for value in (card.background, card.color):
             colour(value, where)
         if isinstance(card.before_shot, bool) or not isinstance(card.before_shot, int) or card.before_shot < 1:

@@ -114,6 +114,17 @@ def clean_camera(value: Any, field: str = "camera") -> str:
         raise InvalidInput(str(exc), field) from None
 
 
+def clean_seconds(value: Any, field: str, limit: float, *, allow_zero: bool = False) -> float:
+    """A finite number of seconds above 0 (or 0 with ``allow_zero``), at most ``limit``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInput(f"must be a number of seconds, got {value!r}", field)
+    if value < 0 or (value == 0 and not allow_zero):
+        raise InvalidInput(f"must be more than 0 seconds, got {value:g}", field)
+    if value > limit:
+        raise InvalidInput(f"is {value:g} s; the limit is {limit:g} s", field)
+    return float(value)
+
+
 def clean_flag(value: Any, field: str) -> bool:
     if isinstance(value, bool):
         return value

@@ -59,7 +59,7 @@ def test_the_cut_marks_missing_and_stale_shots_and_plays_the_approved_takes(stud
     assert re.search(r'class="seg fade-in"[^>]*id="cut-shot-2"[^>]*title="[^"]*0.5 s dissolve into it"', page)
     playlist = json.loads(html.unescape(re.search(r'data-playlist="([^"]*)"', page).group(1)))
     assert (playlist[0]["from"], playlist[0]["to"]) == (0.5, 1.0)
-    assert "4 shots, 5 s." in page
+    assert "4 shots and 1 title card, 7 s." in page  # 0.5 + 1.5 + 1.5 + 1.5 s, and the 2 s card
 
 
 def test_a_cut_ready_to_export_says_so(studio: Studio) -> None:

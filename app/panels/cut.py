@@ -13,6 +13,7 @@ import json
 from app.panels.board import file_url, html_escape
 from projects.board import Board
 from projects.cut import ShotCut
+from projects.edit_plan import TitleCard
 
 CSS = """
 .cut-warnings { margin: 0 0 8px; padding: 8px 12px; border-radius: 8px; border: 1px solid #a86400;
@@ -148,9 +149,12 @@ def cut_html(found: Board | None, shots: list[ShotCut] | None = None) -> str:
             f'<div class="{classes}" data-index="{index}" id="cut-shot-{card.number}" style="width:{width}px" '
             f'title="{html_escape(title)}">{picture}<span>{card.number}</span></div>'
         )
+    cards = sum(1 for shot in edits.values() if shot.card)
+    seconds += cards * TitleCard("").seconds
+    cards_said = f" and {cards} title card{'s' * (cards != 1)}" if cards else ""
     player = (
         '<div class="cut-player"><video controls playsinline preload="none"></video><div>'
-        f"<p>{len(found.shots)} shots, {seconds:g} s.</p>"
+        f"<p>{len(found.shots)} shots{cards_said}, {seconds:g} s.</p>"
         '<button data-cmd="play">Play the cut</button> <button data-cmd="stop">Stop</button></div></div>'
     )
     track = f'<div class="cut-track" id="cut-track">{"".join(segments)}</div>'
