@@ -4,9 +4,10 @@ on this machine or across a Ray cluster.
 The studio's process stays the only writer of the database and the media store. The coordinator (:class:`Farm`,
 a :class:`~projects.worker.RenderWorker` that holds the data directory's ``farm`` lock instead of a device's)
 claims a job, resolves its pictures and sends the actor the request (pictures by content, the backend's name, the
-generation settings); the actor loads the backend once, keeps it loaded between jobs, renders, and sends back the
-result (frames, timings, parameters, notes). The coordinator encodes, stores and commits it exactly as a local
-worker does; only the device recorded in the take's provenance says where it was rendered
+generation settings); the actor loads the backend once, keeps it loaded between jobs, renders, encodes the take
+(its mp4 and thumbnail) and sends them back with the rest of the result (timings, parameters, notes, the frames'
+hash, the library versions of that machine). The coordinator stores and commits it exactly as a local worker
+does; only the worker and device recorded in the take's provenance say where it was rendered
 (``ray:<n>:<device>@<host>``).
 
 Scheduling follows the story: a shot that continues from the previous one is ready only once the take it starts
@@ -23,6 +24,7 @@ progress is read from every busy actor and written to the job rows the page and 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -40,13 +42,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from pipelines.backend import CancelToken, GenerationCancelled
+from pipelines.video import read_frames
 from projects import lifecycle, picture_inputs, take_inputs
 from projects.backends import models_dir
 from projects.errors import Conflict, InvalidInput, StudioError
 from projects.scoring import score_finished_take
 from projects.studio import Studio
 from projects.takes import source_take_for
-from projects.worker import PROGRESS_INTERVAL, RenderWorker
+from projects.worker import PROGRESS_INTERVAL, EncodedTake, RenderWorker
 from storage.models import Job, Shot, Take
 
 log = logging.getLogger(__name__)
@@ -165,8 +168,10 @@ class RenderActor:
             self._hold(report)
             backend = self._backend(kind, backend_name)
             if kind == "picture":
-                return backend.draw(request, progress=report, cancel=self.cancel_token)
-            return render_long(backend, request, progress=report, cancel=self.cancel_token)
+                return _with_libraries(backend.draw(request, progress=report, cancel=self.cancel_token))
+            result = render_long(backend, request, progress=report, cancel=self.cancel_token)
+            report("encode", 0, 1)
+            return RenderedTake.encode(_with_libraries(result))
         finally:
             self.state = ("idle", 0, 0)
 
@@ -188,6 +193,52 @@ class RenderActor:
             make = create_picture_backend if kind == "picture" else create_backend
             self.backends[key] = make(name, models_dir=self.models, cache=self.cache, device=self.device)
         return self.backends[key]
+
+
+def _with_libraries(result: Any) -> Any:
+    """The result with the library versions of the machine that made it in its provenance (unless it has them)."""
+    from projects.provenance import library_versions
+
+    made_by = dict(result.parameters.get("provenance") or {})
+    if made_by.get("libraries"):
+        return result
+    made_by["libraries"] = library_versions()
+    return dataclasses.replace(result, parameters={**result.parameters, "provenance": made_by})
+
+
+@dataclass(frozen=True)
+class RenderedTake:
+    """A take as it travels back from an actor: encoded where it was made (an mp4 of a few MB rather than its raw
+    frames), with the rest of its result (no frames, no latents)."""
+
+    result: Any  # GenerationResult with an empty frames array
+    video: bytes
+    thumbnail: bytes
+    info: Any  # pipelines.probe.VideoInfo
+    frames_sha256: str
+    num_frames: int
+    encode_seconds: float
+
+    @classmethod
+    def encode(cls, result: Any) -> RenderedTake:
+        import numpy as np
+
+        from projects.worker import encode_take
+
+        with tempfile.TemporaryDirectory(prefix="continuity-take-") as folder:
+            encoded = encode_take(result, Path(folder))
+            video, thumbnail = encoded.video.read_bytes(), encoded.thumbnail.read_bytes()
+        bare = dataclasses.replace(result, frames=np.empty((0, 0, 0, 3), np.uint8), latents=None)
+        return cls(
+            bare, video, thumbnail, encoded.info, encoded.frames_sha256, encoded.num_frames, encoded.encode_seconds
+        )
+
+    def files(self, folder: Path) -> EncodedTake:
+        """The take's files written into ``folder``, as the studio stores them."""
+        video, thumbnail = folder / "take.mp4", folder / "thumbnail.png"
+        video.write_bytes(self.video)
+        thumbnail.write_bytes(self.thumbnail)
+        return EncodedTake(video, thumbnail, self.info, self.frames_sha256, self.num_frames, self.encode_seconds)
 
 
 # The coordinator.
@@ -499,11 +550,13 @@ class Farm(RenderWorker):
                 if kind == "picture":
                     self._finish_picture(job_id, target, backend, result, where=where)
                 else:
-                    self._finish(job_id, backend, result, scratch, where=where)
-                    finished = (target, result.frames)
+                    encoded = result.files(scratch)
+                    frames = read_frames(encoded.video) if self.score else None  # before the store takes the file
+                    self._record(job_id, backend, result.result, encoded, where=where)
+                    finished = (target, frames)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        if finished is not None and self.score:
+        if finished is not None and finished[1] is not None:
             score_finished_take(self.studio, *finished)
 
     def _lost(self, worker: _Worker, job_id: int, exc: Exception) -> None:

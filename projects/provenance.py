@@ -20,9 +20,18 @@ from storage.models import PictureTake, Take
 
 
 def take_provenance(
-    take: Take, result: GenerationResult, *, backend: str, video: StoredFile, info: VideoInfo, worker: str, device: str
+    take: Take,
+    result: GenerationResult,
+    *,
+    backend: str,
+    video: StoredFile,
+    info: VideoInfo,
+    worker: str,
+    device: str,
+    frames_hash: str | None = None,
 ) -> dict[str, Any]:
-    """The provenance of ``take``, rendered as ``result`` by ``backend`` on ``worker`` and stored as ``video``."""
+    """The provenance of ``take``, rendered as ``result`` by ``backend`` on ``worker`` and stored as ``video``;
+    ``frames_hash`` is the frames' hash where ``result`` no longer holds them (a take encoded where it was made)."""
     from_backend = json_safe(result.parameters.get("provenance", {}))
     return {
         "backend": backend,
@@ -30,7 +39,7 @@ def take_provenance(
         "seed": take.seed,
         "inputs": {i.role + (f"[{i.position}]" if i.role == "reference" else ""): i.sha256 for i in take.inputs},
         "source_take_id": take.source_take_id,
-        "frames_sha256": frames_sha256(result.frames),
+        "frames_sha256": frames_hash or frames_sha256(result.frames),
         "video": {"sha256": video.sha256, "codec": info.codec, "pix_fmt": info.pix_fmt},
         "peak_memory": result.peak_memory,
         "worker": worker,

@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,7 +44,7 @@ from pipelines.backend import Backend, BackendError, CancelToken, GenerationCanc
 from pipelines.keyframes import PictureBackend
 from pipelines.loading import PipelineCache, cuda_device_count, free_memory
 from pipelines.registry import create_backend, create_picture_backend
-from pipelines.video import write_mp4, write_thumbnail
+from pipelines.video import VideoInfo, frames_sha256, write_mp4, write_thumbnail
 from pipelines.windows import render_long
 from projects import lifecycle, picture_inputs, take_inputs
 from projects.backends import models_dir
@@ -415,37 +416,50 @@ class RenderWorker:
     ) -> None:
         """Encode the take's files and record it; ``where`` is the (worker, device) that rendered it, if not this
         worker (a farm's actor)."""
+        encoded = encode_take(result, scratch)
+        self._record(job_id, backend_name, result, encoded, where=where)
+
+    def _record(
+        self,
+        job_id: int,
+        backend_name: str,
+        result: GenerationResult,
+        encoded: EncodedTake,
+        *,
+        where: tuple[str, str] | None = None,
+    ) -> None:
+        """Store an encoded take's files and write its rows, provenance included, in one transaction."""
         worker, device = where or (self.name, self.device)
-        frames = result.frames
-        video_path = scratch / "take.mp4"
-        thumb_path = scratch / "thumbnail.png"
-        encode_start = time.perf_counter()
-        info = write_mp4(frames, result.fps, video_path)
-        write_thumbnail(frames[len(frames) // 2], thumb_path)
-        encode_seconds = time.perf_counter() - encode_start
 
         def record() -> None:
             with self.studio.write() as session:
                 job = session.get(Job, job_id)
                 if job.cancel_requested:
                     raise GenerationCancelled("cancelled while the video was being written")
-                video = self.studio.store_file(session, video_path, "mp4")
-                thumbnail = self.studio.store_file(session, thumb_path, "png")
+                video = self.studio.store_file(session, encoded.video, "mp4")
+                thumbnail = self.studio.store_file(session, encoded.thumbnail, "png")
                 take = job.take
                 take.params = {**take.params, "generation": generation_parameters(result), "notes": list(result.notes)}
                 timings = {k: round(v, 4) for k, v in result.timings.items()}
-                take.timings = {**timings, "encode": round(encode_seconds, 4)}
+                take.timings = {**timings, "encode": round(encoded.encode_seconds, 4)}
                 take.provenance = take_provenance(
-                    take, result, backend=backend_name, video=video, info=info, worker=worker, device=device
+                    take,
+                    result,
+                    backend=backend_name,
+                    video=video,
+                    info=encoded.info,
+                    worker=worker,
+                    device=device,
+                    frames_hash=encoded.frames_sha256,
                 )
-                lifecycle.finish(session, job, video=video, thumbnail=thumbnail, num_frames=int(frames.shape[0]))
+                lifecycle.finish(session, job, video=video, thumbnail=thumbnail, num_frames=encoded.num_frames)
 
         try:
             # A rendered take is worth waiting for: a busy or full database is given time to come back.
             self._patiently("record the finished take", record, give_up_after=DB_FINISH_PATIENCE)
         except DBAPIError as exc:
             raise JobFailed(f"the take was rendered but could not be recorded: the database {_reason(exc)}") from None
-        log.info("job %s done (%d frames)", job_id, frames.shape[0])
+        log.info("job %s done (%d frames)", job_id, encoded.num_frames)
 
     def _end(self, job_id: int, state: str, reason: str) -> None:
         def end() -> None:
@@ -462,6 +476,29 @@ class RenderWorker:
     def job(self, job_id: int) -> Any:
         with self.studio.read() as session:
             return job_info(session, session.get(Job, job_id))
+
+
+@dataclass(frozen=True)
+class EncodedTake:
+    """A rendered take as files: its mp4 and thumbnail (in a scratch folder), and what is known of its frames."""
+
+    video: Path
+    thumbnail: Path
+    info: VideoInfo
+    frames_sha256: str
+    num_frames: int
+    encode_seconds: float
+
+
+def encode_take(result: GenerationResult, folder: Path) -> EncodedTake:
+    """Write ``result``'s frames as ``take.mp4`` and ``thumbnail.png`` in ``folder``."""
+    frames = result.frames
+    video_path, thumb_path = folder / "take.mp4", folder / "thumbnail.png"
+    start = time.perf_counter()
+    info = write_mp4(frames, result.fps, video_path)
+    write_thumbnail(frames[len(frames) // 2], thumb_path)
+    seconds = time.perf_counter() - start
+    return EncodedTake(video_path, thumb_path, info, frames_sha256(frames), int(frames.shape[0]), seconds)
 
 
 def _reason(exc: DBAPIError) -> str:

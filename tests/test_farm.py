@@ -24,6 +24,7 @@ from projects import render_queue, storyboard, takes
 from projects.errors import InvalidInput
 from projects.farm import DEVICE_PREFIX, Farm, ready_jobs
 from projects.studio import Studio, open_studio
+from projects.worker import RenderWorker
 from storage.models import Job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +53,7 @@ def make_story(studio: Studio, takes_each: int = 2) -> None:
             duration=0.5,
             continue_from_previous=number in (2, 3, 6),
         )
-    render_queue.queue_renders(studio, "Harbour", takes=takes_each)
+    render_queue.queue_renders(studio, "Harbour", takes=takes_each, seed=7)
 
 
 def jobs(studio: Studio) -> list[Job]:
@@ -79,7 +80,9 @@ def assert_chains_kept(studio: Studio) -> None:
             assert job_of[source.id].finished_at <= job_of[take.id].started_at
 
 
-def test_a_storyboard_renders_every_take_once_keeping_every_chain(cluster: None, studio: Studio) -> None:
+def test_a_storyboard_renders_every_take_once_keeping_every_chain(
+    cluster: None, studio: Studio, tmp_path: Path
+) -> None:
     make_story(studio)
     with Farm(studio, workers=3, pace_seconds=0.3, score=False) as farm:
         assert len(farm.workers) == 3 and all(w.device.startswith(DEVICE_PREFIX) for w in farm.workers)
@@ -98,6 +101,32 @@ def test_a_storyboard_renders_every_take_once_keeping_every_chain(cluster: None,
     take = takes.get_take(studio, made[0].id)
     assert take.provenance["device"].startswith(DEVICE_PREFIX) and ":cpu@" in take.provenance["device"]
     assert take.provenance["worker"].endswith("/" + take.provenance["device"])
+
+    # The same storyboard rendered by a local worker gives the same takes, byte for byte (the shots that start
+    # from their own picture: a continued shot starts from whichever take of the shot before finished last).
+    here = open_studio(tmp_path / "local")
+    try:
+        make_story(here)
+        with RenderWorker(here, device="cpu", score=False) as worker:
+            worker.run(once=True)
+
+        def rendered(where: Studio) -> dict:
+            found = {}
+            for item in takes.list_takes(where, "Harbour").items:
+                if item.shot_number not in (1, 4, 5):
+                    continue
+                full = takes.get_take(where, item.id)
+                found[(item.shot_number, item.take_number)] = (
+                    full.video_sha256,
+                    full.provenance["frames_sha256"],
+                    full.num_frames,
+                    full.params["generation"],
+                )
+            return found
+
+        assert rendered(studio) == rendered(here)
+    finally:
+        here.close()
 
 
 def test_a_chained_shot_waits_for_the_take_it_starts_from(studio: Studio) -> None:
