@@ -55,7 +55,7 @@ class RunningServer:
     share_url: str | None
     demo: Any
     worker: WorkerThread
-    farm: Any = None  # the page's render farm (projects.farm.FarmRunner), when it was given one
+    farm: Any = None  # the page's render farm (projects.farm_runner.FarmRunner), when it was given one
 
     def stop(self) -> None:
         """Close the page and stop the farm and the worker (after the takes they are rendering, if any)."""
@@ -78,7 +78,7 @@ def start_server(studio: Studio, exposure: Exposure, *, port: int, block: bool) 
 
         from app.guard import PageGuard
         from app.ui import build_app
-        from projects.farm import FarmRunner
+        from projects.farm_runner import FarmRunner
 
         farm = FarmRunner(studio, local=worker)
 

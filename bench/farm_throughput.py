@@ -2,7 +2,7 @@
 shots, and the studio's per-take overhead on the farm against a local worker.
 
 A local Ray cluster declares 8 GPUs (none real); each actor takes one and holds every take for a fixed device time
-(``--device-seconds``, a sleep with progress and cancel, see ``projects.farm.RenderActor``) on top of a tiny
+(``--device-seconds``, a sleep with progress and cancel, see ``projects.farm_actor.RenderActor``) on top of a tiny
 animatic take, so what is measured is the farm's scheduling, the transfer of requests and frames and the studio's
 storing of each take, not this machine's cores.
 

@@ -16,6 +16,9 @@ Two ways to a film, chosen by the caller:
 
 Command builders return plain argument lists, so they are tested without encoding anything. ffmpeg writes the
 path it is given; callers pass a temporary name beside the target and rename it into place.
+
+The module is longer than 500 lines because the two ways share their segments and commands, and the decoding
+lanes, batches and blending of :func:`render_film` only make sense read together.
 """
 
 from __future__ import annotations

@@ -21,8 +21,11 @@ import hashlib
 import logging
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -40,6 +43,9 @@ from pipelines.ffmpeg import (
     stop_process,
 )
 from pipelines.probe import VideoInfo, probe
+
+if TYPE_CHECKING:
+    from pipelines.backend import GenerationResult
 
 logger = logging.getLogger(__name__)
 
@@ -272,3 +278,26 @@ def _decode(command: list[str], info: VideoInfo, name: str) -> Iterator[np.ndarr
             stop_process(process)  # the caller stopped early or something failed: don't leave ffmpeg running
         if process.returncode != 0:
             raise VideoError(f"ffmpeg could not read {name}: {stderr_tail(stderr)}")
+
+
+@dataclass(frozen=True)
+class EncodedTake:
+    """A rendered take as files: its mp4 and thumbnail (in a scratch folder), and what is known of its frames."""
+
+    video: Path
+    thumbnail: Path
+    info: VideoInfo
+    frames_sha256: str
+    num_frames: int
+    encode_seconds: float
+
+
+def encode_take(result: GenerationResult, folder: Path) -> EncodedTake:
+    """Write ``result``'s frames as ``take.mp4`` and ``thumbnail.png`` in ``folder``."""
+    frames = result.frames
+    video_path, thumb_path = folder / "take.mp4", folder / "thumbnail.png"
+    start = time.perf_counter()
+    info = write_mp4(frames, result.fps, video_path)
+    write_thumbnail(frames[len(frames) // 2], thumb_path)
+    seconds = time.perf_counter() - start
+    return EncodedTake(video_path, thumb_path, info, frames_sha256(frames), int(frames.shape[0]), seconds)

@@ -17,6 +17,9 @@ loads (a bundle written at revision 0008 before pictures travelled has no ``pict
 A bundle written at an older schema revision is brought to this version's rows by :func:`upgrade_document`: one
 ``_since_NNNN`` step for each revision that changed what a bundle holds, applied in migration order.
 
+The module is longer than 500 lines because writing, upgrading and reading the rows of every table are kept side
+by side: a field added to one of the three without the others is seen here.
+
 ``origin`` identifies the project a bundle came from (a hash of its creation time, which unpacking keeps), so a
 merge can tell a bundle of the same project from one of another project with the same name. Times are written as
 ISO 8601 in UTC (:func:`timestamp`) and read back as aware datetimes (:func:`parse_timestamp`).

@@ -24,12 +24,10 @@ progress is read from every busy actor and written to the job rows the page and 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -41,15 +39,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from pipelines.backend import CancelToken, GenerationCancelled
 from pipelines.video import read_frames
 from projects import lifecycle, picture_inputs, take_inputs
 from projects.backends import models_dir
-from projects.errors import Conflict, InvalidInput, StudioError
+from projects.errors import InvalidInput, StudioError
+from projects.farm_actor import RenderActor
 from projects.scoring import score_finished_take
 from projects.studio import Studio
 from projects.takes import source_take_for
-from projects.worker import PROGRESS_INTERVAL, EncodedTake, RenderWorker
+from projects.worker import PROGRESS_INTERVAL, RenderWorker
 from storage.models import Job, Shot, Take
 
 log = logging.getLogger(__name__)
@@ -110,137 +108,6 @@ def _waits_for_previous(session: Any, shot: Shot) -> bool:
     return pending is not None
 
 
-# The actor: one per GPU (or CPU worker), on any machine of the cluster.
-
-
-class RenderActor:
-    """Renders jobs on the device Ray gave it, keeping its backends (and their pipelines) loaded between jobs.
-
-    ``pace_seconds`` holds each job for that long on top of the backend's own time, reporting progress and
-    honouring cancel as it goes: a fixed device time per take, with which the farm's scheduling and transfers are
-    measured on machines without GPUs (the benchmark and the tests).
-    """
-
-    def __init__(self, models: str | None, pace_seconds: float = 0.0) -> None:
-        from pipelines.loading import PipelineCache, cuda_device_count
-        from pipelines.windows import render_long  # noqa: F401 - imported once here, not in the first job's time
-
-        # Each machine keeps its weights where its own $CONTINUITY_MODELS says, else where the studio's are.
-        own = os.environ.get("CONTINUITY_MODELS")
-        self.models = Path(own) if own else Path(models) if models else None
-        self.pace = pace_seconds
-        self.device = "cuda:0" if cuda_device_count() else "cpu"  # Ray shows an actor only its own GPUs
-        self.cache = PipelineCache(capacity=1)
-        self.backends: dict[str, Any] = {}
-        self.state: tuple[str, int, int] = ("idle", 0, 0)
-        self.cancel_token = CancelToken()
-
-    def about(self) -> dict[str, Any]:
-        import ray
-
-        return {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "device": self.device,
-            "gpus": [str(g) for g in ray.get_gpu_ids()],
-        }
-
-    def loaded(self) -> list[str]:
-        return sorted(self.backends)
-
-    def progress(self) -> tuple[str, int, int]:
-        return self.state
-
-    def cancel(self) -> None:
-        self.cancel_token.cancel()
-
-    def render(self, kind: str, backend_name: str, request: Any) -> Any:
-        """A take (``kind`` "video", through :func:`pipelines.windows.render_long`) or a picture ("picture")."""
-        from pipelines.windows import render_long
-
-        self.cancel_token = CancelToken()
-        self.state = ("starting", 0, 0)
-
-        def report(stage: str, step: int, total: int) -> None:
-            self.state = (stage, step, total)
-
-        try:
-            self._hold(report)
-            backend = self._backend(kind, backend_name)
-            if kind == "picture":
-                return _with_libraries(backend.draw(request, progress=report, cancel=self.cancel_token))
-            result = render_long(backend, request, progress=report, cancel=self.cancel_token)
-            report("encode", 0, 1)
-            return RenderedTake.encode(_with_libraries(result))
-        finally:
-            self.state = ("idle", 0, 0)
-
-    def _hold(self, report: Callable[[str, int, int], None]) -> None:
-        if self.pace <= 0:
-            return
-        steps = max(1, math.ceil(self.pace / 0.05))
-        for step in range(steps):
-            if self.cancel_token.cancelled:
-                raise GenerationCancelled(f"cancelled after {step} of {steps} steps")
-            time.sleep(self.pace / steps)
-            report("device", step + 1, steps)
-
-    def _backend(self, kind: str, name: str) -> Any:
-        from pipelines.registry import create_backend, create_picture_backend
-
-        key = f"{kind}:{name}"
-        if key not in self.backends:
-            make = create_picture_backend if kind == "picture" else create_backend
-            self.backends[key] = make(name, models_dir=self.models, cache=self.cache, device=self.device)
-        return self.backends[key]
-
-
-def _with_libraries(result: Any) -> Any:
-    """The result with the library versions of the machine that made it in its provenance (unless it has them)."""
-    from projects.provenance import library_versions
-
-    made_by = dict(result.parameters.get("provenance") or {})
-    if made_by.get("libraries"):
-        return result
-    made_by["libraries"] = library_versions()
-    return dataclasses.replace(result, parameters={**result.parameters, "provenance": made_by})
-
-
-@dataclass(frozen=True)
-class RenderedTake:
-    """A take as it travels back from an actor: encoded where it was made (an mp4 of a few MB rather than its raw
-    frames), with the rest of its result (no frames, no latents)."""
-
-    result: Any  # GenerationResult with an empty frames array
-    video: bytes
-    thumbnail: bytes
-    info: Any  # pipelines.probe.VideoInfo
-    frames_sha256: str
-    num_frames: int
-    encode_seconds: float
-
-    @classmethod
-    def encode(cls, result: Any) -> RenderedTake:
-        import numpy as np
-
-        from projects.worker import encode_take
-
-        with tempfile.TemporaryDirectory(prefix="continuity-take-") as folder:
-            encoded = encode_take(result, Path(folder))
-            video, thumbnail = encoded.video.read_bytes(), encoded.thumbnail.read_bytes()
-        bare = dataclasses.replace(result, frames=np.empty((0, 0, 0, 3), np.uint8), latents=None)
-        return cls(
-            bare, video, thumbnail, encoded.info, encoded.frames_sha256, encoded.num_frames, encoded.encode_seconds
-        )
-
-    def files(self, folder: Path) -> EncodedTake:
-        """The take's files written into ``folder``, as the studio stores them."""
-        video, thumbnail = folder / "take.mp4", folder / "thumbnail.png"
-        video.write_bytes(self.video)
-        thumbnail.write_bytes(self.thumbnail)
-        return EncodedTake(video, thumbnail, self.info, self.frames_sha256, self.num_frames, self.encode_seconds)
-
-
 # The coordinator.
 
 
@@ -289,6 +156,7 @@ class Farm(RenderWorker):
         self.workers: list[_Worker] = []
         self._next_index = 0
         self._started_ray = False
+        self._ray_temp: str | None = None
         self._draining = False
         super().__init__(studio, device="farm", score=score)
         try:
@@ -332,8 +200,8 @@ class Farm(RenderWorker):
         try:
             if self.address is None:
                 # Ray's sockets must fit a Unix path (107 bytes): a short folder of its own under /tmp.
-                temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-                ray.init(include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+                self._ray_temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+                ray.init(include_dashboard=False, log_to_driver=False, _temp_dir=self._ray_temp)
             else:
                 if os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file():
                     os.environ.setdefault("RAY_AUTH_MODE", "token")  # the cluster's token, as README says
@@ -389,6 +257,8 @@ class Farm(RenderWorker):
 
                 ray.shutdown()
                 self._started_ray = False
+                if self._ray_temp is not None:  # its sessions' logs and sockets
+                    shutil.rmtree(self._ray_temp, ignore_errors=True)
         finally:
             super().close()
 
@@ -618,90 +488,3 @@ class Farm(RenderWorker):
         import ray
 
         ray.kill(next(w for w in self.workers if w.index == index).handle, no_restart=True)
-
-
-# The farm in a thread of the studio's own process (the page's Settings).
-
-
-class FarmRunner:
-    """Starts and stops a :class:`Farm` in a thread of this process and says what it is doing.
-
-    While the farm runs, the process's own render worker (``local``) is stopped, so a GPU is never shared by it and
-    an actor; it starts again when the farm stops.
-    """
-
-    def __init__(self, studio: Studio, local: Any = None) -> None:
-        self.studio, self.local = studio, local
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._started = threading.Event()
-        self._said = "The farm is not running: the studio's own worker renders the queue."
-        self._farm: Farm | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def status(self) -> str:
-        farm = self._farm
-        if self.running and farm is not None:
-            busy = sum(worker.job is not None for worker in farm.workers)
-            return f"The farm renders the queue on {len(farm.workers)} worker(s), {busy} busy: " + ", ".join(
-                worker.device for worker in farm.workers
-            )
-        return self._said
-
-    def start(self, address: str | None = None, *, workers: int | None = None, gpus_per_worker: float = 1.0) -> str:
-        """Start the farm and wait until its workers are up (or it failed); returns :meth:`status`."""
-        if self.running:
-            raise Conflict("the farm is already running; stop it first")
-        address = (address or "").strip() or None
-        if address is not None and not address.startswith(("ray://", "auto")) and ":" not in address:
-            raise InvalidInput(f"is not a Ray address (ray://HOST:10001, HOST:6379 or auto): {address!r}", "address")
-        check_settings(workers, gpus_per_worker)  # before anything stops or starts
-        self._stop.clear()
-        self._started.clear()
-        if self.local is not None:
-            self.local.stop()
-
-        def run() -> None:
-            try:
-                farm = Farm(self.studio, address=address, workers=workers, gpus_per_worker=gpus_per_worker)
-            except (StudioError, OSError) as exc:
-                self._said = f"The farm could not start: {exc}"
-                self._started.set()
-                self._resume_local()
-                return
-            self._farm = farm
-            self._started.set()
-            try:
-                ended = farm.run(stop=self._stop)
-                self._said = f"The farm stopped after ending {ended} job(s): the studio's own worker renders again."
-            except Exception as exc:
-                log.exception("the farm stopped")
-                self._said = f"The farm stopped: {exc}"
-            finally:
-                self._farm = None
-                farm.close()
-                self._resume_local()
-
-        self._thread = threading.Thread(target=run, name="render-farm", daemon=True)
-        self._thread.start()
-        self._started.wait(600)
-        return self.status()
-
-    def _resume_local(self) -> None:
-        if self.local is not None:
-            self.local.start()
-
-    def stop(self) -> str:
-        """Stop the farm after the takes being rendered (their actors finish them), and start the own worker."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        return self.status()
-
-    def wake(self) -> None:
-        farm = self._farm
-        if farm is not None:
-            farm.wake()

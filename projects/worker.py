@@ -34,7 +34,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,7 +43,7 @@ from pipelines.backend import Backend, BackendError, CancelToken, GenerationCanc
 from pipelines.keyframes import PictureBackend
 from pipelines.loading import PipelineCache, cuda_device_count, free_memory
 from pipelines.registry import create_backend, create_picture_backend
-from pipelines.video import VideoInfo, frames_sha256, write_mp4, write_thumbnail
+from pipelines.video import EncodedTake, encode_take
 from pipelines.windows import render_long
 from projects import lifecycle, picture_inputs, take_inputs
 from projects.backends import models_dir
@@ -476,29 +475,6 @@ class RenderWorker:
     def job(self, job_id: int) -> Any:
         with self.studio.read() as session:
             return job_info(session, session.get(Job, job_id))
-
-
-@dataclass(frozen=True)
-class EncodedTake:
-    """A rendered take as files: its mp4 and thumbnail (in a scratch folder), and what is known of its frames."""
-
-    video: Path
-    thumbnail: Path
-    info: VideoInfo
-    frames_sha256: str
-    num_frames: int
-    encode_seconds: float
-
-
-def encode_take(result: GenerationResult, folder: Path) -> EncodedTake:
-    """Write ``result``'s frames as ``take.mp4`` and ``thumbnail.png`` in ``folder``."""
-    frames = result.frames
-    video_path, thumb_path = folder / "take.mp4", folder / "thumbnail.png"
-    start = time.perf_counter()
-    info = write_mp4(frames, result.fps, video_path)
-    write_thumbnail(frames[len(frames) // 2], thumb_path)
-    seconds = time.perf_counter() - start
-    return EncodedTake(video_path, thumb_path, info, frames_sha256(frames), int(frames.shape[0]), seconds)
 
 
 def _reason(exc: DBAPIError) -> str:

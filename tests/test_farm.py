@@ -264,7 +264,7 @@ def test_the_python_api_renders_the_queue_on_the_farm(cluster: None, tmp_path: P
 
 
 def test_the_page_starts_and_stops_the_farm_pausing_its_own_worker(cluster: None, studio: Studio) -> None:
-    from projects.farm import FarmRunner
+    from projects.farm_runner import FarmRunner
     from projects.worker_thread import WorkerThread
 
     local = WorkerThread(studio, device="cpu", poll_seconds=0.2)

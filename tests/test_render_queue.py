@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import event, func, select
 
+import pipelines.video as video_module
 import projects.worker as worker_module
 from app.cli import main as cli_main
 from pipelines.video import last_frame, read_frames
@@ -437,7 +438,7 @@ def test_a_full_disk_fails_one_take_leaves_no_file_and_the_next_job_runs(
     name = make_project(studio)
     add_shot(studio, name, keyframe=photos["astronaut"], camera="dolly-in")
     first, second = render_queue.queue_renders(studio, name, takes=2, seed=11)
-    real_write = worker_module.write_mp4
+    real_write = video_module.write_mp4  # takes are encoded by pipelines.video.encode_take
     calls: list[Path] = []
 
     def full_disk(frames: np.ndarray, fps: int, path: Path, **kwargs: Any) -> Any:
@@ -447,7 +448,7 @@ def test_a_full_disk_fails_one_take_leaves_no_file_and_the_next_job_runs(
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real_write(frames, fps, path, **kwargs)
 
-    monkeypatch.setattr(worker_module, "write_mp4", full_disk)
+    monkeypatch.setattr(video_module, "write_mp4", full_disk)
     before = media_files(studio)
     with RenderWorker(studio) as worker:
         assert worker.run_next() == first.id
@@ -538,7 +539,7 @@ def test_a_cancel_that_arrives_while_the_video_is_written_keeps_nothing(
     name = make_project(studio)
     add_shot(studio, name, keyframe=photos["astronaut"], camera="dolly-in")
     (job,) = render_queue.queue_renders(studio, name)
-    real_write = worker_module.write_mp4
+    real_write = video_module.write_mp4  # takes are encoded by pipelines.video.encode_take
     before = media_files(studio)
 
     def write_then_cancel(frames: np.ndarray, fps: int, path: Path, **kwargs: Any) -> Any:
@@ -546,7 +547,7 @@ def test_a_cancel_that_arrives_while_the_video_is_written_keeps_nothing(
         render_queue.cancel_job(studio, job.id)  # the render is over; the rows are not written yet
         return info
 
-    monkeypatch.setattr(worker_module, "write_mp4", write_then_cancel)
+    monkeypatch.setattr(video_module, "write_mp4", write_then_cancel)
     assert run_all(studio) == 1
     ended = render_queue.get_job(studio, job.id)
     assert ended.state == "cancelled" and "while the video was being written" in ended.error

@@ -33,7 +33,7 @@ class Context:
     page: gr.Blocks  # the page itself: what a panel shows from the database is read again each time it loads
     goto: gr.State | None = None  # {"shot": id, "nonce": n}: a request to open that shot's form (from the board)
     tabs: gr.Tabs | None = None  # the page's tabs, which a panel may switch to show what was asked for
-    farm: Any = None  # the process's render farm (projects.farm.FarmRunner), when the page runs in a server
+    farm: Any = None  # the process's render farm (projects.farm_runner.FarmRunner), when the page runs in a server
 
 
 def user_errors(function: Callable[..., Any]) -> Callable[..., Any]:
