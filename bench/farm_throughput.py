@@ -6,7 +6,8 @@ A local Ray cluster declares 8 GPUs (none real); each actor takes one and holds 
 animatic take, so what is measured is the farm's scheduling, the transfer of requests and frames and the studio's
 storing of each take, not this machine's cores.
 
-- independent: ``--takes`` keyframe-first shots, one take each, on N actors; throughput against N times one
+- independent: keyframe-first shots, one take each, ``--rounds`` takes per actor (N actors get N times the
+  takes, so every run lasts about as long and starts and ends the same way); throughput against N times one
   actor's, budget at least 0.9;
 - chained: a chain of ``--chain`` shots (each continues from the one before), two takes each, on 4 actors; the
   time against the critical path, budget at least 0.9 of it. The critical path is one device time per shot of the
@@ -21,7 +22,7 @@ real takes last 30 s to minutes, and the default of 4 s keeps the studio under h
 
 Writes one JSON report to ``bench/results/`` named by date and machine, prints it, exits 1 over budget.
 
-    python bench/farm_throughput.py [--device-seconds 4] [--takes 48] [--chain 6]
+    python bench/farm_throughput.py [--device-seconds 4] [--rounds 12] [--chain 6]
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def local_seconds(data: Path, shots: int, *, chained: bool = False) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device-seconds", type=float, default=4.0)
-    parser.add_argument("--takes", type=int, default=48)
+    parser.add_argument("--rounds", type=int, default=12, help="takes per actor in the independent runs")
     parser.add_argument("--chain", type=int, default=6)
     parser.add_argument("--overhead-takes", type=int, default=20)
     args = parser.parse_args()
@@ -119,15 +120,17 @@ def main() -> int:
             scaling = {}
             one = None
             for workers in (1, 2, 4, 8):
-                seconds = farm_seconds(root / f"independent-{workers}", args.takes, workers, pace)
-                throughput = args.takes / seconds
+                count = args.rounds * workers
+                seconds = farm_seconds(root / f"independent-{workers}", count, workers, pace)
+                throughput = count / seconds
                 one = one or throughput
                 scaling[workers] = {
+                    "takes": count,
                     "seconds": round(seconds, 3),
                     "takes_per_second": round(throughput, 4),
                     "of_n_times_one_actor": round(throughput / (workers * one), 3),
                 }
-            report["independent"] = {"takes": args.takes, "by_actors": scaling}
+            report["independent"] = {"takes_per_actor": args.rounds, "by_actors": scaling}
 
             chained = farm_seconds(root / "chained", args.chain, 4, pace, chained=True, takes=2)
             links = local_seconds(root / "chain-local", args.chain, chained=True)

@@ -4,9 +4,10 @@ on this machine or across a Ray cluster.
 The studio's process stays the only writer of the database and the media store. The coordinator (:class:`Farm`,
 a :class:`~projects.worker.RenderWorker` that holds the data directory's ``farm`` lock instead of a device's)
 claims a job, resolves its pictures and sends the actor the request (pictures by content, the backend's name, the
-generation settings); the actor loads the backend once, keeps it loaded between jobs, renders, encodes the take
-(its mp4 and thumbnail) and sends them back with the rest of the result (timings, parameters, notes, the frames'
-hash, the library versions of that machine). The coordinator stores and commits it exactly as a local worker
+generation settings); the actor loads the backend once, keeps it loaded between jobs, renders, and sends the take
+back: from the machines of a cluster encoded where it was made (its mp4 and thumbnail, with the frames' hash), on
+this machine alone as its frames; either way with the rest of the result (timings, parameters, notes, the library
+versions of the machine that made it). The coordinator stores and commits it exactly as a local worker
 does; only the worker and device recorded in the take's provenance say where it was rendered
 (``ray:<n>:<device>@<host>``).
 
@@ -43,7 +44,7 @@ from pipelines.video import read_frames
 from projects import lifecycle, picture_inputs, take_inputs
 from projects.backends import models_dir
 from projects.errors import InvalidInput, StudioError
-from projects.farm_actor import RenderActor
+from projects.farm_actor import RenderActor, RenderedTake
 from projects.scoring import score_finished_take
 from projects.studio import Studio
 from projects.takes import source_take_for
@@ -136,6 +137,9 @@ class Farm(RenderWorker):
     ``address`` is a Ray cluster (``ray://HOST:10001``, ``HOST:6379`` or ``auto``); None starts Ray on this
     machine. ``workers`` is how many actors (default: one per ``gpus_per_worker`` GPUs of the cluster, or one CPU
     worker where it has no GPU). Ray already started in this process (a notebook, the tests) is used as it is.
+    ``encode_on_workers`` has each take encoded where it was rendered and sent back as its mp4 (the default with an
+    address: a few MB over the network rather than the raw frames); on this machine alone the frames come through
+    Ray's shared memory and the studio encodes them, as a local worker does.
     """
 
     def __init__(
@@ -147,11 +151,14 @@ class Farm(RenderWorker):
         gpus_per_worker: float = 1.0,
         pace_seconds: float = 0.0,
         score: bool = True,
+        encode_on_workers: bool | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> None:
         check_settings(workers, gpus_per_worker)
         self.address, self.gpus_per_worker, self.pace = address, float(gpus_per_worker), float(pace_seconds)
         self.wanted = workers
+        # Takes travel encoded from the machines of a cluster; on this machine alone, as frames in shared memory.
+        self.encode_on_workers = address is not None if encode_on_workers is None else bool(encode_on_workers)
         self.say = progress or (lambda line: log.info("%s", line))
         self.workers: list[_Worker] = []
         self._next_index = 0
@@ -200,8 +207,14 @@ class Farm(RenderWorker):
         try:
             if self.address is None:
                 # Ray's sockets must fit a Unix path (107 bytes): a short folder of its own under /tmp.
+                # This machine only: the cluster's ports listen on the loopback address, not the network.
                 self._ray_temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-                ray.init(include_dashboard=False, log_to_driver=False, _temp_dir=self._ray_temp)
+                ray.init(
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    _temp_dir=self._ray_temp,
+                    _node_ip_address="127.0.0.1",
+                )
             else:
                 if os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file():
                     os.environ.setdefault("RAY_AUTH_MODE", "token")  # the cluster's token, as README says
@@ -329,7 +342,7 @@ class Farm(RenderWorker):
             if request is None:  # resolving its pictures failed it already
                 worker.job = None
                 continue
-            worker.ref = worker.handle.render.remote(kind, backend, request)
+            worker.ref = worker.handle.render.remote(kind, backend, request, self.encode_on_workers)
             worker.loaded.add(f"{kind}:{backend}")
             given += 1
         return given
@@ -402,6 +415,8 @@ class Farm(RenderWorker):
             return "lost", exc
         except ray.exceptions.RayTaskError as exc:
             return "error", exc.as_instanceof_cause()
+        except ray.exceptions.RayError as exc:  # its node or its result lost: as a lost worker, queued again once
+            return "lost", exc
 
     def _store(self, worker: _Worker, job_id: Any, kind: str, backend: str, target: int, outcome: Any) -> None:
         what, result = outcome
@@ -420,9 +435,13 @@ class Farm(RenderWorker):
                 if kind == "picture":
                     self._finish_picture(job_id, target, backend, result, where=where)
                 else:
-                    encoded = result.files(scratch)
-                    frames = read_frames(encoded.video) if self.score else None  # before the store takes the file
-                    self._record(job_id, backend, result.result, encoded, where=where)
+                    if isinstance(result, RenderedTake):
+                        encoded = result.files(scratch)
+                        frames = read_frames(encoded.video) if self.score else None  # before the store takes it
+                        self._record(job_id, backend, result.result, encoded, where=where)
+                    else:
+                        frames = result.frames if self.score else None
+                        self._finish(job_id, backend, result, scratch, where=where)
                     finished = (target, frames)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -438,6 +457,8 @@ class Farm(RenderWorker):
         self.workers.remove(worker)
         try:
             import ray
+
+            ray.kill(worker.handle)  # dead already, or alive with its result lost: either way it gives back its GPU
 
             replacement = self._new_worker()
             about = ray.get(replacement.handle.about.remote(), timeout=120)

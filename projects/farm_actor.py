@@ -64,8 +64,10 @@ class RenderActor:
     def cancel(self) -> None:
         self.cancel_token.cancel()
 
-    def render(self, kind: str, backend_name: str, request: Any) -> Any:
-        """A take (``kind`` "video", through :func:`pipelines.windows.render_long`) or a picture ("picture")."""
+    def render(self, kind: str, backend_name: str, request: Any, encode: bool = True) -> Any:
+        """A take (``kind`` "video", through :func:`pipelines.windows.render_long`) or a picture ("picture").
+        A take comes back encoded (:class:`RenderedTake`), or with ``encode`` false as its result, frames and all
+        (on one machine, where Ray's shared memory carries them and the studio encodes)."""
         from pipelines.windows import render_long
 
         self.cancel_token = CancelToken()
@@ -79,9 +81,11 @@ class RenderActor:
             backend = self._backend(kind, backend_name)
             if kind == "picture":
                 return _with_libraries(backend.draw(request, progress=report, cancel=self.cancel_token))
-            result = render_long(backend, request, progress=report, cancel=self.cancel_token)
+            result = _with_libraries(render_long(backend, request, progress=report, cancel=self.cancel_token))
+            if not encode:
+                return dataclasses.replace(result, latents=None)
             report("encode", 0, 1)
-            return RenderedTake.encode(_with_libraries(result))
+            return RenderedTake.encode(result)
         finally:
             self.now = ("idle", 0, 0)
 

@@ -84,7 +84,8 @@ def test_a_storyboard_renders_every_take_once_keeping_every_chain(
     cluster: None, studio: Studio, tmp_path: Path
 ) -> None:
     make_story(studio)
-    with Farm(studio, workers=3, pace_seconds=0.3, score=False) as farm:
+    # As from the machines of a cluster: each take encoded where it was rendered.
+    with Farm(studio, workers=3, pace_seconds=0.3, score=False, encode_on_workers=True) as farm:
         assert len(farm.workers) == 3 and all(w.device.startswith(DEVICE_PREFIX) for w in farm.workers)
         ended = farm.run(once=True)
 
