@@ -11,11 +11,11 @@ versions of the machine that made it). The coordinator stores and commits it exa
 does; only the worker and device recorded in the take's provenance say where it was rendered
 (``ray:<n>:<device>@<host>``).
 
-Scheduling follows the story: a shot that continues from the previous one is ready only once the take it starts
-from exists (the previous shot's approved take, or its newest finished one), or when nothing of the previous shot
-is still queued or rendering (the job then starts from its own keyframe, or fails saying why, as locally).
-Independent shots run in parallel; an idle actor is given the first ready job whose backend it already has loaded,
-else the first ready job.
+Scheduling follows the story (:mod:`projects.farm_schedule`): a shot that continues from the previous one is
+ready only once the take it starts from exists (the previous shot's approved take, or its newest finished one), or
+when nothing of the previous shot is still queued or rendering (the job then starts from its own keyframe, or
+fails saying why, as locally). Independent shots run in parallel; an idle actor is given the first ready job
+whose backend it already has loaded, else the first ready job.
 
 Faults: an actor that dies (its node lost, out of memory, killed) has its job queued again once (the local
 worker's crash rule), a new actor takes its place, and the farm goes on. A coordinator killed and started again
@@ -45,17 +45,16 @@ from projects import lifecycle, picture_inputs, take_inputs
 from projects.backends import models_dir
 from projects.errors import InvalidInput, StudioError
 from projects.farm_actor import RenderActor, RenderedTake
+from projects.farm_schedule import ready_jobs
 from projects.scoring import score_finished_take
 from projects.studio import Studio
-from projects.takes import source_take_for
 from projects.worker import PROGRESS_INTERVAL, RenderWorker
-from storage.models import Job, Shot, Take
+from storage.models import Job
 
 log = logging.getLogger(__name__)
 
 DEVICE_PREFIX = "ray:"  # the device a farm's jobs record, as ray:<actor>:<device>@<host>
 POLL_SECONDS = 0.05  # how long the coordinator waits for a result before it looks at the queue again
-READY_LOOKAHEAD = 500  # queued jobs looked at for one that is ready
 
 
 class FarmError(StudioError):
@@ -70,43 +69,6 @@ def check_settings(workers: Any, gpus_per_worker: Any) -> None:
         raise InvalidInput(f"must be a number above 0, got {gpus_per_worker!r}", "gpus_per_worker")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise InvalidInput(f"must be a whole number from 1, got {workers!r}", "workers")
-
-
-# Which queued jobs can start now.
-
-
-def ready_jobs(session: Any, limit: int = READY_LOOKAHEAD) -> list[Job]:
-    """Queued jobs in queue order (priority, then position) whose take can start now: every picture job, and every
-    take whose shot starts from nothing that is still to come (see the module's docstring)."""
-    queued = session.scalars(
-        select(Job).where(Job.state == "queued").order_by(Job.priority.desc(), Job.position).limit(limit)
-    ).all()
-    ready, waiting = [], {}
-    for job in queued:
-        if job.take_id is None:
-            ready.append(job)
-            continue
-        shot = job.take.shot
-        if shot.id not in waiting:
-            waiting[shot.id] = _waits_for_previous(session, shot)
-        if not waiting[shot.id]:
-            ready.append(job)
-    return ready
-
-
-def _waits_for_previous(session: Any, shot: Shot) -> bool:
-    if not shot.continue_from_previous or shot.position == 1 or source_take_for(session, shot) is not None:
-        return False
-    previous = session.scalar(
-        select(Shot.id).where(Shot.project_id == shot.project_id, Shot.position == shot.position - 1)
-    )
-    pending = session.scalar(
-        select(Job.id)
-        .join(Take, Take.id == Job.take_id)
-        .where(Take.shot_id == previous, Job.state.in_(("queued", "running")))
-        .limit(1)
-    )
-    return pending is not None
 
 
 # The coordinator.

@@ -22,7 +22,8 @@ import pytest
 from projects import project as projects
 from projects import render_queue, storyboard, takes
 from projects.errors import InvalidInput
-from projects.farm import DEVICE_PREFIX, Farm, ready_jobs
+from projects.farm import DEVICE_PREFIX, Farm
+from projects.farm_schedule import ready_jobs
 from projects.studio import Studio, open_studio
 from projects.worker import RenderWorker
 from storage.models import Job
