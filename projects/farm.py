@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
 
 from pipelines.video import read_frames
 from projects import lifecycle, picture_inputs, take_inputs
@@ -201,23 +200,27 @@ class Farm(RenderWorker):
             raise FarmError(
                 f"the cluster has no GPU and {cpus:g} CPU(s): room for {int(cpus)} CPU worker(s), not {count}"
             )
-        for _ in range(count):
-            self.workers.append(self._new_worker())
-        found = ray.get([w.handle.about.remote() for w in self.workers], timeout=300)
-        for worker, about in zip(self.workers, found, strict=True):
-            worker.device = f"{DEVICE_PREFIX}{worker.index}:{about['device']}@{about['host']}"[:64]
+        self.workers = self._new_workers(count, timeout=300)
         self.say(f"farm: {len(self.workers)} worker(s): " + ", ".join(w.device for w in self.workers))
 
-    def _new_worker(self) -> _Worker:
+    def _new_workers(self, count: int, *, timeout: float) -> list[_Worker]:
+        """``count`` new actors, started and named by where they run (``ray:<n>:<device>@<host>``)."""
         import ray
 
         gpus = ray.cluster_resources().get("GPU", 0.0)
         options: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0, "max_concurrency": 2}
         options |= {"num_gpus": self.gpus_per_worker, "num_cpus": 0} if gpus else {"num_cpus": 1}
         models = models_dir(self.studio)
-        handle = ray.remote(RenderActor).options(**options).remote(str(models) if models else None, self.pace)
-        index, self._next_index = self._next_index, self._next_index + 1
-        return _Worker(index, handle, f"{DEVICE_PREFIX}{index}")
+        actor = ray.remote(RenderActor).options(**options)
+        workers = []
+        for _ in range(count):
+            handle = actor.remote(str(models) if models else None, self.pace)
+            workers.append(_Worker(self._next_index, handle, f"{DEVICE_PREFIX}{self._next_index}"))
+            self._next_index += 1
+        found = ray.get([worker.handle.about.remote() for worker in workers], timeout=timeout)
+        for worker, about in zip(workers, found, strict=True):
+            worker.device = f"{DEVICE_PREFIX}{worker.index}:{about['device']}@{about['host']}"[:64]
+        return workers
 
     def close(self) -> None:
         try:
@@ -421,11 +424,7 @@ class Farm(RenderWorker):
             import ray
 
             ray.kill(worker.handle)  # dead already, or alive with its result lost: either way it gives back its GPU
-
-            replacement = self._new_worker()
-            about = ray.get(replacement.handle.about.remote(), timeout=120)
-            replacement.device = f"{DEVICE_PREFIX}{replacement.index}:{about['device']}@{about['host']}"[:64]
-            self.workers.append(replacement)
+            self.workers += self._new_workers(1, timeout=120)
         except Exception as error:  # noqa: BLE001 - the cluster has no room now: the farm goes on with the others
             log.warning("no replacement for %s: %s", worker.device, error)
         if not self.workers:
@@ -450,21 +449,13 @@ class Farm(RenderWorker):
                     continue
                 worker.progress_ref = None
                 if stage not in ("idle", "starting"):
-                    cancel = self._report(worker.job, stage, step, total)
+                    cancel = self._write_progress(worker.job, stage, step, total)
                     if cancel and not worker.cancelling:
                         worker.cancelling = True
                         worker.handle.cancel.remote()
             if now - worker.polled >= PROGRESS_INTERVAL:
                 worker.polled = now
                 worker.progress_ref = worker.handle.progress.remote()
-
-    def _report(self, job_id: int, stage: str, step: int, total: int) -> bool:
-        try:
-            with self.studio.write() as session:
-                return lifecycle.report_progress(session, job_id, stage, step, total)
-        except DBAPIError as exc:  # progress is worth no failed take: the next report tries again
-            log.info("progress of job %s not recorded (%s)", job_id, exc)
-            return False
 
     def kill_worker(self, index: int) -> None:
         """Kill one actor as a lost node would (for drills and tests): its job is recovered on the next look."""

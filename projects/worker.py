@@ -393,14 +393,19 @@ class RenderWorker:
             if stage == last["stage"] and now - last["at"] < PROGRESS_INTERVAL and step < total:
                 return
             last["at"], last["stage"] = now, stage
-            try:
-                with self.studio.write() as session:
-                    if lifecycle.report_progress(session, job_id, stage, step, total):
-                        cancel.cancel()
-            except DBAPIError as exc:  # progress is worth no failed take: the next report tries again
-                log.info("progress of job %s not recorded (%s)", job_id, _reason(exc))
+            if self._write_progress(job_id, stage, step, total):
+                cancel.cancel()
 
         return report
+
+    def _write_progress(self, job_id: int, stage: str, step: int, total: int) -> bool:
+        """Record how far a job is; True when the user asked it to stop."""
+        try:
+            with self.studio.write() as session:
+                return lifecycle.report_progress(session, job_id, stage, step, total)
+        except DBAPIError as exc:  # progress is worth no failed take: the next report tries again
+            log.info("progress of job %s not recorded (%s)", job_id, _reason(exc))
+            return False
 
     # Steps 4 and 5: the files, then the rows.
 
